@@ -1,0 +1,205 @@
+// Loads a runtime config file, checks it, and fills in defaults, so the rest
+// of the kernel works on one fully resolved shape with absolute paths.
+
+import { existsSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import type { MoltConfig } from "../sdk/config.ts";
+import { ErrorCode, MoltError } from "./errors.ts";
+
+export interface ResolvedLimits {
+  memoryMb: number;
+  timeoutMs: number;
+  maxMessageBytes: number;
+}
+
+export interface ResolvedPermissions {
+  net: string[];
+  env: string[];
+  stdout: boolean;
+}
+
+export interface ResolvedService {
+  name: string;
+  /** Absolute path of the entry module. */
+  entry: string;
+  bindings: Record<string, string>;
+  config: unknown;
+  limits: ResolvedLimits;
+  concurrency: number;
+  queue: number;
+  permissions: ResolvedPermissions;
+}
+
+export interface ResolvedConfig {
+  /** Absolute path of the config file, or null for a config built in code. */
+  path: string | null;
+  /** The folder entry paths and dataDir are relative to. */
+  dir: string;
+  services: Record<string, ResolvedService>;
+  http: { port: number; host: string; service: string; maxBodyBytes: number } | null;
+  admin: { port: number; host: string } | null;
+  log: { service: string } | null;
+  dataDir: string;
+  swap: { drainTimeoutMs: number; probationMs: number; probationMaxErrors: number };
+  snapshot: { everyMs: number };
+  restart: { maxRestarts: number; windowMs: number };
+  fleet: { nats?: string; node?: string };
+}
+
+export const DEFAULTS = {
+  memoryMb: 128,
+  timeoutMs: 5000,
+  maxMessageBytes: 4 * 1024 * 1024,
+  concurrency: 1,
+  queue: 1000,
+  maxBodyBytes: 1024 * 1024,
+  host: "127.0.0.1",
+  dataDir: ".molt",
+} as const;
+
+export const CONFIG_FILES = ["molt.config.ts", "molt.config.mjs", "molt.config.js"] as const;
+
+/** Finds the config file: the given path, or the first default name in `cwd`. */
+export function findConfig(given: string | undefined, cwd: string = process.cwd()): string {
+  if (given !== undefined) {
+    const path = resolve(cwd, given);
+    if (!existsSync(path)) throw new MoltError(ErrorCode.CONFIG, `config file not found: ${path}`);
+    return path;
+  }
+  for (const name of CONFIG_FILES) {
+    const path = resolve(cwd, name);
+    if (existsSync(path)) return path;
+  }
+  throw new MoltError(ErrorCode.CONFIG, `no ${CONFIG_FILES.join(", ")} in ${cwd}; pass a config path`);
+}
+
+/** Imports a config module (TypeScript or JavaScript) and resolves it. */
+export async function loadConfig(path: string): Promise<ResolvedConfig> {
+  const absolute = resolve(path);
+  let mod: { default?: unknown };
+  try {
+    mod = (await import(pathToFileURL(absolute).href)) as { default?: unknown };
+  } catch (cause) {
+    throw new MoltError(ErrorCode.CONFIG, `cannot load config ${absolute}: ${String(cause)}`, { cause });
+  }
+  if (mod.default === undefined) {
+    throw new MoltError(ErrorCode.CONFIG, `config ${absolute} has no default export`);
+  }
+  return resolveConfig(mod.default, dirname(absolute), absolute);
+}
+
+const SERVICE_KEYS = new Set(["entry", "bindings", "config", "limits", "concurrency", "queue", "permissions"]);
+const TOP_KEYS = new Set(["services", "http", "admin", "log", "dataDir", "swap", "snapshot", "restart", "fleet"]);
+
+/** Checks a config value and fills defaults; `dir` anchors relative paths. */
+export function resolveConfig(raw: unknown, dir: string, path: string | null = null): ResolvedConfig {
+  const fail = (message: string): never => {
+    throw new MoltError(ErrorCode.CONFIG, path === null ? message : `${path}: ${message}`);
+  };
+  if (!isObject(raw)) fail("the config must be an object");
+  const config = raw as MoltConfig & Record<string, unknown>;
+  for (const key of Object.keys(config)) if (!TOP_KEYS.has(key)) fail(`unknown top-level key "${key}"`);
+  if (!isObject(config.services) || Object.keys(config.services).length === 0) {
+    fail("`services` must name at least one service");
+  }
+
+  const services: Record<string, ResolvedService> = {};
+  for (const [name, svc] of Object.entries(config.services)) {
+    if (!/^[A-Za-z][\w-]*$/.test(name)) fail(`service name "${name}" must be a letter then letters, digits, _ or -`);
+    if (!isObject(svc)) fail(`services.${name} must be an object`);
+    for (const key of Object.keys(svc)) if (!SERVICE_KEYS.has(key)) fail(`services.${name}: unknown key "${key}"`);
+    if (typeof svc.entry !== "string" || svc.entry === "") fail(`services.${name}.entry must be a path`);
+    const limits = svc.limits ?? {};
+    const permissions = svc.permissions ?? {};
+    services[name] = {
+      name,
+      entry: isAbsolute(svc.entry) ? svc.entry : resolve(dir, svc.entry),
+      bindings: stringRecord(svc.bindings ?? {}, `services.${name}.bindings`, fail),
+      config: svc.config,
+      limits: {
+        memoryMb: positiveInt(limits.memoryMb ?? DEFAULTS.memoryMb, `services.${name}.limits.memoryMb`, fail, 8),
+        timeoutMs: positiveInt(limits.timeoutMs ?? DEFAULTS.timeoutMs, `services.${name}.limits.timeoutMs`, fail),
+        maxMessageBytes: positiveInt(
+          limits.maxMessageBytes ?? DEFAULTS.maxMessageBytes,
+          `services.${name}.limits.maxMessageBytes`,
+          fail,
+        ),
+      },
+      concurrency: positiveInt(svc.concurrency ?? DEFAULTS.concurrency, `services.${name}.concurrency`, fail),
+      queue: positiveInt(svc.queue ?? DEFAULTS.queue, `services.${name}.queue`, fail),
+      permissions: {
+        net: stringList(permissions.net ?? [], `services.${name}.permissions.net`, fail),
+        env: stringList(permissions.env ?? [], `services.${name}.permissions.env`, fail),
+        stdout: permissions.stdout === true,
+      },
+    };
+  }
+  for (const svc of Object.values(services)) {
+    for (const [binding, target] of Object.entries(svc.bindings)) {
+      if (services[target] === undefined) {
+        fail(`services.${svc.name}.bindings.${binding} names "${target}", which is not a service`);
+      }
+    }
+  }
+
+  const named = (value: unknown, where: string): string => {
+    if (typeof value !== "string" || services[value] === undefined) fail(`${where} must name a configured service`);
+    return value as string;
+  };
+  const http = config.http === undefined ? null : config.http;
+  const admin = config.admin === undefined ? null : config.admin;
+  return {
+    path,
+    dir,
+    services,
+    http:
+      http === null
+        ? null
+        : {
+            port: port(http.port, "http.port", fail),
+            host: http.host ?? DEFAULTS.host,
+            service: named(http.service, "http.service"),
+            maxBodyBytes: positiveInt(http.maxBodyBytes ?? DEFAULTS.maxBodyBytes, "http.maxBodyBytes", fail),
+          },
+    admin: admin === null ? null : { port: port(admin.port, "admin.port", fail), host: admin.host ?? DEFAULTS.host },
+    log: config.log === undefined ? null : { service: named(config.log.service, "log.service") },
+    dataDir: resolve(dir, config.dataDir ?? DEFAULTS.dataDir),
+    swap: {
+      drainTimeoutMs: config.swap?.drainTimeoutMs ?? 5000,
+      probationMs: config.swap?.probationMs ?? 0,
+      probationMaxErrors: config.swap?.probationMaxErrors ?? 0,
+    },
+    snapshot: { everyMs: config.snapshot?.everyMs ?? 0 },
+    restart: { maxRestarts: config.restart?.maxRestarts ?? 5, windowMs: config.restart?.windowMs ?? 60_000 },
+    fleet: { ...(config.fleet ?? {}) },
+  };
+}
+
+function isObject(value: unknown): value is Record<string, any> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function positiveInt(value: unknown, where: string, fail: (m: string) => never, min = 1): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min) fail(`${where} must be an integer ≥ ${min}`);
+  return value as number;
+}
+
+function port(value: unknown, where: string, fail: (m: string) => never): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > 65535) {
+    fail(`${where} must be a port number (0 picks a free one)`);
+  }
+  return value as number;
+}
+
+function stringList(value: unknown, where: string, fail: (m: string) => never): string[] {
+  if (!Array.isArray(value) || value.some((v) => typeof v !== "string")) fail(`${where} must be a list of strings`);
+  return [...(value as string[])];
+}
+
+function stringRecord(value: unknown, where: string, fail: (m: string) => never): Record<string, string> {
+  if (!isObject(value) || Object.values(value).some((v) => typeof v !== "string")) {
+    fail(`${where} must map names to service names`);
+  }
+  return { ...(value as Record<string, string>) };
+}

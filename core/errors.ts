@@ -1,0 +1,68 @@
+// One error class for the whole runtime. Callers branch on `code`, never on
+// the message text: codes are part of molt's public contract.
+
+export const ErrorCode = {
+  CONFIG: "ERR_CONFIG",
+  BUNDLE: "ERR_BUNDLE",
+  BAD_SERVICE: "ERR_BAD_SERVICE",
+  NO_SERVICE: "ERR_NO_SERVICE",
+  NO_BINDING: "ERR_NO_BINDING",
+  NO_HANDLER: "ERR_NO_HANDLER",
+  HANDLER: "ERR_HANDLER",
+  MAILBOX_FULL: "ERR_MAILBOX_FULL",
+  TIMEOUT: "ERR_TIMEOUT",
+  OOM: "ERR_OOM",
+  SERVICE_DOWN: "ERR_SERVICE_DOWN",
+  SERVICE_CRASHED: "ERR_SERVICE_CRASHED",
+  UNENCODABLE: "ERR_UNENCODABLE",
+  MESSAGE_TOO_LARGE: "ERR_MESSAGE_TOO_LARGE",
+  BAD_MESSAGE: "ERR_BAD_MESSAGE",
+  BAD_RESPONSE: "ERR_BAD_RESPONSE",
+  PERMISSION: "ERR_PERMISSION",
+  FETCH: "ERR_FETCH",
+  STOPPING: "ERR_STOPPING",
+  INTERNAL: "ERR_INTERNAL",
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export interface ErrorDetails {
+  service?: string | undefined;
+  version?: string | undefined;
+  cause?: unknown;
+}
+
+export class MoltError extends Error {
+  override readonly name = "MoltError";
+  readonly code: string;
+  readonly service: string | undefined;
+  readonly version: string | undefined;
+
+  constructor(code: string, message: string, details: ErrorDetails = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.code = code;
+    this.service = details.service;
+    this.version = details.version;
+  }
+
+  /** The plain shape that crosses isolate boundaries and HTTP bodies. */
+  toJSON(): { code: string; message: string; service?: string; version?: string } {
+    return {
+      code: this.code,
+      message: this.message,
+      ...(this.service === undefined ? {} : { service: this.service }),
+      ...(this.version === undefined ? {} : { version: this.version }),
+    };
+  }
+}
+
+/** Wraps anything thrown into a MoltError, keeping an existing code. */
+export function toMoltError(err: unknown, fallback: string = ErrorCode.INTERNAL): MoltError {
+  if (err instanceof MoltError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  const code =
+    typeof err === "object" && err !== null && typeof (err as { code?: unknown }).code === "string"
+      ? (err as { code: string }).code
+      : fallback;
+  return new MoltError(code, message, { cause: err });
+}

@@ -1,0 +1,60 @@
+// The one narrow interface through which the kernel reaches a live instance
+// of a service, whatever hosts it: an isolate in this process today, an
+// isolate in a supervised child process or a service on another runtime
+// later. The kernel imports this file, never an implementation.
+
+import type { DeliveryKind } from "../protocol/wire.ts";
+import type { ResolvedService } from "./config.ts";
+import type { MoltError } from "./errors.ts";
+
+/** What a service module declares about itself, read when its code is loaded. */
+export interface ServiceMeta {
+  semver: string;
+  stateVersion: number;
+  restoresFrom: number[] | null;
+  hasRestore: boolean;
+  handlers: string[];
+}
+
+/** What the kernel offers an instance: its way to the rest of the runtime. */
+export interface InstanceBridge {
+  /** A request through one of the instance's bindings; resolves with the reply bytes, never rejects. */
+  call(binding: string, request: Uint8Array): Promise<Uint8Array>;
+  /** A one-way message through one of the instance's bindings. */
+  send(binding: string, request: Uint8Array): void;
+  /** console.* output of the instance. */
+  console(level: string, text: string): void;
+  /** A fetch request envelope; resolves with the reply bytes, never rejects. */
+  fetch(request: Uint8Array): Promise<Uint8Array>;
+  /** A write to standard output, when permitted. */
+  stdout(text: string): void;
+  /** The instance died on its own (memory, a wedged isolate): it is disposed already. */
+  exited(reason: MoltError): void;
+}
+
+export interface BootSpec {
+  service: ResolvedService;
+  code: string;
+  versionId: string;
+  /** Environment values granted by permissions.env. */
+  env: Record<string, string>;
+}
+
+export interface Instance {
+  readonly service: string;
+  readonly versionId: string;
+  readonly meta: ServiceMeta;
+  readonly disposed: boolean;
+  init(): Promise<void>;
+  restore(dump: Uint8Array, fromStateVersion: number): Promise<void>;
+  start(): Promise<void>;
+  /** Runs one message; a call resolves with reply bytes (errors are encoded in them), a send with undefined. */
+  deliver(kind: DeliveryKind, request: Uint8Array): Promise<Uint8Array | undefined>;
+  stop(): Promise<void>;
+  /** The state as a dump envelope: [DUMP_VERSION, stateVersion, value]. */
+  dump(): Promise<Uint8Array>;
+  dispose(): void;
+}
+
+/** Creates an instance with its code loaded and activated, holding no state yet. */
+export type Boot = (spec: BootSpec, bridge: InstanceBridge) => Promise<Instance>;

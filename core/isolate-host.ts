@@ -1,0 +1,274 @@
+// Hosts an instance in a V8 isolate in this process. This is the only file of
+// core/ that imports isolated-vm: everything else reaches instances through
+// the Instance interface (instance.ts).
+
+import { randomBytes } from "node:crypto";
+import ivm from "isolated-vm";
+import type { DeliveryKind } from "../protocol/wire.ts";
+import { shortId } from "./bundle.ts";
+import { ErrorCode, MoltError } from "./errors.ts";
+import type { BootSpec, Instance, InstanceBridge, ServiceMeta } from "./instance.ts";
+import { decodeReply, encode } from "./wire.ts";
+
+/** How long a timed-out isolate gets to show it is not stuck in a loop. */
+const PROBE_MS = 250;
+
+let runtimeCache: ivm.ExternalCopy<ArrayBuffer> | undefined;
+
+/** Boots an isolate, runs the guest runtime and the service's bundle in it, and activates the service. */
+export async function bootIsolate(spec: BootSpec, bridge: InstanceBridge, runtimeCode: string): Promise<Instance> {
+  const { service } = spec;
+  const isolate = new ivm.Isolate({ memoryLimit: service.limits.memoryMb });
+  try {
+    const context = await isolate.createContext();
+    const runtime = await isolate.compileScript(runtimeCode, {
+      filename: "molt://runtime.js",
+      ...(runtimeCache === undefined ? { produceCachedData: true } : { cachedData: runtimeCache }),
+    });
+    if (runtimeCache === undefined && runtime.cachedData !== undefined) runtimeCache = runtime.cachedData;
+    await runtime.run(context, { timeout: service.limits.timeoutMs });
+
+    const host = new IsolateInstance(spec, bridge, isolate, context);
+    await host.install();
+    const script = await isolate.compileScript(spec.code, {
+      filename: `molt://${service.name}/${shortId(spec.versionId)}.js`,
+    });
+    await script.run(context, { timeout: service.limits.timeoutMs });
+    await host.activate();
+    return host;
+  } catch (err) {
+    if (!isolate.isDisposed) isolate.dispose();
+    throw err instanceof MoltError
+      ? err
+      : new MoltError(ErrorCode.BAD_SERVICE, `cannot load ${service.name}: ${(err as Error).message}`, {
+          service: service.name,
+          cause: err,
+        });
+  }
+}
+
+class IsolateInstance implements Instance {
+  readonly service: string;
+  readonly versionId: string;
+  meta: ServiceMeta = { semver: "0.0.0", stateVersion: 1, restoresFrom: null, hasRestore: false, handlers: [] };
+  readonly #spec: BootSpec;
+  readonly #bridge: InstanceBridge;
+  readonly #isolate: ivm.Isolate;
+  readonly #context: ivm.Context;
+  readonly #timers = new Map<number, NodeJS.Timeout>();
+  #dispatch: ivm.Reference | undefined;
+  #control: ivm.Reference | undefined;
+  #fireTimer: ivm.Reference | undefined;
+  #probing = false;
+  #exited = false;
+
+  constructor(spec: BootSpec, bridge: InstanceBridge, isolate: ivm.Isolate, context: ivm.Context) {
+    this.service = spec.service.name;
+    this.versionId = spec.versionId;
+    this.#spec = spec;
+    this.#bridge = bridge;
+    this.#isolate = isolate;
+    this.#context = context;
+  }
+
+  get disposed(): boolean {
+    return this.#isolate.isDisposed;
+  }
+
+  /** Hands the runtime its references to the host and takes back its entry points. */
+  async install(): Promise<void> {
+    const { service, env } = this.#spec;
+    const bridge = this.#bridge;
+    const origin = performance.now();
+    const bytes = (value: unknown): Uint8Array => (value instanceof Uint8Array ? value : new Uint8Array(0));
+    const refs = [
+      new ivm.Reference(async (binding: unknown, request: unknown) => bridge.call(String(binding), bytes(request))),
+      new ivm.Reference((binding: unknown, request: unknown) => bridge.send(String(binding), bytes(request))),
+      new ivm.Reference((level: unknown, text: unknown) => bridge.console(String(level), String(text))),
+      new ivm.Reference((op: unknown, id: unknown, ms: unknown, repeat: unknown) =>
+        op === "set" ? this.#setTimer(Number(id), Number(ms), repeat === true) : this.#clearTimer(Number(id)),
+      ),
+      new ivm.Reference((n: unknown) => new Uint8Array(randomBytes(Math.min(Math.max(Number(n) || 0, 0), 65536)))),
+      new ivm.Reference(() => performance.now() - origin),
+      new ivm.Reference(async (request: unknown) => bridge.fetch(bytes(request))),
+      new ivm.Reference((text: unknown) => bridge.stdout(String(text))),
+    ];
+    const info = {
+      service: service.name,
+      versionId: this.versionId,
+      bindings: Object.keys(service.bindings),
+      env,
+      stdout: service.permissions.stdout,
+      config: service.config === undefined ? new Uint8Array(0) : encode(service.config),
+    };
+    const exports = (await this.#context.evalClosure(
+      `const install = globalThis.__molt_install;
+       delete globalThis.__molt_install;
+       return install({ call: $0, send: $1, log: $2, timer: $3, random: $4, now: $5, fetch: $6, stdout: $7 }, $8);`,
+      [...refs, new ivm.ExternalCopy(info).copyInto()],
+      { result: { reference: true } },
+    )) as ivm.Reference;
+    this.#dispatch = (await exports.get("dispatch", { reference: true })) as ivm.Reference;
+    this.#control = (await exports.get("control", { reference: true })) as ivm.Reference;
+    this.#fireTimer = (await exports.get("fireTimer", { reference: true })) as ivm.Reference;
+    exports.release();
+  }
+
+  async activate(): Promise<void> {
+    this.meta = (await this.#controlOp("activate")) as ServiceMeta;
+  }
+
+  async init(): Promise<void> {
+    await this.#controlOp("init");
+  }
+
+  async restore(dump: Uint8Array, fromStateVersion: number): Promise<void> {
+    await this.#controlOp("restore", dump, fromStateVersion);
+  }
+
+  async start(): Promise<void> {
+    await this.#controlOp("start");
+  }
+
+  async stop(): Promise<void> {
+    await this.#controlOp("stop");
+    this.#clearAllTimers();
+  }
+
+  async dump(): Promise<Uint8Array> {
+    return (await this.#controlOp("dump")) as Uint8Array;
+  }
+
+  deliver(kind: DeliveryKind, request: Uint8Array): Promise<Uint8Array | undefined> {
+    const dispatch = this.#live(this.#dispatch);
+    return this.#guard(`message to ${this.service}`, (timeout) =>
+      dispatch.apply(undefined, [kind, request], {
+        arguments: { copy: true },
+        result: { promise: true, copy: true },
+        timeout,
+      }) as Promise<Uint8Array | undefined>,
+    );
+  }
+
+  dispose(): void {
+    this.#clearAllTimers();
+    for (const ref of [this.#dispatch, this.#control, this.#fireTimer]) ref?.release();
+    if (!this.#isolate.isDisposed) this.#isolate.dispose();
+  }
+
+  async #controlOp(op: string, bytes?: Uint8Array, fromStateVersion?: number): Promise<unknown> {
+    const control = this.#live(this.#control);
+    const reply = await this.#guard(`${op} of ${this.service}`, (timeout) =>
+      control.apply(undefined, bytes === undefined ? [op] : [op, bytes, fromStateVersion], {
+        arguments: { copy: true },
+        result: { promise: true, copy: true },
+        timeout,
+      }) as Promise<Uint8Array>,
+    );
+    return decodeReply(reply);
+  }
+
+  #live(ref: ivm.Reference | undefined): ivm.Reference {
+    if (ref === undefined || this.#isolate.isDisposed) {
+      throw new MoltError(ErrorCode.SERVICE_DOWN, `${this.service} has no live instance`, { service: this.service });
+    }
+    return ref;
+  }
+
+  /**
+   * Runs one operation under the service's deadline. isolated-vm's own
+   * `timeout` stops synchronous code only; the host-side timer covers awaited
+   * continuations too. When it fires, the isolate is probed: one stuck in a
+   * loop after an await cannot be interrupted, so it is disposed and the
+   * kernel is told, rather than left spinning on a thread forever.
+   */
+  async #guard<T>(what: string, op: (timeout: number) => Promise<T>): Promise<T> {
+    const timeoutMs = this.#spec.service.limits.timeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(this.#error(ErrorCode.TIMEOUT, `${what} exceeded ${timeoutMs} ms`));
+        void this.#probe();
+      }, timeoutMs);
+    });
+    try {
+      return await Promise.race([op(timeoutMs), deadline]);
+    } catch (err) {
+      throw this.#translate(err, what, timeoutMs);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #translate(err: unknown, what: string, timeoutMs: number): MoltError {
+    if (err instanceof MoltError) return err;
+    const message = err instanceof Error ? err.message : String(err);
+    if (this.#isolate.isDisposed) {
+      const oom = /memory limit/i.test(message);
+      const reason = oom
+        ? this.#error(ErrorCode.OOM, `${this.service} exceeded its memory limit of ${this.#spec.service.limits.memoryMb} MiB`, err)
+        : this.#error(ErrorCode.SERVICE_CRASHED, `${this.service}'s isolate died during ${what}: ${message}`, err);
+      this.#exit(reason);
+      return reason;
+    }
+    if (/timed out/i.test(message)) return this.#error(ErrorCode.TIMEOUT, `${what} exceeded ${timeoutMs} ms`, err);
+    return this.#error(ErrorCode.INTERNAL, `${what} failed: ${message}`, err);
+  }
+
+  async #probe(): Promise<void> {
+    if (this.#probing || this.#isolate.isDisposed) return;
+    this.#probing = true;
+    let timer: NodeJS.Timeout | undefined;
+    const answered = await Promise.race([
+      this.#context.eval("0", { timeout: PROBE_MS }).then(
+        () => true,
+        () => !this.#isolate.isDisposed,
+      ),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), PROBE_MS * 2))),
+    ]);
+    clearTimeout(timer);
+    this.#probing = false;
+    if (!answered && !this.#isolate.isDisposed) {
+      this.#exit(this.#error(ErrorCode.TIMEOUT, `${this.service} is stuck running code past its deadline; its isolate was stopped`));
+    }
+  }
+
+  #exit(reason: MoltError): void {
+    if (this.#exited) return;
+    this.#exited = true;
+    this.dispose();
+    this.#bridge.exited(reason);
+  }
+
+  #error(code: string, message: string, cause?: unknown): MoltError {
+    return new MoltError(code, message, { service: this.service, version: this.versionId, cause });
+  }
+
+  #setTimer(id: number, ms: number, repeat: boolean): void {
+    if (!Number.isInteger(id) || this.#isolate.isDisposed) return;
+    this.#clearTimer(id);
+    const fire = (): void => {
+      if (!repeat) this.#timers.delete(id);
+      const ref = this.#fireTimer;
+      if (ref === undefined || this.#isolate.isDisposed) return;
+      void this.#guard(`timer of ${this.service}`, (timeout) =>
+        ref.apply(undefined, [id], { timeout }) as Promise<unknown>,
+      ).catch((err: MoltError) => this.#bridge.console("error", `timer callback failed: ${err.code}: ${err.message}`));
+    };
+    const delay = Math.min(Math.max(ms, 0), 2 ** 31 - 1);
+    const handle = repeat ? setInterval(fire, Math.max(delay, 1)) : setTimeout(fire, delay);
+    handle.unref();
+    this.#timers.set(id, handle);
+  }
+
+  #clearTimer(id: number): void {
+    const handle = this.#timers.get(id);
+    if (handle !== undefined) clearTimeout(handle);
+    this.#timers.delete(id);
+  }
+
+  #clearAllTimers(): void {
+    for (const handle of this.#timers.values()) clearTimeout(handle);
+    this.#timers.clear();
+  }
+}

@@ -1,0 +1,222 @@
+// The guest runtime: the code that runs first in every service isolate.
+// It installs the web globals, then waits for the kernel to hand over its
+// references (`__molt_install`) and exposes exactly two entry points back:
+// `dispatch` for user messages and `control` for the lifecycle (activate,
+// init, start, stop, dump, restore). The two never share a path, as in OTP's
+// sys module: a control operation is never queued behind user messages.
+
+import { Packr } from "msgpackr";
+import type { ServiceContext, ServiceDefinition } from "../sdk/service.ts";
+import { DUMP_VERSION, PACK_OPTIONS, REPLY_ERROR, REPLY_OK, WIRE_VERSION, type DeliveryKind } from "../protocol/wire.ts";
+import { fromWire, MoltError, toWire } from "./errors.ts";
+import { installGlobals } from "./globals.ts";
+import { wrapHost, type HostRefs } from "./host.ts";
+import { formatArgs } from "./inspect.ts";
+
+export interface InstallInfo {
+  service: string;
+  versionId: string;
+  bindings: string[];
+  env: Record<string, string>;
+  stdout: boolean;
+  config: Uint8Array;
+}
+
+export type ControlOp = "activate" | "init" | "start" | "stop" | "dump" | "restore";
+
+const codec = new Packr({ ...PACK_OPTIONS, writeFunction: unencodable });
+const dumpCodec = new Packr({ ...PACK_OPTIONS, writeFunction: unencodable });
+
+function unencodable(): never {
+  throw new MoltError("ERR_UNENCODABLE", "functions cannot cross an isolate boundary");
+}
+
+/** Encodes to an exact-size copy: isolated-vm copies a view's whole buffer, and msgpackr reuses its own. */
+function encode(packr: Packr, value: unknown): Uint8Array {
+  try {
+    return packr.pack(value).slice();
+  } catch (err) {
+    if (err instanceof MoltError) throw err;
+    throw new MoltError("ERR_UNENCODABLE", `value cannot be encoded: ${(err as Error).message}`);
+  }
+}
+
+function install(refs: HostRefs, info: InstallInfo): { dispatch: unknown; control: unknown; fireTimer: unknown } {
+  const host = wrapHost(refs);
+  const reportUncaught = (where: string, err: unknown): void =>
+    host.log("error", `uncaught error in ${where}: ${formatArgs([err])}`);
+  const globals = installGlobals(host, reportUncaught);
+
+  const bindings = new Set(info.bindings);
+  const config: unknown = info.config.byteLength === 0 ? undefined : codec.unpack(info.config);
+  let definition: ServiceDefinition | undefined;
+  let state: unknown;
+  const version = { id: info.versionId, semver: "0.0.0", stateVersion: 1 };
+
+  const checkBinding = (binding: string): void => {
+    if (!bindings.has(binding)) {
+      throw new MoltError("ERR_NO_BINDING", `service "${info.service}" has no binding "${binding}"`, {
+        service: info.service,
+      });
+    }
+  };
+  const ctx: ServiceContext = Object.freeze({
+    service: info.service,
+    version,
+    config,
+    async call<T>(binding: string, method: string, payload?: unknown): Promise<T> {
+      checkBinding(binding);
+      const reply = codec.unpack(await host.call(binding, encode(codec, [WIRE_VERSION, method, payload]))) as [
+        number,
+        number,
+        unknown,
+      ];
+      if (reply[1] === REPLY_OK) return reply[2] as T;
+      throw fromWire(reply[2] as never);
+    },
+    send(binding: string, method: string, payload?: unknown): void {
+      checkBinding(binding);
+      host.send(binding, encode(codec, [WIRE_VERSION, method, payload]));
+    },
+    env: Object.freeze({
+      get(name: string): string | undefined {
+        if (!Object.hasOwn(info.env, name)) {
+          throw new MoltError("ERR_PERMISSION", `environment variable "${name}" is not in permissions.env`, {
+            service: info.service,
+          });
+        }
+        return info.env[name];
+      },
+    }),
+    stdout: Object.freeze({
+      write(text: string): void {
+        if (!info.stdout) {
+          throw new MoltError("ERR_PERMISSION", "writing to stdout needs permissions.stdout", { service: info.service });
+        }
+        host.stdout(String(text));
+      },
+    }),
+  });
+
+  const reply = (value: unknown): Uint8Array => {
+    try {
+      return encode(codec, [WIRE_VERSION, REPLY_OK, value]);
+    } catch (err) {
+      return replyError(err, "ERR_UNENCODABLE");
+    }
+  };
+  const replyError = (err: unknown, fallback: string): Uint8Array =>
+    encode(codec, [WIRE_VERSION, REPLY_ERROR, toWire(err, fallback, info.service, version.id)]);
+
+  async function dispatch(kind: DeliveryKind, bytes: Uint8Array): Promise<Uint8Array | undefined> {
+    let method: unknown;
+    let payload: unknown;
+    try {
+      const message = codec.unpack(bytes) as unknown[];
+      if (!Array.isArray(message) || message[0] !== WIRE_VERSION) throw new Error("not a molt request envelope");
+      [, method, payload] = message;
+    } catch (err) {
+      return replyError(new MoltError("ERR_BAD_MESSAGE", `undecodable message: ${(err as Error).message}`), "ERR_BAD_MESSAGE");
+    }
+    const handlers = definition?.handlers;
+    const handler = typeof method === "string" && handlers !== undefined && Object.hasOwn(handlers, method) ? handlers[method] : undefined;
+    if (typeof handler !== "function") {
+      return replyError(
+        new MoltError("ERR_NO_HANDLER", `service "${info.service}" has no handler "${String(method)}"`),
+        "ERR_NO_HANDLER",
+      );
+    }
+    try {
+      const result = await handler(state, payload, ctx);
+      return kind === "send" ? undefined : reply(result);
+    } catch (err) {
+      if (kind === "send") reportUncaught(`handler "${method as string}" (send)`, err);
+      return kind === "send" ? undefined : replyError(err, "ERR_HANDLER");
+    }
+  }
+
+  async function control(op: ControlOp, bytes?: Uint8Array, fromStateVersion?: number): Promise<unknown> {
+    switch (op) {
+      case "activate": {
+        const g = globalThis as { __molt_module?: { default?: unknown } };
+        const mod = g.__molt_module;
+        // The bundle declares it with `var`, which makes it non-deletable.
+        g.__molt_module = undefined;
+        definition = checkDefinition(mod?.default ?? mod);
+        version.semver = definition.version ?? "0.0.0";
+        version.stateVersion = definition.stateVersion ?? 1;
+        Object.freeze(version);
+        return {
+          semver: version.semver,
+          stateVersion: version.stateVersion,
+          restoresFrom: definition.restoresFrom ?? null,
+          hasRestore: typeof definition.restore === "function",
+          handlers: Object.keys(definition.handlers),
+        };
+      }
+      case "init":
+        state = definition?.init === undefined ? {} : await definition.init(ctx);
+        return undefined;
+      case "start":
+        await definition?.start?.(state, ctx);
+        return undefined;
+      case "stop":
+        globals.clearTimers();
+        await definition?.stop?.(state, ctx);
+        globals.clearTimers();
+        return undefined;
+      case "dump": {
+        const dumped = definition?.dump === undefined ? state : await definition.dump(state);
+        return encode(dumpCodec, [DUMP_VERSION, version.stateVersion, dumped]);
+      }
+      case "restore": {
+        const [envelope, , dumped] = dumpCodec.unpack(bytes as Uint8Array) as [number, number, unknown];
+        if (envelope !== DUMP_VERSION) throw new MoltError("ERR_BAD_MESSAGE", `unknown dump envelope ${envelope}`);
+        const from = fromStateVersion ?? version.stateVersion;
+        if (definition?.restore !== undefined) state = await definition.restore(dumped, from);
+        else if (from === version.stateVersion) state = dumped;
+        else {
+          throw new MoltError(
+            "ERR_STATE_VERSION",
+            `${info.service} holds stateVersion ${version.stateVersion} and has no restore for stateVersion ${from}`,
+          );
+        }
+        return undefined;
+      }
+    }
+  }
+
+  // Control results travel in the same reply envelope as messages, so a
+  // lifecycle hook's error reaches the kernel with its code intact.
+  async function controlEntry(op: ControlOp, bytes?: Uint8Array, fromStateVersion?: number): Promise<Uint8Array> {
+    try {
+      return encode(codec, [WIRE_VERSION, REPLY_OK, await control(op, bytes, fromStateVersion)]);
+    } catch (err) {
+      return replyError(err, `ERR_${op.toUpperCase()}_FAILED`);
+    }
+  }
+
+  return { dispatch, control: controlEntry, fireTimer: (id: number) => globals.fireTimer(id) };
+}
+
+function checkDefinition(value: unknown): ServiceDefinition {
+  const bad = (why: string): never => {
+    throw new MoltError("ERR_BAD_SERVICE", `the service module's default export ${why}`);
+  };
+  if (typeof value !== "object" || value === null) bad("must be an object (see defineService)");
+  const def = value as ServiceDefinition;
+  if (typeof def.handlers !== "object" || def.handlers === null) bad("must have a `handlers` object");
+  for (const [name, fn] of Object.entries(def.handlers)) if (typeof fn !== "function") bad(`has handler "${name}" that is not a function`);
+  for (const hook of ["init", "start", "stop", "dump", "restore"] as const) {
+    if (def[hook] !== undefined && typeof def[hook] !== "function") bad(`has \`${hook}\` that is not a function`);
+  }
+  if (def.version !== undefined && typeof def.version !== "string") bad("has a `version` that is not a string");
+  if (def.stateVersion !== undefined && (!Number.isInteger(def.stateVersion) || def.stateVersion < 0)) {
+    bad("has a `stateVersion` that is not a non-negative integer");
+  }
+  return def;
+}
+
+// The kernel calls this once, right after the runtime script ran, then
+// deletes it: service code, which runs later, never sees it.
+Object.defineProperty(globalThis, "__molt_install", { value: install, configurable: true, writable: false });

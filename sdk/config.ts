@@ -1,0 +1,55 @@
+// The runtime's config: what `molt.config.ts` default-exports.
+// Shapes only; core/config.ts validates a loaded config and fills defaults.
+
+export interface ServiceLimits {
+  /** Heap limit of the service's isolate, in MiB (minimum 8). Default 128. */
+  memoryMb?: number;
+  /** Deadline of one call, awaited continuations included, in ms. Default 5000. */
+  timeoutMs?: number;
+  /** Largest encoded message the service accepts or answers with, in bytes. Default 4 MiB. */
+  maxMessageBytes?: number;
+}
+
+export interface ServicePermissions {
+  /** host:port pairs the service may `fetch` (port optional: then 80 and 443). */
+  net?: string[];
+  /** Environment variable names readable with `ctx.env.get`. */
+  env?: string[];
+  /** Allows `ctx.stdout.write`: for sink services such as `log`. */
+  stdout?: boolean;
+}
+
+export interface ServiceConfig {
+  /** Path of the service's entry module, relative to the config file. */
+  entry: string;
+  /** binding name → service name: what this service may call. */
+  bindings?: Record<string, string>;
+  /** Any msgpack-able value, given to the service as `ctx.config`. */
+  config?: unknown;
+  limits?: ServiceLimits;
+  /** Handlers running at once. Default 1: a service's handlers never interleave. */
+  concurrency?: number;
+  /** Mailbox bound: messages waiting beyond those running. Default 1000. */
+  queue?: number;
+  permissions?: ServicePermissions;
+}
+
+export interface MoltConfig {
+  services: Record<string, ServiceConfig>;
+  /** The kernel owns the socket; the named service answers every request. */
+  http?: { port: number; host?: string; service: string; maxBodyBytes?: number };
+  admin?: { port: number; host?: string };
+  /** The service that receives every service's console output; without one, the kernel prints it. */
+  log?: { service: string };
+  /** Snapshots, inventory, the admin token. Relative to the config file. Default ".molt". */
+  dataDir?: string;
+  swap?: { drainTimeoutMs?: number; probationMs?: number; probationMaxErrors?: number };
+  snapshot?: { everyMs?: number };
+  restart?: { maxRestarts?: number; windowMs?: number };
+  fleet?: { nats?: string; node?: string };
+}
+
+/** Gives a config its types; the object is returned unchanged. */
+export function defineConfig(config: MoltConfig): MoltConfig {
+  return config;
+}

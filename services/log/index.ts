@@ -1,0 +1,52 @@
+// The log sink: every service's console output arrives here as a `write`
+// message, and leaves as one JSON line on stdout with time, level, service,
+// version and message. Lines below the configured level are dropped.
+// Config: { level: "debug" | "info" | "warn" | "error" } (default "info").
+
+import { defineService } from "molt/service";
+
+const LEVELS = ["debug", "info", "warn", "error"] as const;
+type Level = (typeof LEVELS)[number];
+type Record_ = { time: string; level: string; service: string; version: string | null; versionId?: string | null; message: string };
+type State = { level: Level; written: number; dropped: number };
+
+function rank(level: string): number {
+  const i = LEVELS.indexOf(level as Level);
+  return i === -1 ? LEVELS.indexOf("info") : i;
+}
+
+function checkLevel(level: unknown): Level {
+  if (typeof level !== "string" || !LEVELS.includes(level as Level)) {
+    throw Object.assign(new TypeError(`level must be one of ${LEVELS.join(", ")}`), { code: "ERR_BAD_LEVEL" });
+  }
+  return level as Level;
+}
+
+export default defineService<State, { level?: Level }>({
+  version: "1.0.0",
+  stateVersion: 1,
+  init: (ctx) => ({ level: checkLevel(ctx.config?.level ?? "info"), written: 0, dropped: 0 }),
+  handlers: {
+    write: (state, record: Record_, ctx) => {
+      if (rank(record.level) < rank(state.level)) {
+        state.dropped++;
+        return;
+      }
+      state.written++;
+      const line = {
+        time: record.time,
+        level: record.level,
+        service: record.service,
+        version: record.version,
+        ...(record.versionId ? { versionId: record.versionId } : {}),
+        message: record.message,
+      };
+      ctx.stdout.write(`${JSON.stringify(line)}\n`);
+    },
+    setLevel: (state, level: string) => {
+      state.level = checkLevel(level);
+      return state.level;
+    },
+    stats: (state) => ({ level: state.level, written: state.written, dropped: state.dropped }),
+  },
+});

@@ -42,8 +42,21 @@ export function shortId(hash: string): string {
 
 /** Bundles a service entry. Failures carry ERR_BUNDLE and esbuild's messages. */
 export async function bundleService(entry: string): Promise<Bundle> {
-  const code = await build({ ...COMMON, entryPoints: [entry], globalName: "__molt_module" }, entry);
+  const code = restoreTypeofRequire(
+    await build({ ...COMMON, entryPoints: [entry], globalName: "__molt_module" }, entry),
+  );
   return { code, hash: createHash("sha256").update(code).digest("hex"), entry };
+}
+
+/**
+ * esbuild turns every free `require` into its `__require` stub, so that
+ * `typeof require` in a service would read "function" although an isolate
+ * has no require at all. Feature checks in UMD packages then take the
+ * CommonJS path and fail. Pointing `typeof` back at the real global keeps
+ * the stub for calls and tells the truth to checks.
+ */
+function restoreTypeofRequire(code: string): string {
+  return code.replace(/\btypeof __require\b/g, "typeof require");
 }
 
 let runtime: Promise<string> | undefined;

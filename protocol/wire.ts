@@ -27,14 +27,11 @@ export interface WireError {
 
 /**
  * msgpackr options for messages and dumps. `structuredClone` keeps Maps,
- * Sets, Dates, binary data and cycles intact, like postMessage does;
- * records stay off because their shared structures would tie every message
- * to codec state on both sides. `variableMapSize` keeps large plain objects
- * encodable when records are off.
+ * Sets, Dates, binary data and cycles intact, like postMessage does. Its
+ * records are defined inline in every message: no `structures` are shared
+ * between encoder and decoder, so any message or dump decodes on its own, in
+ * any isolate, in any later version of the code.
  */
 export const PACK_OPTIONS = {
   structuredClone: true,
-  useRecords: false,
-  moreTypes: true,
-  variableMapSize: true,
 } as const;

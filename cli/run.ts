@@ -24,7 +24,8 @@ export async function run(configArg: string | undefined): Promise<void> {
     }
     console.log(`molt: http listening on ${ingress.url} (service ${config.http.service})`);
   }
-  console.log(`molt: ready, ${Object.keys(config.services).length} services (${Object.keys(config.services).join(", ")})`);
+  const names = Object.keys(config.services);
+  console.log(`molt: ready, ${names.length} service${names.length === 1 ? "" : "s"} (${names.join(", ")})`);
 
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {

@@ -15,7 +15,8 @@ export interface Bundle {
   entry: string;
 }
 
-const SDK = {
+/** The guest SDK, importable from services and configs wherever they live. */
+export const SDK_ALIASES = {
   "molt/service": fileURLToPath(new URL("../sdk/service.ts", import.meta.url)),
   molt: fileURLToPath(new URL("../sdk/index.ts", import.meta.url)),
 };
@@ -33,7 +34,7 @@ const COMMON: esbuild.BuildOptions = {
   charset: "utf8",
   legalComments: "none",
   logLevel: "silent",
-  alias: SDK,
+  alias: SDK_ALIASES,
 };
 
 export function shortId(hash: string): string {

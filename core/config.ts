@@ -1,10 +1,12 @@
 // Loads a runtime config file, checks it, and fills in defaults, so the rest
 // of the kernel works on one fully resolved shape with absolute paths.
 
-import { existsSync } from "node:fs";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import * as esbuild from "esbuild";
 import type { MoltConfig } from "../sdk/config.ts";
+import { SDK_ALIASES } from "./bundle.ts";
 import { ErrorCode, MoltError } from "./errors.ts";
 
 export interface ResolvedLimits {
@@ -74,19 +76,51 @@ export function findConfig(given: string | undefined, cwd: string = process.cwd(
   throw new MoltError(ErrorCode.CONFIG, `no ${CONFIG_FILES.join(", ")} in ${cwd}; pass a config path`);
 }
 
-/** Imports a config module (TypeScript or JavaScript) and resolves it. */
+/**
+ * Imports a config module (TypeScript or JavaScript) and resolves it.
+ *
+ * The file is compiled with esbuild first, as vite does with its config:
+ * that way `import { defineConfig } from "molt"` works from any folder, also
+ * one where molt is not installed as a package, and TypeScript needs no
+ * loader. The compiled module is written beside the config, so its own
+ * relative and package imports resolve as they would from the original.
+ */
 export async function loadConfig(path: string): Promise<ResolvedConfig> {
   const absolute = resolve(path);
+  const compiled = `${absolute}.${process.pid}.${Date.now()}.mjs`;
   let mod: { default?: unknown };
   try {
-    mod = (await import(pathToFileURL(absolute).href)) as { default?: unknown };
+    const result = await esbuild.build({
+      entryPoints: [absolute],
+      bundle: true,
+      write: false,
+      format: "esm",
+      platform: "node",
+      packages: "external",
+      alias: SDK_ALIASES,
+      logLevel: "silent",
+    });
+    writeFileSync(compiled, result.outputFiles[0]?.text ?? "");
+    mod = (await import(pathToFileURL(compiled).href)) as { default?: unknown };
   } catch (cause) {
-    throw new MoltError(ErrorCode.CONFIG, `cannot load config ${absolute}: ${String(cause)}`, { cause });
+    throw new MoltError(ErrorCode.CONFIG, `cannot load config ${absolute}: ${describe(cause)}`, { cause });
+  } finally {
+    rmSync(compiled, { force: true });
   }
   if (mod.default === undefined) {
     throw new MoltError(ErrorCode.CONFIG, `config ${absolute} has no default export`);
   }
   return resolveConfig(mod.default, dirname(absolute), absolute);
+}
+
+function describe(err: unknown): string {
+  const failure = err as Partial<esbuild.BuildFailure>;
+  if (Array.isArray(failure.errors) && failure.errors.length > 0) {
+    return failure.errors
+      .map((e) => (e.location ? `${e.location.file}:${e.location.line}:${e.location.column}: ${e.text}` : e.text))
+      .join("; ");
+  }
+  return err instanceof Error ? err.message : String(err);
 }
 
 const SERVICE_KEYS = new Set(["entry", "bindings", "config", "limits", "concurrency", "queue", "permissions"]);

@@ -21,10 +21,11 @@ export async function bootIsolate(spec: BootSpec, bridge: InstanceBridge, runtim
   const isolate = new ivm.Isolate({ memoryLimit: service.limits.memoryMb });
   try {
     const context = await isolate.createContext();
-    const runtime = await isolate.compileScript(runtimeCode, {
+    const runtime: ivm.Script & ivm.CachedDataResult = await isolate.compileScript(runtimeCode, {
       filename: "molt://runtime.js",
       ...(runtimeCache === undefined ? { produceCachedData: true } : { cachedData: runtimeCache }),
     });
+    // V8's code cache for the runtime, made by the first isolate, spares every later one a full compile.
     if (runtimeCache === undefined && runtime.cachedData !== undefined) runtimeCache = runtime.cachedData;
     await runtime.run(context, { timeout: service.limits.timeoutMs });
 

@@ -81,7 +81,7 @@ export function installGlobals(host: Host, onUncaught: (where: string, err: unkn
 
   // Randomness comes from the host's CSPRNG in blocks, so that most calls do
   // not cross the isolate boundary.
-  let pool = new Uint8Array(0);
+  let pool: Uint8Array = new Uint8Array(0);
   let poolAt = 0;
   const randomBytes = (n: number): Uint8Array => {
     const out = new Uint8Array(n);

@@ -138,7 +138,7 @@ function install(refs: HostRefs, info: InstallInfo): { dispatch: unknown; contro
   async function control(op: ControlOp, bytes?: Uint8Array, fromStateVersion?: number): Promise<unknown> {
     switch (op) {
       case "activate": {
-        const g = globalThis as { __molt_module?: { default?: unknown } };
+        const g = globalThis as { __molt_module?: { default?: unknown } | undefined };
         const mod = g.__molt_module;
         // The bundle declares it with `var`, which makes it non-deletable.
         g.__molt_module = undefined;

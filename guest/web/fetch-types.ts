@@ -410,6 +410,9 @@ export function normalizeFetchInit(input: RequestInfoLike, init: RequestInitLike
   } else if (isObject(input) && typeof (input as RequestLike).url === "string") {
     base = input as RequestLike;
     href = (input as RequestLike).url;
+  } else if (isObject(input) && typeof (input as { href?: unknown }).href === "string") {
+    // A URL object from another realm, or a URL-like record.
+    href = (input as { href: string }).href;
   } else {
     href = String(input);
   }

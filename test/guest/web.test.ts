@@ -610,6 +610,24 @@ function randomURL(rnd: () => number): [string, string?] {
   return base === undefined ? [input] : [input, base];
 }
 
+// A ".." path segment, in any of the spellings the URL Standard accepts.
+const DOT_DOT_SEGMENT = /(^|[\\/])(\.|%2e){2}([\\/?#]|$)/i;
+
+/**
+ * Inputs that meet two bugs of Node 20's URL parser (ada), where the URL
+ * Standard, the reference whatwg-url and Node 22 agree with us: ".." after a
+ * first file path segment whose second character is ":" (such as "x:443") is
+ * kept as if it were a drive letter, and ".." that empties the path of a
+ * non-special URL with a host drops the path instead of leaving "/".
+ */
+function hitsNode20Bug(input: string, base?: string): boolean {
+  if (!DOT_DOT_SEGMENT.test(input)) return false;
+  if (/^\s*file:[\\/]*[^\\/?#]:[^\\/?#]/i.test(input)) return true;
+  const parsed = URL.parse(input, base);
+  const special = ["http:", "https:", "ws:", "wss:", "ftp:", "file:"];
+  return parsed !== null && !special.includes(parsed.protocol) && parsed.host !== "";
+}
+
 describe("URL", () => {
   it("parses a wide range of URLs exactly as Node does", () => {
     for (const [input, base] of URL_CASES) {
@@ -623,6 +641,7 @@ describe("URL", () => {
     const rnd = random(7);
     for (let n = 0; n < 4000; n++) {
       const [input, base] = randomURL(rnd);
+      if (hitsNode20Bug(input, base)) continue;
       expect(describeURL(URL, input, base), `${JSON.stringify(input)} against ${base}`).toEqual(
         describeURL(NodeURL, input, base),
       );

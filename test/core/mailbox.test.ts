@@ -1,0 +1,75 @@
+import { describe, expect, it } from "vitest";
+import { Mailbox } from "../../core/mailbox.ts";
+
+const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
+
+describe("Mailbox", () => {
+  it("runs one delivery at a time by default, in order", async () => {
+    const box = new Mailbox("svc", { concurrency: 1, bound: 100 });
+    const seen: string[] = [];
+    const job = (tag: string) => async () => {
+      seen.push(`in ${tag}`);
+      await tick();
+      seen.push(`out ${tag}`);
+      return tag;
+    };
+    expect(await Promise.all([box.push(job("a")), box.push(job("b"))])).toEqual(["a", "b"]);
+    expect(seen).toEqual(["in a", "out a", "in b", "out b"]);
+  });
+
+  it("refuses past its bound with ERR_MAILBOX_FULL", async () => {
+    const box = new Mailbox("svc", { concurrency: 1, bound: 2 });
+    box.pause();
+    const accepted = [box.push(async () => 1), box.push(async () => 2)];
+    await expect(box.push(async () => 3)).rejects.toMatchObject({ code: "ERR_MAILBOX_FULL", service: "svc" });
+    box.resume();
+    expect(await Promise.all(accepted)).toEqual([1, 2]);
+  });
+
+  it("keeps queued messages across a pause and delivers them to whatever target is current at resume", async () => {
+    const box = new Mailbox("svc", { concurrency: 1, bound: 100 });
+    let target = "old";
+    const delivered: string[] = [];
+    const send = (n: number) => box.push(async () => {
+      delivered.push(`${n}→${target}`);
+      await tick(1);
+    });
+    const first = send(1);
+    box.pause();
+    await box.drained();
+    const queued = [send(2), send(3), send(4)];
+    expect(box.depth).toBe(3);
+    target = "new";
+    box.resume();
+    await Promise.all([first, ...queued]);
+    expect(delivered).toEqual(["1→old", "2→new", "3→new", "4→new"]);
+  });
+
+  it("waits for in-flight work when drained while paused", async () => {
+    const box = new Mailbox("svc", { concurrency: 2, bound: 100 });
+    let finished = 0;
+    const slow = () => box.push(async () => {
+      await tick(20);
+      finished++;
+    });
+    void slow();
+    void slow();
+    await tick(1);
+    box.pause();
+    void slow();
+    await box.drained();
+    expect(finished).toBe(2);
+    expect(box.depth).toBe(1);
+    box.resume();
+  });
+
+  it("refuses new messages once closed, after running everything queued", async () => {
+    const box = new Mailbox("svc", { concurrency: 1, bound: 100 });
+    box.pause();
+    const queued = box.push(async () => "late");
+    const closing = box.close();
+    await expect(box.push(async () => "refused")).rejects.toMatchObject({ code: "ERR_STOPPING" });
+    await closing;
+    expect(await queued).toBe("late");
+  });
+});

@@ -151,10 +151,15 @@ class IsolateInstance implements Instance {
     );
   }
 
+  /** Idempotent: a swap, a restart and a stop may each get here for the same instance. */
   dispose(): void {
     this.#clearAllTimers();
-    for (const ref of [this.#dispatch, this.#control, this.#fireTimer]) ref?.release();
-    if (!this.#isolate.isDisposed) this.#isolate.dispose();
+    const refs = [this.#dispatch, this.#control, this.#fireTimer];
+    this.#dispatch = this.#control = this.#fireTimer = undefined;
+    if (!this.#isolate.isDisposed) {
+      for (const ref of refs) ref?.release();
+      this.#isolate.dispose();
+    }
   }
 
   async #controlOp(op: string, bytes?: Uint8Array, fromStateVersion?: number): Promise<unknown> {

@@ -2,15 +2,19 @@
 // of messages between them through declared bindings. It knows nothing of
 // HTTP routing, log formats, timers' semantics or storage: those are services.
 
-import { bundleRuntime, bundleService, shortId } from "./bundle.ts";
+import { bundleRuntime, bundleService, shortId, type Bundle } from "./bundle.ts";
 import type { ResolvedConfig } from "./config.ts";
 import { ErrorCode, MoltError, toMoltError } from "./errors.ts";
-import type { Boot, InstanceBridge } from "./instance.ts";
+import type { Boot, Instance } from "./instance.ts";
+import { Inventory, Outcome, Via, type VersionRecord } from "./inventory.ts";
 import { bootIsolate } from "./isolate-host.ts";
 import { jsonLog, type KernelLog } from "./log.ts";
-import { grantedEnv, permittedFetch } from "./permissions.ts";
+import { grantedEnv } from "./permissions.ts";
+import { Router } from "./router.ts";
 import { Slot } from "./slot.ts";
-import { decodeReply, encodeErrorReply, encodeRequest } from "./wire.ts";
+import { SnapshotStore } from "./snapshots.ts";
+import { checkStateVersion, swap, type Phase, type SwapReport } from "./swap.ts";
+import { decodeReply, encodeRequest } from "./wire.ts";
 
 export interface KernelOptions {
   /** How instances are hosted; default: an isolate in this process. */
@@ -31,23 +35,32 @@ export interface ServiceStatus {
   inFlight: number;
   restarts: number;
   error: { code: string; message: string } | null;
+  lastSwap: VersionRecord | null;
 }
 
 export class Kernel {
   readonly config: ResolvedConfig;
   readonly #slots = new Map<string, Slot>();
   readonly #log: KernelLog;
-  readonly #stdout: (text: string) => void;
+  readonly #router: Router;
   #boot: Boot | undefined;
   readonly #bootOverride: Boot | undefined;
   #stopping = false;
+  #inventory: Inventory | undefined;
+  #snapshots: SnapshotStore | undefined;
+  readonly #swapping = new Set<string>();
 
   constructor(config: ResolvedConfig, options: KernelOptions = {}) {
     this.config = config;
     this.#log = options.log ?? jsonLog();
-    this.#stdout = options.stdout ?? ((text) => process.stdout.write(text));
     this.#bootOverride = options.boot;
     for (const spec of Object.values(config.services)) this.#slots.set(spec.name, new Slot(spec));
+    this.#router = new Router({
+      slots: this.#slots,
+      logService: config.log?.service ?? null,
+      log: this.#log,
+      stdout: options.stdout ?? ((text) => process.stdout.write(text)),
+    });
   }
 
   /**
@@ -58,12 +71,71 @@ export class Kernel {
   async start(): Promise<void> {
     const runtime = await bundleRuntime();
     this.#boot = this.#bootOverride ?? ((spec, bridge) => bootIsolate(spec, bridge, runtime));
+    this.#inventory = Inventory.open(this.config.dataDir, this.#log);
+    this.#snapshots = new SnapshotStore(this.config.dataDir, this.#log);
     const results = await Promise.allSettled([...this.#slots.values()].map((slot) => this.#launch(slot)));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed !== undefined) {
       await this.stop();
       throw failed.reason;
     }
+    this.inventory.save();
+  }
+
+  get inventory(): Inventory {
+    if (this.#inventory === undefined) throw new MoltError(ErrorCode.INTERNAL, "the kernel is not started");
+    return this.#inventory;
+  }
+
+  /**
+   * Hot-swaps a service to the code at `entry` (see swap.ts). Resolves with
+   * the report, also for a swap that rolled back; rejects only when the
+   * swap cannot begin (unknown service, one already in progress).
+   */
+  async swap(service: string, entry: string, options: { onPhase?: (phase: Phase, ms: number) => void } = {}): Promise<SwapReport> {
+    const slot = this.#slot(service);
+    return this.#exclusive(slot, async () => {
+      let bundle: Bundle;
+      try {
+        bundle = await bundleService(entry);
+      } catch (err) {
+        const e = toMoltError(err);
+        throw new MoltError(ErrorCode.SWAP_COMPILE, e.message, { service, cause: e });
+      }
+      return this.#swap(slot, bundle, Via.SWAP, options.onPhase);
+    });
+  }
+
+  /** Swaps back to the previous version, or to a recorded one (`to`: a version id or a unique prefix of one). */
+  async rollback(service: string, to?: string, options: { onPhase?: (phase: Phase, ms: number) => void } = {}): Promise<SwapReport> {
+    const slot = this.#slot(service);
+    return this.#exclusive(slot, async () => {
+      const target = to === undefined ? this.inventory.previous(service) : this.inventory.find(service, to);
+      if (target === undefined) {
+        throw new MoltError(
+          ErrorCode.NO_VERSION,
+          to === undefined ? `${service} has no previous version to roll back to` : `${service} has no recorded version "${to}" (or the prefix is ambiguous)`,
+          { service },
+        );
+      }
+      const bundle = this.#store.loadBundle(target.version, target.entry);
+      return this.#swap(slot, bundle, Via.ROLLBACK, options.onPhase);
+    });
+  }
+
+  /** Writes a snapshot of one service, or of all; returns what was written. */
+  async snapshot(service?: string): Promise<{ service: string; version: string; stateVersion: number; bytes: number }[]> {
+    const slots = service === undefined ? [...this.#slots.values()] : [this.#slot(service)];
+    const written = [];
+    for (const slot of slots) {
+      const instance = slot.instance;
+      if (instance === undefined) continue;
+      // Queued like a message, so it never runs in the middle of a handler.
+      const dump = await slot.mailbox.push(() => instance.dump());
+      this.#writeSnapshot(slot, instance, dump);
+      written.push({ service: slot.name, version: instance.versionId, stateVersion: instance.meta.stateVersion, bytes: dump.byteLength });
+    }
+    return written;
   }
 
   /** Calls a service's handler from the host, as the HTTP ingress does. */
@@ -91,6 +163,7 @@ export class Kernel {
         inFlight: slot.mailbox.inFlight,
         restarts: slot.restarts.length,
         error: slot.failure === undefined ? null : { code: slot.failure.code, message: slot.failure.message },
+        lastSwap: this.#lastSwap(slot.name),
       };
     });
   }
@@ -109,113 +182,159 @@ export class Kernel {
       if (instance === undefined) continue;
       try {
         await instance.stop();
+        // A graceful stop snapshots every service, so that a stop and a start lose nothing.
+        if (this.#snapshots !== undefined) this.#writeSnapshot(slot, instance, await instance.dump());
       } catch (err) {
-        this.#log.log("warn", "stop hook failed", { service: slot.name, code: toMoltError(err).code, error: String(err) });
+        this.#log.log("error", "stop or final snapshot failed", { service: slot.name, code: toMoltError(err).code, error: String(err) });
       }
       instance.dispose();
     }
   }
 
+  /**
+   * First start of a service: at the version the inventory says runs, from
+   * its last snapshot; or, on a fresh dataDir, at the config's entry from init.
+   */
   async #launch(slot: Slot): Promise<void> {
-    slot.bundle = await bundleService(slot.spec.entry);
-    await this.#startInstance(slot);
+    const current = this.inventory.current(slot.name);
+    let bundle: Bundle | undefined;
+    if (current !== undefined) {
+      try {
+        bundle = this.#store.loadBundle(current.version, current.entry);
+      } catch (err) {
+        this.#log.log("error", "cannot load the recorded version; starting from the config's entry", {
+          service: slot.name,
+          version: shortId(current.version),
+          error: (err as Error).message,
+        });
+      }
+    }
+    bundle ??= await bundleService(slot.spec.entry);
+    const instance = await this.#bootInstance(slot, bundle);
+    const fresh = await this.#bringUp(slot, instance, bundle);
+    if (current === undefined || current.version !== bundle.hash) {
+      if (current !== undefined) this.inventory.replaced(slot.name, new Date().toISOString());
+      const now = new Date().toISOString();
+      this.inventory.add({
+        service: slot.name,
+        version: bundle.hash,
+        semver: instance.meta.semver,
+        stateVersion: instance.meta.stateVersion,
+        entry: bundle.entry,
+        parent: current?.version ?? null,
+        via: Via.START,
+        requestedAt: now,
+        startedAt: now,
+        replacedAt: null,
+        outcome: Outcome.LIVE,
+        ...(fresh ? {} : { message: "restored from snapshot" }),
+      });
+    }
+    this.#store.saveBundle(bundle);
+    this.#log.log("info", "service started", {
+      service: slot.name,
+      version: shortId(instance.versionId),
+      semver: instance.meta.semver,
+      state: fresh ? "init" : "snapshot",
+    });
   }
 
-  async #startInstance(slot: Slot): Promise<void> {
-    const bundle = slot.bundle as NonNullable<Slot["bundle"]>;
-    const boot = this.#boot as Boot;
-    const instance = await boot(
-      { service: slot.spec, code: bundle.code, versionId: bundle.hash, env: grantedEnv(slot.spec.permissions) },
-      this.#bridge(slot),
-    );
+  /** Gives a booted instance its state (last snapshot, else init), starts it and puts it behind the mailbox. Returns true for fresh state. */
+  async #bringUp(slot: Slot, instance: Instance, bundle: Bundle): Promise<boolean> {
+    let fresh = true;
     try {
-      await instance.init();
+      const snapshot = this.#snapshots?.read(slot.name);
+      if (snapshot !== undefined && checkStateVersion(instance, snapshot.stateVersion) === undefined) {
+        await instance.restore(snapshot.dump, snapshot.stateVersion);
+        fresh = false;
+      } else {
+        await instance.init();
+      }
       await instance.start();
     } catch (err) {
       instance.dispose();
       throw err;
     }
-    slot.attach(instance);
+    slot.attach(instance, bundle);
     slot.mailbox.resume();
-    this.#log.log("info", "service started", {
-      service: slot.name,
-      version: shortId(instance.versionId),
-      semver: instance.meta.semver,
+    return fresh;
+  }
+
+  async #bootInstance(slot: Slot, bundle: Bundle): Promise<Instance> {
+    const boot = this.#boot as Boot;
+    const holder: { instance?: Instance } = {};
+    const instance = await boot(
+      { service: slot.spec, code: bundle.code, versionId: bundle.hash, env: grantedEnv(slot.spec.permissions) },
+      // Only the instance behind the mailbox is restarted when it dies; a swap handles its own.
+      this.#router.bridge(slot, (reason) => {
+        if (holder.instance !== undefined && holder.instance === slot.instance) void this.#restart(slot, reason);
+      }),
+    );
+    holder.instance = instance;
+    return instance;
+  }
+
+  async #swap(slot: Slot, bundle: Bundle, via: Via, onPhase?: (phase: Phase, ms: number) => void): Promise<SwapReport> {
+    const report = await swap({
+      slot,
+      bundle,
+      via,
+      boot: (b) => this.#bootInstance(slot, b),
+      inventory: this.inventory,
+      log: this.#log,
+      settings: this.config.swap,
+      ...(onPhase === undefined ? {} : { onPhase }),
     });
+    if (report.outcome === "committed" || report.outcome === "unhealthy") {
+      this.#store.saveBundle(bundle);
+      // The committed state, written after the blackout, off the swap's path.
+      await this.snapshot(slot.name).catch((err: unknown) =>
+        this.#log.log("error", "snapshot after swap failed", { service: slot.name, error: String(err) }),
+      );
+    }
+    this.#log.log(report.outcome === "committed" || report.outcome === "unchanged" ? "info" : "warn", `swap ${report.outcome}`, {
+      service: slot.name,
+      from: shortId(report.from.version),
+      to: report.to === null ? null : shortId(report.to.version),
+      blackoutMs: report.blackoutMs,
+      ...(report.error === undefined ? {} : { code: report.error.code }),
+    });
+    return report;
   }
 
-  /** What one instance may reach: its own bindings, and nothing else. */
-  #bridge(slot: Slot): InstanceBridge {
-    const route = (binding: string): Slot => {
-      const target = Object.hasOwn(slot.spec.bindings, binding) ? slot.spec.bindings[binding] : undefined;
-      if (target === undefined) {
-        throw new MoltError(ErrorCode.NO_BINDING, `service "${slot.name}" has no binding "${binding}"`, { service: slot.name });
-      }
-      return this.#slot(target);
-    };
-    return {
-      call: async (binding, request) => {
-        try {
-          const reply = (await route(binding).deliver("call", request)) as Uint8Array;
-          const max = slot.spec.limits.maxMessageBytes;
-          if (reply.byteLength > max) {
-            throw new MoltError(ErrorCode.MESSAGE_TOO_LARGE, `reply of ${reply.byteLength} bytes exceeds ${slot.name}'s maxMessageBytes (${max})`, {
-              service: slot.name,
-            });
-          }
-          return reply;
-        } catch (err) {
-          return encodeErrorReply(toMoltError(err));
-        }
-      },
-      send: (binding, request) => {
-        this.#sendFrom(slot, () => route(binding), request);
-      },
-      console: (level, text) => this.#console(slot, level, text),
-      fetch: (request) => permittedFetch(slot.name, slot.spec.permissions.net, request, slot.spec.limits.timeoutMs),
-      stdout: (text) => {
-        if (slot.spec.permissions.stdout) this.#stdout(text);
-      },
-      exited: (reason) => void this.#restart(slot, reason),
-    };
-  }
-
-  #sendFrom(slot: Slot, target: () => Slot, request: Uint8Array): void {
-    let to: Slot;
+  async #exclusive<T>(slot: Slot, run: () => Promise<T>): Promise<T> {
+    if (this.#stopping) throw new MoltError(ErrorCode.STOPPING, "the runtime is stopping", { service: slot.name });
+    if (this.#swapping.has(slot.name)) {
+      throw new MoltError(ErrorCode.SWAP_BUSY, `a swap of ${slot.name} is already in progress`, { service: slot.name });
+    }
+    this.#swapping.add(slot.name);
     try {
-      to = target();
-    } catch (err) {
-      this.#log.log("warn", "send refused", { service: slot.name, code: toMoltError(err).code });
-      return;
+      return await run();
+    } finally {
+      this.#swapping.delete(slot.name);
     }
-    to.deliver("send", request).catch((err: unknown) => {
-      const e = toMoltError(err);
-      this.#log.log("warn", "send failed", { service: slot.name, to: to.name, code: e.code, error: e.message });
+  }
+
+  #writeSnapshot(slot: Slot, instance: Instance, dump: Uint8Array): void {
+    this.#snapshots?.write({
+      service: slot.name,
+      version: instance.versionId,
+      semver: instance.meta.semver,
+      stateVersion: instance.meta.stateVersion,
+      time: new Date().toISOString(),
+      dump,
     });
   }
 
-  /**
-   * Service output goes to the configured log service as a one-way message;
-   * the kernel adds who said it and leaves the format to that service. The
-   * log service's own output, and output it cannot take, is printed here.
-   */
-  #console(slot: Slot, level: string, message: string): void {
-    const record = {
-      time: new Date().toISOString(),
-      level,
-      service: slot.name,
-      version: slot.instance?.meta.semver ?? null,
-      versionId: slot.instance === undefined ? null : shortId(slot.instance.versionId),
-      message,
-    };
-    const sink = this.config.log === null ? undefined : this.#slots.get(this.config.log.service);
-    if (sink === undefined || sink === slot || this.#stopping && sink.instance === undefined) {
-      this.#stdout(`${JSON.stringify(record)}\n`);
-      return;
-    }
-    sink.deliver("send", encodeRequest("write", record)).catch(() => {
-      this.#stdout(`${JSON.stringify(record)}\n`);
-    });
+  #lastSwap(service: string): VersionRecord | null {
+    if (this.#inventory === undefined) return null;
+    const records = this.#inventory.history(service).filter((r) => r.via !== Via.START);
+    return records[records.length - 1] ?? null;
+  }
+
+  get #store(): SnapshotStore {
+    if (this.#snapshots === undefined) throw new MoltError(ErrorCode.INTERNAL, "the kernel is not started");
+    return this.#snapshots;
   }
 
   /**
@@ -241,9 +360,11 @@ export class Kernel {
       return;
     }
     slot.restarts.push(now);
-    this.#log.log("error", "instance died; restarting with fresh state", { service: slot.name, code: reason.code, error: reason.message });
+    this.#log.log("error", "instance died; restarting from its last snapshot", { service: slot.name, code: reason.code, error: reason.message });
     try {
-      await this.#startInstance(slot);
+      const bundle = slot.bundle as Bundle;
+      await this.#bringUp(slot, await this.#bootInstance(slot, bundle), bundle);
+      this.#log.log("info", "service restarted", { service: slot.name, version: shortId(bundle.hash) });
     } catch (err) {
       const e = toMoltError(err);
       this.#log.log("error", "restart failed", { service: slot.name, code: e.code, error: e.message });

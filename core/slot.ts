@@ -2,19 +2,30 @@
 // outlives instances), the instance currently behind the mailbox, and the
 // record of how that instance came to be there.
 
-import type { DeliveryKind } from "../protocol/wire.ts";
+import { replyIsError, type DeliveryKind } from "../protocol/wire.ts";
 import type { Bundle } from "./bundle.ts";
 import type { ResolvedService } from "./config.ts";
 import { ErrorCode, MoltError } from "./errors.ts";
 import type { Instance } from "./instance.ts";
 import { Mailbox } from "./mailbox.ts";
+import { decodeReply } from "./wire.ts";
+
+interface ErrorWatch {
+  max: number;
+  count: number;
+  last: MoltError | undefined;
+  resolve: (failed: { count: number; last: MoltError } | undefined) => void;
+}
 
 export class Slot {
   readonly name: string;
   readonly spec: ResolvedService;
   readonly mailbox: Mailbox;
   bundle: Bundle | undefined;
+  /** The bundle before the last attach: where a failed probation goes back to. */
+  previousBundle: Bundle | undefined;
   #instance: Instance | undefined;
+  #watch: ErrorWatch | undefined;
   /** Why the service is down, when it is. */
   failure: MoltError | undefined;
   startedAt = 0;
@@ -33,7 +44,11 @@ export class Slot {
   }
 
   /** Points the mailbox at a new instance. Queued messages will go to it. */
-  attach(instance: Instance): void {
+  attach(instance: Instance, bundle: Bundle): void {
+    if (this.bundle !== bundle) {
+      this.previousBundle = this.bundle;
+      this.bundle = bundle;
+    }
     this.#instance = instance;
     this.failure = undefined;
     this.startedAt = Date.now();
@@ -66,7 +81,51 @@ export class Slot {
           new MoltError(ErrorCode.SERVICE_DOWN, `${this.name} has no live instance`, { service: this.name })
         );
       }
-      return instance.deliver(kind, request);
+      if (this.#watch === undefined) return instance.deliver(kind, request);
+      return this.#watched(instance, kind, request);
     });
+  }
+
+  /**
+   * Counts this service's own failures (errors it raised, timeouts, crashes)
+   * for `ms`; resolves early with the count once it passes `max`, or with
+   * undefined when the window ends. Used for a new version's probation.
+   */
+  watchErrors(ms: number, max: number): Promise<{ count: number; last: MoltError } | undefined> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => finish(undefined), ms);
+      const finish = (failed: { count: number; last: MoltError } | undefined): void => {
+        clearTimeout(timer);
+        this.#watch = undefined;
+        resolve(failed);
+      };
+      this.#watch = { max, count: 0, last: undefined, resolve: finish };
+    });
+  }
+
+  async #watched(instance: Instance, kind: DeliveryKind, request: Uint8Array): Promise<Uint8Array | undefined> {
+    try {
+      const reply = await instance.deliver(kind, request);
+      if (reply !== undefined && replyIsError(reply)) {
+        try {
+          decodeReply(reply);
+        } catch (err) {
+          // Errors passed on from a callee are the callee's failures, not this version's.
+          if (err instanceof MoltError && (err.service === undefined || err.service === this.name)) this.#failed(err);
+        }
+      }
+      return reply;
+    } catch (err) {
+      this.#failed(err instanceof MoltError ? err : new MoltError(ErrorCode.INTERNAL, String(err)));
+      throw err;
+    }
+  }
+
+  #failed(err: MoltError): void {
+    const watch = this.#watch;
+    if (watch === undefined) return;
+    watch.count++;
+    watch.last = err;
+    if (watch.count > watch.max) watch.resolve({ count: watch.count, last: err });
   }
 }

@@ -13,6 +13,15 @@ export const WIRE_VERSION = 1;
 export const REPLY_ERROR = 0;
 export const REPLY_OK = 1;
 
+/**
+ * Whether reply bytes carry an error, read without decoding the value: a
+ * reply always starts with a three-element array header (0x93), the
+ * envelope version, then the ok flag. Anything else is treated as an error.
+ */
+export function replyIsError(reply: Uint8Array): boolean {
+  return !(reply[0] === 0x93 && reply[1] === WIRE_VERSION && reply[2] === REPLY_OK);
+}
+
 /** The envelope version of dumps and snapshots. */
 export const DUMP_VERSION = 1;
 

@@ -50,8 +50,9 @@ function invalidCharacter(message: string): DOMException {
 }
 
 // String.fromCharCode.apply takes its arguments on the stack, so long outputs
-// are converted in slices well below any engine's argument limit.
-const APPLY_CHUNK = 0x2000;
+// are converted in slices: 4096 code units measured fastest in V8, where
+// slices of 16384 and more were several times slower.
+const APPLY_CHUNK = 0x1000;
 
 /** A string with one character (U+0000 to U+00FF) per byte. */
 function bytesToBinaryString(bytes: Uint8Array): string {

@@ -24,11 +24,12 @@ export type BufferSourceLike = ArrayBuffer | SharedArrayBuffer | ArrayBufferView
 const REPLACEMENT = 0xfffd;
 
 // String.fromCharCode.apply takes its arguments on the stack, so long outputs
-// are converted in slices well below any engine's argument limit.
-const APPLY_CHUNK = 0x2000;
+// are converted in slices: 4096 code units measured fastest in V8, where
+// slices of 16384 and more were several times slower.
+const APPLY_CHUNK = 0x1000;
 
 /** Turns UTF-16 code units into a string, in slices the stack can take. */
-export function codeUnitsToString(units: Uint16Array, length: number): string {
+function codeUnitsToString(units: Uint16Array, length: number): string {
   if (length <= APPLY_CHUNK) {
     return String.fromCharCode.apply(null, units.subarray(0, length) as unknown as number[]);
   }
@@ -176,13 +177,14 @@ export class TextDecoder {
   #bomSeen = false;
   #doNotFlush = false;
 
-  constructor(label: string = "utf-8", options: TextDecoderOptions = {}) {
+  constructor(label: string = "utf-8", options?: TextDecoderOptions | null) {
     const name = trimAsciiWhitespace(String(label)).toLowerCase();
     if (!UTF8_LABELS.has(name)) {
       throw new RangeError(`The encoding label provided ('${String(label)}') is not supported`);
     }
-    this.#fatal = Boolean(options.fatal);
-    this.#ignoreBOM = Boolean(options.ignoreBOM);
+    // WebIDL reads a missing or null options dictionary as an empty one.
+    this.#fatal = Boolean(options?.fatal);
+    this.#ignoreBOM = Boolean(options?.ignoreBOM);
   }
 
   get encoding(): "utf-8" {
@@ -197,13 +199,13 @@ export class TextDecoder {
     return this.#ignoreBOM;
   }
 
-  decode(input?: BufferSourceLike, options: TextDecodeOptions = {}): string {
+  decode(input?: BufferSourceLike, options?: TextDecodeOptions | null): string {
     // A call after a non-streaming one starts a fresh stream, as the standard says.
     if (!this.#doNotFlush) {
       this.#resetDecoder();
       this.#bomSeen = false;
     }
-    this.#doNotFlush = Boolean(options.stream);
+    this.#doNotFlush = Boolean(options?.stream);
     const bytes = input === undefined ? new Uint8Array(0) : toBytes(input);
     let text = this.#run(bytes, !this.#doNotFlush);
     // The standard drops one U+FEFF at the very start of the stream unless

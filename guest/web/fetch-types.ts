@@ -241,7 +241,9 @@ export class Response {
   #type: "default" | "error" = "default";
   #url = "";
 
-  constructor(body: BodyInit | null = null, init: ResponseInit = {}) {
+  constructor(body: BodyInit | null = null, options?: ResponseInit | null) {
+    // WebIDL reads a missing or null init dictionary as an empty one.
+    const init = options ?? {};
     if (init.status !== undefined) {
       const status = toUnsignedShort(init.status);
       if (status < 200 || status > 599) {
@@ -276,7 +278,7 @@ export class Response {
   }
 
   /** A response whose body is `data` as JSON. */
-  static json(data: unknown, init: ResponseInit = {}): Response {
+  static json(data: unknown, init?: ResponseInit | null): Response {
     const text = JSON.stringify(data);
     if (text === undefined) throw new TypeError("Response.json: data is not JSON serializable");
     const r = new Response(null, init);
@@ -400,7 +402,9 @@ function normalizeMethod(method: unknown): string {
  * token and not CONNECT/TRACE/TRACK, and GET and HEAD may not have a body.
  * Header names come back lowercased, repeated headers combined with ", ".
  */
-export function normalizeFetchInit(input: RequestInfoLike, init: RequestInitLike = {}): NormalizedFetchInit {
+export function normalizeFetchInit(input: RequestInfoLike, options?: RequestInitLike | null): NormalizedFetchInit {
+  // WebIDL reads a missing or null init dictionary as an empty one.
+  const init = options ?? {};
   let href: string;
   let base: RequestInitLike = {};
   if (typeof input === "string") {

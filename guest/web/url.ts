@@ -8,12 +8,14 @@
 // URL is about 49 KB and maps hosts incompletely (no UTS #46 mapping or
 // normalization, so "a\u0301.com" and "\u210c.com" get the wrong punycode).
 //
-// One thing in whatwg-url-minimum is wrong and is replaced here: it decodes
-// the query through decodeURIComponent and, when a run of percent-escapes is
-// not valid UTF-8, turns the whole run into U+FFFD characters, losing valid
-// escapes next to the bad ones ("%E9%20" comes out without its space). The
-// subclasses below parse application/x-www-form-urlencoded strings by the URL
-// Standard instead, and keep a URL and its searchParams in step themselves.
+// Two things in whatwg-url-minimum 0.2.0 are wrong and are replaced here.
+// It decodes queries through decodeURIComponent and, when a run of
+// percent-escapes is not valid UTF-8, turns the whole run into U+FFFD
+// characters, losing valid escapes next to the bad ones ("%E9%20" comes out
+// without its space). And its iterators hand out the [name, value] arrays of
+// its own list. The subclasses below parse application/x-www-form-urlencoded
+// strings by the URL Standard, keep a URL and its searchParams in step
+// themselves, and iterate over copies.
 
 // This import must stay first: base64.ts lends the global atob that the URL
 // package needs while its module is evaluated (imports run in order).
@@ -111,6 +113,17 @@ export class URLSearchParams extends BaseURLSearchParams {
       return params;
     };
     replaceParams = (params, list) => params.#replace(list);
+  }
+
+  // The package's iterators hand out its own [name, value] arrays, so a
+  // caller writing to a pair would change the list behind the URL's back;
+  // these yield copies, still walking the live list as the standard says.
+  override *entries(): Generator<[string, string], undefined, unknown> {
+    for (const [name, value] of super.entries() as Iterable<[string, string]>) yield [name, value];
+  }
+
+  override [Symbol.iterator](): Generator<[string, string], undefined, unknown> {
+    return this.entries();
   }
 
   override append(name: string, value: string): void {

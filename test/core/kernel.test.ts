@@ -102,7 +102,7 @@ describe("deadlines and runaway code", () => {
     expect(await eventually(() => t.kernel.call("a", "echo", "alive again"))).toBe("alive again");
     const status = t.kernel.status().find((s) => s.name === "a");
     expect(status?.restarts).toBe(1);
-    expect(t.logs.some((l) => l.msg === "instance died; restarting with fresh state" && l.code === "ERR_TIMEOUT")).toBe(true);
+    expect(t.logs.some((l) => l.msg === "instance died; restarting from its last snapshot" && l.code === "ERR_TIMEOUT")).toBe(true);
   });
 
   it("ends a memory bomb with ERR_OOM and restarts the service", async () => {

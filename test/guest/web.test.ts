@@ -138,38 +138,38 @@ const DECODE_VECTORS: Uint8Array[] = [
   bytes(0x68, 0x69),
   bytes(0xc3, 0xa9, 0xe2, 0x82, 0xac, 0xf0, 0x9f, 0x98, 0x80),
   bytes(0xf4, 0x8f, 0xbf, 0xbf, 0xef, 0xbf, 0xbf, 0xdf, 0xbf, 0x7f),
-  // Overlong forms.
+  // Overlong forms, which UTF-8 forbids.
   bytes(0xc0, 0x80),
   bytes(0xc1, 0xbf),
   bytes(0xe0, 0x80, 0x80),
   bytes(0xe0, 0x9f, 0xbf),
   bytes(0xf0, 0x80, 0x80, 0x80),
   bytes(0xf0, 0x8f, 0xbf, 0xbf),
-  // Truncated sequences, alone and followed by ASCII.
+  // Sequences cut short, alone and followed by ASCII.
   bytes(0xc3),
   bytes(0xe2, 0x82),
   bytes(0xf0, 0x9f, 0x98),
   bytes(0xe2, 0x82, 0x41),
   bytes(0xf0, 0x9f, 0x41, 0x42),
   bytes(0xf0, 0x9f, 0x98, 0xe2, 0x82, 0xac),
-  // Surrogate code points encoded in UTF-8 (CESU-8 style).
+  // Surrogate code points encoded as if they were characters (CESU-8 style).
   bytes(0xed, 0xa0, 0x80),
   bytes(0xed, 0xbf, 0xbf),
   bytes(0xed, 0xa0, 0xbd, 0xed, 0xb8, 0x80),
   bytes(0xed, 0x9f, 0xbf),
-  // Beyond U+10FFFF, and bytes that never occur in UTF-8.
+  // Code points beyond U+10FFFF, and bytes that never occur in UTF-8.
   bytes(0xf4, 0x90, 0x80, 0x80),
   bytes(0xf5, 0x80, 0x80, 0x80),
   bytes(0xf7, 0xbf, 0xbf, 0xbf),
   bytes(0xf8, 0x88, 0x80, 0x80, 0x80),
   bytes(0xfc, 0x84, 0x80, 0x80, 0x80, 0x80),
   bytes(0xfe, 0xff, 0xfe),
-  // Stray continuation bytes.
+  // Continuation bytes with no lead byte.
   bytes(0x80),
   bytes(0xbf, 0x80, 0x41),
   // The maximal-subpart example from the Unicode Standard (Table 3-8).
   bytes(0x61, 0xf1, 0x80, 0x80, 0xe1, 0x80, 0xc2, 0x62, 0x80, 0x63, 0x80, 0xbf, 0x64),
-  // Byte order marks.
+  // Byte order marks, at the start and elsewhere.
   bytes(0xef, 0xbb, 0xbf),
   bytes(0xef, 0xbb, 0xbf, 0x41),
   bytes(0xef, 0xbb, 0xbf, 0xef, 0xbb, 0xbf, 0x41),
@@ -337,7 +337,8 @@ describe("base64", () => {
       for (let i = 0; i < len; i++) data[i] = Math.floor(rnd() * 256);
       const b64 = bytesToBase64(data);
       expect(b64, `length ${len}`).toBe(Buffer.from(data).toString("base64"));
-      expect(base64ToBytes(b64)).toEqual(data);
+      // Comparing as hex is far quicker than a deep equality on large arrays.
+      expect(Buffer.from(base64ToBytes(b64)).toString("hex")).toBe(Buffer.from(data).toString("hex"));
     }
   });
 
@@ -496,7 +497,7 @@ const URL_CASES: Array<[string, string?]> = [
   ["/%2e%2E/x", "http://a/b/c"],
   ["../x", "file:///C:/dir/file"],
   ["/y", "file:///C:/dir/file"],
-  // IPv4 and IPv6 hosts.
+  // IPv4 hosts in every notation the standard accepts, and IPv6 hosts.
   ["http://[::1]:8080/"],
   ["http://[2001:DB8::7]/c=GB?objectClass?one"],
   ["http://[0:0:0:0:0:ffff:192.168.0.1]/"],
@@ -512,7 +513,7 @@ const URL_CASES: Array<[string, string?]> = [
   ["http://1.2.3.4.5/"],
   ["http://foo.09/"],
   ["http://0300.0250.0.1/"],
-  // Hosts: case, percent-encoding, IDNA.
+  // Hosts that need case folding, percent-decoding or IDNA mapping.
   ["http://EX%41MPLE.com/"],
   ["http://ex ample.com/"],
   ["http://a<b/"],
@@ -539,7 +540,7 @@ const URL_CASES: Array<[string, string?]> = [
   ["http://a/b?c#d#e"],
   ["http://a/#`{}"],
   ["http://a/\ud800"],
-  // Other schemes.
+  // Schemes other than the special ones, and file URLs.
   ["file:///C:/x/../y"],
   ["file://host/share/f"],
   ["file:///tmp/a b"],
@@ -551,7 +552,7 @@ const URL_CASES: Array<[string, string?]> = [
   ["sc://\u00f1/"],
   ["foo://"],
   ["urn:isbn:0451450523"],
-  // Failures.
+  // Inputs that must fail.
   ["not a url"],
   ["/relative"],
   ["//no-scheme"],
@@ -820,7 +821,9 @@ describe("URLSearchParams", () => {
     expect(parsed?.href).toBe("http://h/?a=1&b=2");
     expect(URL.parse("nope")).toBeNull();
     expect(new URLSearchParams("?a=1").get("a")).toBe("1");
-    expect(new URLSearchParams(null as never).toString()).toBe(new NodeURLSearchParams(null as never).toString());
+    // WebIDL turns null into the string "null" here, as the reference
+    // whatwg-url does; Node 20 alone treats it as no init.
+    expect(new URLSearchParams(null as never).toString()).toBe("null=");
     expect(new URLSearchParams(12 as never).toString()).toBe("12=");
   });
 

@@ -1,4 +1,7 @@
 // Builds a kernel from an inline config for tests that drive it directly.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { resolveConfig } from "../../core/config.ts";
 import { Kernel } from "../../core/kernel.ts";
 import type { MoltConfig } from "../../sdk/config.ts";
@@ -15,7 +18,9 @@ export interface TestKernel {
 export async function startKernel(config: MoltConfig, dir: string = FIXTURES): Promise<TestKernel> {
   const out: string[] = [];
   const logs: Record<string, unknown>[] = [];
-  const kernel = new Kernel(resolveConfig(config, dir), {
+  // Each kernel gets its own dataDir unless the test names one.
+  const withData = { dataDir: mkdtempSync(join(tmpdir(), "molt-data-")), ...config };
+  const kernel = new Kernel(resolveConfig(withData, dir), {
     stdout: (text) => out.push(text),
     log: { log: (level, msg, fields) => logs.push({ level, msg, ...fields }) },
   });

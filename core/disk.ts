@@ -1,0 +1,93 @@
+// Durable files: what molt writes to dataDir (inventory, snapshots, bundles,
+// the admin token). Every write is atomic (temporary file, fsync, rename,
+// fsync of the folder), and every record file is msgpack in a versioned
+// envelope with a checksum, so a torn or corrupted file is detected on read
+// and the previous good copy (kept as `<name>.prev`) is used instead.
+
+import { createHash } from "node:crypto";
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { dirname } from "node:path";
+import { Packr } from "msgpackr";
+import { PACK_OPTIONS } from "../protocol/wire.ts";
+import { ErrorCode, MoltError } from "./errors.ts";
+
+export const FILE_FORMAT = 1;
+
+const packr = new Packr({ ...PACK_OPTIONS });
+
+/** Writes bytes so that a crash leaves either the old file or the new one, never a mix. */
+export function writeAtomic(path: string, bytes: Uint8Array | string, options: { mode?: number; keepPrevious?: boolean } = {}): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const temp = `${path}.${process.pid}.tmp`;
+  const fd = openSync(temp, "w", options.mode ?? 0o644);
+  try {
+    const data = typeof bytes === "string" ? Buffer.from(bytes) : bytes;
+    let written = 0;
+    while (written < data.byteLength) written += writeSync(fd, data, written);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  if (options.keepPrevious === true && existsSync(path)) renameSync(path, `${path}.prev`);
+  renameSync(temp, path);
+  syncDir(dirname(path));
+}
+
+function syncDir(dir: string): void {
+  const fd = openSync(dir, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A record file: msgpack([FILE_FORMAT, kind, body, sha256(body)]), the previous copy kept. */
+export function writeRecord(path: string, kind: string, value: unknown): void {
+  const body = packr.pack(value).slice();
+  const sum = createHash("sha256").update(body).digest();
+  writeAtomic(path, packr.pack([FILE_FORMAT, kind, body, sum]), { keepPrevious: true });
+}
+
+export interface ReadResult<T> {
+  value: T;
+  /** Set when the current file was unreadable and the previous copy was used. */
+  recoveredFrom?: MoltError;
+}
+
+/**
+ * Reads a record file. A missing file gives undefined; a corrupt one falls
+ * back to the previous copy, reporting why; if both are bad, ERR_CORRUPT.
+ */
+export function readRecord<T>(path: string, kind: string): ReadResult<T> | undefined {
+  if (!existsSync(path) && !existsSync(`${path}.prev`)) return undefined;
+  let failure: MoltError | undefined;
+  for (const candidate of [path, `${path}.prev`]) {
+    if (!existsSync(candidate)) continue;
+    try {
+      const value = decodeRecord<T>(readFileSync(candidate), kind, candidate);
+      return failure === undefined ? { value } : { value, recoveredFrom: failure };
+    } catch (err) {
+      failure ??= err as MoltError;
+    }
+  }
+  throw failure ?? new MoltError(ErrorCode.CORRUPT, `${path} is unreadable`);
+}
+
+function decodeRecord<T>(bytes: Uint8Array, kind: string, path: string): T {
+  let envelope: unknown;
+  try {
+    envelope = packr.unpack(bytes);
+  } catch (cause) {
+    throw new MoltError(ErrorCode.CORRUPT, `${path} is not a molt record (truncated or overwritten)`, { cause });
+  }
+  if (!Array.isArray(envelope) || envelope[0] !== FILE_FORMAT || envelope[1] !== kind) {
+    throw new MoltError(ErrorCode.CORRUPT, `${path} is not a ${kind} record of format ${FILE_FORMAT}`);
+  }
+  const [, , body, sum] = envelope as [number, string, Uint8Array, Uint8Array];
+  const actual = createHash("sha256").update(body).digest();
+  if (!(sum instanceof Uint8Array) || !actual.equals(sum)) {
+    throw new MoltError(ErrorCode.CORRUPT, `${path} fails its checksum`);
+  }
+  return packr.unpack(body) as T;
+}

@@ -1,0 +1,121 @@
+// The inventory: the history of versions of every service — what runs now,
+// what ran, what replaced what, and how each swap ended. It answers "which
+// version runs here, and how did it get there", and survives restarts in
+// dataDir. Writes happen after a swap's blackout, never during it.
+
+import { join } from "node:path";
+import { readRecord, writeRecord } from "./disk.ts";
+import type { KernelLog } from "./log.ts";
+
+/** How a record came to be. */
+export const Via = { START: "start", SWAP: "swap", ROLLBACK: "rollback", RESTART: "restart" } as const;
+export type Via = (typeof Via)[keyof typeof Via];
+
+/** How the attempt to run a version ended. */
+export const Outcome = {
+  /** Running now, or ran until it was replaced. */
+  LIVE: "live",
+  /** A swap to it failed and the previous version kept serving. */
+  ROLLED_BACK: "rolled-back",
+  /** It failed its probation and the previous version took its state back. */
+  PROBATION_FAILED: "probation-failed",
+  /** It failed its probation but the previous version could not take its state: it stays, marked. */
+  UNHEALTHY: "unhealthy",
+} as const;
+export type Outcome = (typeof Outcome)[keyof typeof Outcome];
+
+export interface VersionRecord {
+  /** Position in the service's history, from 1. */
+  seq: number;
+  service: string;
+  /** Content hash of the bundle: the version id. */
+  version: string;
+  semver: string;
+  stateVersion: number;
+  entry: string;
+  /** The version this one replaced (or tried to), null for the first. */
+  parent: string | null;
+  via: Via;
+  requestedAt: string;
+  /** When it went live; null if it never did. */
+  startedAt: string | null;
+  replacedAt: string | null;
+  outcome: Outcome;
+  code?: string;
+  message?: string;
+  blackoutMs?: number;
+  phases?: Record<string, number>;
+}
+
+interface InventoryFile {
+  services: Record<string, VersionRecord[]>;
+}
+
+export class Inventory {
+  readonly #path: string;
+  readonly #services: Record<string, VersionRecord[]>;
+
+  private constructor(path: string, services: Record<string, VersionRecord[]>) {
+    this.#path = path;
+    this.#services = services;
+  }
+
+  /** Opens the inventory in `dataDir`, or an empty one. A corrupt file falls back to the previous copy. */
+  static open(dataDir: string, log?: KernelLog): Inventory {
+    const path = join(dataDir, "inventory.msgpack");
+    const read = readRecord<InventoryFile>(path, "inventory");
+    if (read?.recoveredFrom !== undefined) {
+      log?.log("error", "inventory file corrupt; using the previous copy", { path, error: read.recoveredFrom.message });
+    }
+    return new Inventory(path, read?.value.services ?? {});
+  }
+
+  history(service: string): readonly VersionRecord[] {
+    return this.#services[service] ?? [];
+  }
+
+  /** The record of the version running now (the last live one). */
+  current(service: string): VersionRecord | undefined {
+    const records = this.history(service);
+    for (let i = records.length - 1; i >= 0; i--) {
+      const r = records[i] as VersionRecord;
+      if ((r.outcome === Outcome.LIVE || r.outcome === Outcome.UNHEALTHY) && r.replacedAt === null) return r;
+    }
+    return undefined;
+  }
+
+  /** The version a rollback without `--to` goes back to: the parent of the current one. */
+  previous(service: string): VersionRecord | undefined {
+    const parent = this.current(service)?.parent;
+    return parent === null || parent === undefined ? undefined : this.find(service, parent);
+  }
+
+  /** A recorded version by full id or unique prefix (as `molt history` prints it). */
+  find(service: string, version: string): VersionRecord | undefined {
+    const matches = this.history(service).filter((r) => r.version.startsWith(version) && r.startedAt !== null);
+    const ids = new Set(matches.map((r) => r.version));
+    return ids.size === 1 ? matches[matches.length - 1] : undefined;
+  }
+
+  /** Appends a record for an attempt; returns it for later updates. */
+  add(record: Omit<VersionRecord, "seq">): VersionRecord {
+    const records = (this.#services[record.service] ??= []);
+    const full = { seq: records.length + 1, ...record };
+    records.push(full);
+    return full;
+  }
+
+  /** Marks the running record replaced, as of now. */
+  replaced(service: string, at: string): void {
+    const current = this.current(service);
+    if (current !== undefined) current.replacedAt = at;
+  }
+
+  save(): void {
+    writeRecord(this.#path, "inventory", { services: this.#services } satisfies InventoryFile);
+  }
+
+  toJSON(): InventoryFile {
+    return { services: this.#services };
+  }
+}

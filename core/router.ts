@@ -1,0 +1,104 @@
+// Routing: what one instance may reach. Its calls and sends go only through
+// its own bindings; its console output goes to the log service (the kernel
+// adds who said it and leaves the format to that service); its fetches and
+// stdout writes pass its permissions. This is the kernel's side of the
+// InstanceBridge.
+
+import { shortId } from "./bundle.ts";
+import { ErrorCode, MoltError, toMoltError } from "./errors.ts";
+import type { InstanceBridge } from "./instance.ts";
+import type { KernelLog } from "./log.ts";
+import { permittedFetch } from "./permissions.ts";
+import type { Slot } from "./slot.ts";
+import { encodeErrorReply, encodeRequest } from "./wire.ts";
+
+export interface RouterOptions {
+  slots: ReadonlyMap<string, Slot>;
+  /** The service that receives console output, if any. */
+  logService: string | null;
+  log: KernelLog;
+  stdout: (text: string) => void;
+}
+
+export class Router {
+  readonly #options: RouterOptions;
+
+  constructor(options: RouterOptions) {
+    this.#options = options;
+  }
+
+  /** The bridge for one instance of `slot`; `exited` is called when it dies on its own. */
+  bridge(slot: Slot, exited: InstanceBridge["exited"]): InstanceBridge {
+    const { stdout } = this.#options;
+    return {
+      call: async (binding, request) => {
+        try {
+          const reply = (await this.#route(slot, binding).deliver("call", request)) as Uint8Array;
+          const max = slot.spec.limits.maxMessageBytes;
+          if (reply.byteLength > max) {
+            throw new MoltError(ErrorCode.MESSAGE_TOO_LARGE, `reply of ${reply.byteLength} bytes exceeds ${slot.name}'s maxMessageBytes (${max})`, {
+              service: slot.name,
+            });
+          }
+          return reply;
+        } catch (err) {
+          return encodeErrorReply(toMoltError(err));
+        }
+      },
+      send: (binding, request) => this.#send(slot, binding, request),
+      console: (level, text) => this.console(slot, level, text),
+      fetch: (request) => permittedFetch(slot.name, slot.spec.permissions.net, request, slot.spec.limits.timeoutMs),
+      stdout: (text) => {
+        if (slot.spec.permissions.stdout) stdout(text);
+      },
+      exited,
+    };
+  }
+
+  /**
+   * Console output of a service, as a one-way message to the log service.
+   * The log service's own output, and output it cannot take, is printed
+   * directly, so nothing is lost and nothing loops.
+   */
+  console(slot: Slot, level: string, message: string): void {
+    const { slots, logService, stdout } = this.#options;
+    const record = {
+      time: new Date().toISOString(),
+      level,
+      service: slot.name,
+      version: slot.instance?.meta.semver ?? null,
+      versionId: slot.instance === undefined ? null : shortId(slot.instance.versionId),
+      message,
+    };
+    const sink = logService === null ? undefined : slots.get(logService);
+    if (sink === undefined || sink === slot) {
+      stdout(`${JSON.stringify(record)}\n`);
+      return;
+    }
+    sink.deliver("send", encodeRequest("write", record)).catch(() => stdout(`${JSON.stringify(record)}\n`));
+  }
+
+  #route(slot: Slot, binding: string): Slot {
+    const target = Object.hasOwn(slot.spec.bindings, binding) ? slot.spec.bindings[binding] : undefined;
+    const to = target === undefined ? undefined : this.#options.slots.get(target);
+    if (to === undefined) {
+      throw new MoltError(ErrorCode.NO_BINDING, `service "${slot.name}" has no binding "${binding}"`, { service: slot.name });
+    }
+    return to;
+  }
+
+  #send(slot: Slot, binding: string, request: Uint8Array): void {
+    const { log } = this.#options;
+    let to: Slot;
+    try {
+      to = this.#route(slot, binding);
+    } catch (err) {
+      log.log("warn", "send refused", { service: slot.name, code: toMoltError(err).code });
+      return;
+    }
+    to.deliver("send", request).catch((err: unknown) => {
+      const e = toMoltError(err);
+      log.log("warn", "send failed", { service: slot.name, to: to.name, code: e.code, error: e.message });
+    });
+  }
+}

@@ -1,0 +1,325 @@
+// The swap: one service replaced by a new version while the runtime serves.
+// An explicit state machine, driven by the kernel, one swap per service at a
+// time:
+//
+//   prepare  → compile and boot the new instance, warm it; the old one serves
+//   quiesce  → pause the mailbox (messages queue, none lost), let in-flight
+//              messages finish, run the old `stop`          ← blackout starts
+//   dump     → the old instance's state, msgpack-encoded
+//   restore  → the new instance's `restore(dump, fromStateVersion)`, `start`
+//   cutover  → point the mailbox at the new instance, resume ← blackout ends
+//   commit   → inventory, probation, dispose the old instance, snapshot
+//
+// Any failure from quiesce to cutover is a rollback: the old instance, which
+// still holds its state, starts again and takes the queued messages.
+
+import type { Bundle } from "./bundle.ts";
+import { ErrorCode, MoltError, toMoltError } from "./errors.ts";
+import type { Instance } from "./instance.ts";
+import { Outcome, Via, type Inventory, type VersionRecord } from "./inventory.ts";
+import type { KernelLog } from "./log.ts";
+import type { Slot } from "./slot.ts";
+
+export const Phase = {
+  PREPARE: "prepare",
+  QUIESCE: "quiesce",
+  DUMP: "dump",
+  RESTORE: "restore",
+  CUTOVER: "cutover",
+  COMMIT: "commit",
+} as const;
+export type Phase = (typeof Phase)[keyof typeof Phase];
+
+export interface VersionInfo {
+  version: string;
+  semver: string;
+  stateVersion: number;
+}
+
+export interface SwapReport {
+  service: string;
+  outcome: "committed" | "rolled-back" | "unchanged" | "unhealthy";
+  via: Via;
+  from: VersionInfo;
+  to: VersionInfo | null;
+  /** Mailbox paused → resumed, in ms; null when the mailbox was never paused. */
+  blackoutMs: number | null;
+  phases: Partial<Record<Phase, number>>;
+  error?: { code: string; message: string; phase: Phase };
+}
+
+export interface SwapRequest {
+  slot: Slot;
+  bundle: Bundle;
+  via: Via;
+  /** Boots an instance of `bundle` for this slot, loaded but holding no state. */
+  boot: (bundle: Bundle) => Promise<Instance>;
+  inventory: Inventory;
+  log: KernelLog;
+  settings: { drainTimeoutMs: number; probationMs: number; probationMaxErrors: number };
+  /** Called as each phase ends, for progress output. */
+  onPhase?: (phase: Phase, ms: number) => void;
+}
+
+/** Codes of the phase a failure happened in, unless the failure says timeout or memory. */
+const PHASE_CODE: Record<Phase, string> = {
+  prepare: ErrorCode.SWAP_COMPILE,
+  quiesce: ErrorCode.SWAP_STOP,
+  dump: ErrorCode.SWAP_DUMP,
+  restore: ErrorCode.SWAP_RESTORE,
+  cutover: ErrorCode.SWAP_RESTORE,
+  commit: ErrorCode.SWAP_PROBATION,
+};
+
+function phaseError(phase: Phase, err: unknown, service: string): MoltError {
+  const e = toMoltError(err);
+  const code =
+    e.code === ErrorCode.TIMEOUT
+      ? ErrorCode.SWAP_TIMEOUT
+      : e.code === ErrorCode.OOM
+        ? ErrorCode.SWAP_OOM
+        : e.code === ErrorCode.STATE_VERSION || e.code.startsWith("ERR_SWAP_")
+          ? e.code
+          : PHASE_CODE[phase];
+  return new MoltError(code, `${phase} failed: ${e.message}`, { service, cause: e });
+}
+
+function info(instance: Instance): VersionInfo {
+  return { version: instance.versionId, semver: instance.meta.semver, stateVersion: instance.meta.stateVersion };
+}
+
+/** Whether `next` can take state dumped at `fromStateVersion`, judged before anything changes. */
+export function checkStateVersion(next: Instance, fromStateVersion: number): MoltError | undefined {
+  const { stateVersion, restoresFrom, hasRestore } = next.meta;
+  if (fromStateVersion === stateVersion) return undefined;
+  const accepted = restoresFrom !== null ? restoresFrom.includes(fromStateVersion) : hasRestore;
+  if (accepted) return undefined;
+  return new MoltError(
+    ErrorCode.STATE_VERSION,
+    `${next.service} ${next.meta.semver} holds stateVersion ${stateVersion} and cannot restore stateVersion ${fromStateVersion}` +
+      (restoresFrom !== null ? ` (it restores from ${restoresFrom.join(", ") || "none"})` : " (it has no restore)"),
+    { service: next.service },
+  );
+}
+
+export async function swap(req: SwapRequest): Promise<SwapReport> {
+  const { slot, inventory, log } = req;
+  const old = slot.instance;
+  if (old === undefined) throw new MoltError(ErrorCode.SERVICE_DOWN, `${slot.name} has no live instance to swap`, { service: slot.name });
+  const report: SwapReport = { service: slot.name, outcome: "unchanged", via: req.via, from: info(old), to: null, blackoutMs: null, phases: {} };
+  if (req.bundle.hash === old.versionId) {
+    report.to = report.from;
+    return report;
+  }
+  const requestedAt = new Date().toISOString();
+  let phase: Phase = Phase.PREPARE;
+  let mark = performance.now();
+  const done = (p: Phase): void => {
+    const now = performance.now();
+    report.phases[p] = round(now - mark);
+    req.onPhase?.(p, report.phases[p] as number);
+    mark = now;
+  };
+  const record = (outcome: Outcome, fields: Partial<VersionRecord>, next: Instance | undefined): VersionRecord =>
+    inventory.add({
+      service: slot.name,
+      version: next?.versionId ?? req.bundle.hash,
+      semver: next?.meta.semver ?? "?",
+      stateVersion: next?.meta.stateVersion ?? -1,
+      entry: req.bundle.entry,
+      parent: old.versionId,
+      via: req.via,
+      requestedAt,
+      startedAt: null,
+      replacedAt: null,
+      outcome,
+      phases: report.phases,
+      ...fields,
+    });
+
+  let next: Instance | undefined;
+  let paused = false;
+  let stopped = false;
+  let pausedAt = 0;
+  try {
+    // prepare: everything that can be done while the old instance serves.
+    try {
+      next = await req.boot(req.bundle);
+    } catch (err) {
+      throw phaseError(phase, err, slot.name);
+    }
+    report.to = info(next);
+    const incompatible = checkStateVersion(next, old.meta.stateVersion);
+    if (incompatible !== undefined) throw incompatible;
+    done(phase);
+
+    phase = Phase.QUIESCE;
+    slot.mailbox.pause();
+    paused = true;
+    pausedAt = performance.now();
+    await drain(slot, req.settings.drainTimeoutMs);
+    stopped = true;
+    await old.stop().catch((err: unknown) => {
+      throw phaseError(phase, err, slot.name);
+    });
+    done(phase);
+
+    phase = Phase.DUMP;
+    const dumped = await old.dump().catch((err: unknown) => {
+      throw phaseError(phase, err, slot.name);
+    });
+    done(phase);
+
+    phase = Phase.RESTORE;
+    try {
+      await next.restore(dumped, old.meta.stateVersion);
+      await next.start();
+    } catch (err) {
+      throw phaseError(phase, err, slot.name);
+    }
+    done(phase);
+
+    phase = Phase.CUTOVER;
+    slot.attach(next, req.bundle);
+    slot.mailbox.resume();
+    paused = false;
+    report.blackoutMs = round(performance.now() - pausedAt);
+    done(phase);
+  } catch (err) {
+    const e = err instanceof MoltError && (err.code.startsWith("ERR_SWAP_") || err.code === ErrorCode.STATE_VERSION) ? err : phaseError(phase, err, slot.name);
+    // Rollback: the old instance still holds its state; it goes live again and takes the queue.
+    if (stopped && !old.disposed) {
+      await old.start().catch((startErr: unknown) =>
+        log.log("error", "old instance failed to start again after a failed swap", { service: slot.name, error: String(startErr) }),
+      );
+    }
+    if (paused) {
+      slot.mailbox.resume();
+      report.blackoutMs = round(performance.now() - pausedAt);
+    }
+    next?.dispose();
+    report.outcome = "rolled-back";
+    report.error = { code: e.code, message: e.message, phase };
+    record(Outcome.ROLLED_BACK, { code: e.code, message: e.message, ...(report.blackoutMs === null ? {} : { blackoutMs: report.blackoutMs }) }, next);
+    saveQuietly(inventory, log);
+    log.log("warn", "swap rolled back", { service: slot.name, code: e.code, phase, error: e.message });
+    return report;
+  }
+
+  // commit: record, then probation, then the old isolate goes.
+  const now = new Date().toISOString();
+  inventory.replaced(slot.name, now);
+  const committed = record(Outcome.LIVE, { startedAt: now, blackoutMs: report.blackoutMs as number }, next);
+  saveQuietly(inventory, log);
+  report.outcome = "committed";
+  const verdict = await probation(req, next, old, committed);
+  if (verdict !== undefined) {
+    report.outcome = verdict.outcome;
+    report.error = { code: verdict.error.code, message: verdict.error.message, phase: Phase.COMMIT };
+  }
+  done(Phase.COMMIT);
+  committed.phases = report.phases;
+  saveQuietly(inventory, log);
+  return report;
+}
+
+/** Waits for in-flight messages, including their outgoing calls, within the drain deadline. */
+async function drain(slot: Slot, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new MoltError(ErrorCode.SWAP_DRAIN_TIMEOUT, `${slot.mailbox.inFlight} message(s) still running after ${timeoutMs} ms`, { service: slot.name })),
+      timeoutMs,
+    );
+  });
+  try {
+    await Promise.race([slot.mailbox.drained(), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Probation: for `probationMs` after cutover, errors of the new version past
+ * `probationMaxErrors` send its state back to the old version (through the
+ * new `dump` and the old `restore`). If the old version cannot take that
+ * state, the new one stays and is marked unhealthy: state is never dropped
+ * to make a rollback possible.
+ */
+async function probation(
+  req: SwapRequest,
+  next: Instance,
+  old: Instance,
+  committed: VersionRecord,
+): Promise<{ outcome: "rolled-back" | "unhealthy"; error: MoltError } | undefined> {
+  const { slot, settings, log, inventory } = req;
+  if (settings.probationMs > 0) {
+    const failed = await slot.watchErrors(settings.probationMs, settings.probationMaxErrors);
+    if (failed !== undefined && slot.instance === next) {
+      const error = new MoltError(
+        ErrorCode.SWAP_PROBATION,
+        `${failed.count} error(s) during probation (most recent ${failed.last.code}: ${failed.last.message})`,
+        { service: slot.name, cause: failed.last },
+      );
+      slot.mailbox.pause();
+      try {
+        await drain(slot, settings.drainTimeoutMs);
+        await next.stop();
+        const dumped = await next.dump();
+        await old.restore(dumped, next.meta.stateVersion);
+        await old.start();
+      } catch (err) {
+        // The old version cannot take the newer state back: the new one keeps serving, marked.
+        await next.start().catch(() => undefined);
+        slot.mailbox.resume();
+        committed.outcome = Outcome.UNHEALTHY;
+        committed.code = error.code;
+        committed.message = `${error.message}; rollback impossible: ${toMoltError(err).message}`;
+        old.dispose();
+        log.log("error", "probation failed and the old version cannot take the state back; keeping the new one", {
+          service: slot.name,
+          error: committed.message,
+        });
+        return { outcome: "unhealthy", error };
+      }
+      slot.attach(old, slot.previousBundle ?? req.bundle);
+      slot.mailbox.resume();
+      const at = new Date().toISOString();
+      committed.outcome = Outcome.PROBATION_FAILED;
+      committed.code = error.code;
+      committed.message = error.message;
+      committed.replacedAt = at;
+      inventory.add({
+        service: slot.name,
+        version: old.versionId,
+        semver: old.meta.semver,
+        stateVersion: old.meta.stateVersion,
+        entry: slot.bundle?.entry ?? "",
+        parent: next.versionId,
+        via: Via.ROLLBACK,
+        requestedAt: at,
+        startedAt: at,
+        replacedAt: null,
+        outcome: Outcome.LIVE,
+        message: "automatic rollback after failed probation",
+      });
+      next.dispose();
+      log.log("warn", "probation failed; rolled back", { service: slot.name, error: error.message });
+      return { outcome: "rolled-back", error };
+    }
+  }
+  old.dispose();
+  return undefined;
+}
+
+function saveQuietly(inventory: Inventory, log: KernelLog): void {
+  try {
+    inventory.save();
+  } catch (err) {
+    log.log("error", "cannot write the inventory", { error: (err as Error).message });
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}

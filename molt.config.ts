@@ -2,6 +2,7 @@
 //   curl -X POST localhost:8080/counter/incr
 //   curl -X PUT -d bar localhost:8080/kv/foo
 //   curl localhost:8080/kv/foo
+// and, while it serves: npm run molt -- swap counter ./services/counter/v2.ts
 import { defineConfig } from "molt";
 
 export default defineConfig({
@@ -16,6 +17,7 @@ export default defineConfig({
     log: { entry: "./services/log/index.ts", permissions: { stdout: true }, config: { level: "info" } },
   },
   http: { port: 8080, service: "gateway" },
+  admin: { port: 8081 },
   log: { service: "log" },
   dataDir: ".molt",
 });

@@ -3,6 +3,7 @@
 
 import { parseArgs } from "node:util";
 import { MoltError } from "../core/errors.ts";
+import { historyCommand, rollbackCommand, snapshotCommand, statusCommand, swapCommand } from "./commands.ts";
 import { run } from "./run.ts";
 
 const USAGE = `molt — a hot-reloadable microkernel runtime for TypeScript services
@@ -10,20 +11,58 @@ const USAGE = `molt — a hot-reloadable microkernel runtime for TypeScript serv
 Usage: molt <command> [options]
 
 Commands:
-  run [config]     start the runtime from a config file (default: ./molt.config.ts)
+  run [config]                      start the runtime from a config file
+  swap <service> <entry>            hot-swap a running service to the code at <entry>
+  rollback <service> [--to <ver>]   swap back to the previous (or a named) version
+  status [--json]                   every service: version, stateVersion, uptime, queue, last swap
+  history <service> [--json]        every version of a service: parent, when, outcome, blackout
+  snapshot [service]                write a snapshot of one service, or of all, now
 
 Options:
-  --config <path>  the runtime's config file
+  --config <path>  the runtime's config file (default: ./molt.config.ts)
+  --json           machine-readable output
   -h, --help       show help for molt or for a command
 `;
 
 const HELP: Record<string, string> = {
   run: `Usage: molt run [config] [--config <path>]
 
-Starts every service of the config, each in its own isolate, and the HTTP
-listener if the config has one. Prints one line per listener when ready.
-SIGINT or SIGTERM stops accepting connections, lets every request in flight
-finish, runs each service's stop hook, and exits 0.
+Starts every service of the config, each in its own isolate, the HTTP
+listener and the admin API if the config has them. Prints one line per
+listener when ready. On an existing dataDir each service resumes at its last
+committed version from its last snapshot. SIGINT or SIGTERM stops accepting
+connections, lets every request in flight finish, runs each service's stop
+hook, snapshots every service, and exits 0.
+`,
+  swap: `Usage: molt swap <service> <entry> [--config <path>] [--json]
+
+Replaces a running service with the code at <entry> while the runtime serves:
+prepare, quiesce, dump, restore, cutover, commit, each printed with its
+duration as it ends, then the blackout (mailbox paused → resumed) and the new
+version id. Any failure rolls back to the running version with its state;
+the command then exits 1 and prints the error code.
+`,
+  rollback: `Usage: molt rollback <service> [--to <version>] [--config <path>] [--json]
+
+Swaps back to the version the current one replaced, or to any version in the
+service's history (a version id or a unique prefix, as \`molt history\` shows).
+The older code's restore receives the newer stateVersion: it migrates down or
+refuses with ERR_STATE_VERSION, and nothing changes.
+`,
+  status: `Usage: molt status [--config <path>] [--json]
+
+Every service: state, running version, semver, stateVersion, uptime, queue
+depth (waiting+running) and its last swap.
+`,
+  history: `Usage: molt history <service> [--config <path>] [--json]
+
+The inventory of one service: every version that ran or was tried, its
+parent, how it came (start, swap, rollback), when it started and was
+replaced, the outcome with its error code, and the blackout.
+`,
+  snapshot: `Usage: molt snapshot [service] [--config <path>] [--json]
+
+Writes a snapshot of one service (or of every service) to dataDir now.
 `,
 };
 
@@ -35,7 +74,12 @@ async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { config: { type: "string" }, help: { type: "boolean", short: "h" } },
+    options: {
+      config: { type: "string" },
+      json: { type: "boolean" },
+      to: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
   });
   const [command, ...rest] = positionals;
   if (command === undefined || command === "help") {
@@ -47,10 +91,27 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(help ?? USAGE);
     return help === undefined ? 1 : 0;
   }
+  const common = { config: values.config, json: values.json === true };
+  const need = (n: number, usage: string): void => {
+    if (rest.length < n) throw new MoltError("ERR_USAGE", `usage: molt ${usage}`);
+  };
   switch (command) {
     case "run":
       await run(values.config ?? rest[0]);
       return -1;
+    case "swap":
+      need(2, "swap <service> <entry>");
+      return swapCommand(rest[0] as string, rest[1] as string, common);
+    case "rollback":
+      need(1, "rollback <service> [--to <version>]");
+      return rollbackCommand(rest[0] as string, values.to, common);
+    case "status":
+      return statusCommand(common);
+    case "history":
+      need(1, "history <service>");
+      return historyCommand(rest[0] as string, common);
+    case "snapshot":
+      return snapshotCommand(rest[0], common);
     default:
       console.error(`molt: unknown command "${command}"\n\n${USAGE}`);
       return 1;
@@ -70,6 +131,7 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     if (err instanceof MoltError) console.error(`molt: ${err.code}: ${err.message}`);
+    else if (err instanceof TypeError && (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) console.error(`molt: ${err.message}`);
     else console.error("molt:", err);
     process.exit(1);
   },

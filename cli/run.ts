@@ -1,6 +1,9 @@
 // `molt run`: starts a runtime from a config file, prints one ready line per
 // listener, and on SIGINT/SIGTERM stops accepting, drains and exits 0.
 
+import { join } from "node:path";
+import { AdminServer, adminToken } from "../core/admin.ts";
+import { writeAtomic } from "../core/disk.ts";
 import { findConfig, loadConfig } from "../core/config.ts";
 import { HttpIngress } from "../core/http-ingress.ts";
 import { Kernel } from "../core/kernel.ts";
@@ -24,6 +27,20 @@ export async function run(configArg: string | undefined): Promise<void> {
     }
     console.log(`molt: http listening on ${ingress.url} (service ${config.http.service})`);
   }
+  let admin: AdminServer | undefined;
+  if (config.admin !== null) {
+    admin = new AdminServer(kernel, { ...config.admin, token: adminToken(config.dataDir) });
+    try {
+      await admin.listen();
+    } catch (err) {
+      await ingress?.close();
+      await kernel.stop();
+      throw err;
+    }
+    // With port 0 the CLI cannot know the port from the config: it reads it here.
+    writeAtomic(join(config.dataDir, "admin.json"), `${JSON.stringify({ url: admin.url, pid: process.pid })}\n`);
+    console.log(`molt: admin listening on ${admin.url}`);
+  }
   const names = Object.keys(config.services);
   console.log(`molt: ready, ${names.length} service${names.length === 1 ? "" : "s"} (${names.join(", ")})`);
 
@@ -39,6 +56,7 @@ export async function run(configArg: string | undefined): Promise<void> {
       process.exit(1);
     }, STOP_DEADLINE_MS).unref();
     await ingress?.close();
+    await admin?.close();
     await kernel.stop();
     console.log("molt: stopped");
     process.exit(0);

@@ -40,7 +40,7 @@ export interface ResolvedConfig {
   dir: string;
   services: Record<string, ResolvedService>;
   http: { port: number; host: string; service: string; maxBodyBytes: number } | null;
-  admin: { port: number; host: string } | null;
+  admin: { port: number; host: string; allowedRoots: string[] } | null;
   log: { service: string } | null;
   dataDir: string;
   swap: { drainTimeoutMs: number; probationMs: number; probationMaxErrors: number };
@@ -196,7 +196,14 @@ export function resolveConfig(raw: unknown, dir: string, path: string | null = n
             service: named(http.service, "http.service"),
             maxBodyBytes: positiveInt(http.maxBodyBytes ?? DEFAULTS.maxBodyBytes, "http.maxBodyBytes", fail),
           },
-    admin: admin === null ? null : { port: port(admin.port, "admin.port", fail), host: admin.host ?? DEFAULTS.host },
+    admin:
+      admin === null
+        ? null
+        : {
+            port: port(admin.port, "admin.port", fail),
+            host: admin.host ?? DEFAULTS.host,
+            allowedRoots: stringList(admin.allowedRoots ?? [dir], "admin.allowedRoots", fail).map((root) => resolve(dir, root)),
+          },
     log: config.log === undefined ? null : { service: named(config.log.service, "log.service") },
     dataDir: resolve(dir, config.dataDir ?? DEFAULTS.dataDir),
     swap: {

@@ -38,7 +38,13 @@ export interface MoltConfig {
   services: Record<string, ServiceConfig>;
   /** The kernel owns the socket; the named service answers every request. */
   http?: { port: number; host?: string; service: string; maxBodyBytes?: number };
-  admin?: { port: number; host?: string };
+  /** The admin API the CLI talks to; write calls need the token in dataDir. */
+  admin?: {
+    port: number;
+    host?: string;
+    /** Folders a swapped-in entry must be inside (relative to the config file). Default: the config's folder. */
+    allowedRoots?: string[];
+  };
   /** The service that receives every service's console output; without one, the kernel prints it. */
   log?: { service: string };
   /** Snapshots, inventory, the admin token. Relative to the config file. Default ".molt". */

@@ -23,7 +23,13 @@ function text(status: number, body: string): HttpResponse {
 export default defineService<State>({
   version: "1.0.0",
   stateVersion: 1,
+  // Also takes v2's state back (a rollback), migrating it down.
+  restoresFrom: [1, 2],
   init: () => ({ count: 0, history: [] }),
+  restore: (dumped: any, from: number) =>
+    from === 2
+      ? { count: dumped.count, history: (dumped.history as { by: number }[]).map((h) => h.by) }
+      : (dumped as State),
   handlers: {
     incr: (state, by: number = 1) => {
       if (typeof by !== "number" || !Number.isFinite(by)) throw new TypeError("incr takes a finite number");

@@ -14,6 +14,8 @@ export interface RunningRuntime {
   process: ChildProcess;
   /** Base URL of the HTTP listener, e.g. http://127.0.0.1:40123 */
   url: string;
+  /** Base URL of the admin API, when the config has one. */
+  adminUrl: string | undefined;
   stdout: () => string;
   stderr: () => string;
   /** Sends SIGTERM and resolves with the exit code. */
@@ -68,6 +70,7 @@ export async function startRuntime(configPath: string, options: { readyTimeoutMs
   return {
     process: child,
     url,
+    adminUrl: /admin listening on (http:\/\/\S+)/.exec(stdout)?.[1],
     stdout: () => stdout,
     stderr: () => stderr,
     async stop(signal = "SIGTERM") {

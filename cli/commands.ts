@@ -1,0 +1,158 @@
+// The commands that talk to a running runtime: swap, rollback, status,
+// history, snapshot. Human output by default, --json for scripts.
+
+import { resolve } from "node:path";
+import { shortId } from "../core/bundle.ts";
+import { ErrorCode, MoltError } from "../core/errors.ts";
+import type { VersionRecord } from "../core/inventory.ts";
+import type { ServiceStatus } from "../core/kernel.ts";
+import type { SwapReport } from "../core/swap.ts";
+import { connect } from "./client.ts";
+
+export interface CommonOptions {
+  config: string | undefined;
+  json: boolean;
+}
+
+const out = (line = ""): void => void process.stdout.write(`${line}\n`);
+
+/** `molt swap <service> <entry>`: exits 0 when committed or unchanged, 1 otherwise. */
+export async function swapCommand(service: string, entry: string, options: CommonOptions): Promise<number> {
+  const client = await connect(options.config);
+  const absolute = resolve(process.cwd(), entry);
+  if (!options.json) out(`swap ${service} → ${entry}`);
+  return reportSwap(await streamSwap(client.stream, `/v1/services/${encodeURIComponent(service)}/swap`, { entry: absolute }, options), options);
+}
+
+/** `molt rollback <service> [--to <version>]` */
+export async function rollbackCommand(service: string, to: string | undefined, options: CommonOptions): Promise<number> {
+  const client = await connect(options.config);
+  if (!options.json) out(`rollback ${service}${to === undefined ? " to the previous version" : ` to ${to}`}`);
+  return reportSwap(
+    await streamSwap(client.stream, `/v1/services/${encodeURIComponent(service)}/rollback`, to === undefined ? {} : { to }, options),
+    options,
+  );
+}
+
+async function streamSwap(
+  stream: Awaited<ReturnType<typeof connect>>["stream"],
+  path: string,
+  body: unknown,
+  options: CommonOptions,
+): Promise<SwapReport> {
+  let report: SwapReport | undefined;
+  await stream(path, body, (line) => {
+    if (line.event === "phase" && !options.json) out(`  ${String(line.phase).padEnd(8)} ${fmtMs(line.ms as number).padStart(10)}`);
+    if (line.event === "report") report = line.report as SwapReport;
+    if (line.event === "error") {
+      const e = line.error as { code: string; message: string };
+      throw new MoltError(e.code, e.message);
+    }
+  });
+  if (report === undefined) throw new MoltError(ErrorCode.ADMIN, "the runtime ended the swap without a report");
+  return report;
+}
+
+function reportSwap(report: SwapReport, options: CommonOptions): number {
+  const ok = report.outcome === "committed" || report.outcome === "unchanged";
+  if (options.json) {
+    out(JSON.stringify(report));
+    return ok ? 0 : 1;
+  }
+  const from = `${report.from.semver} (${shortId(report.from.version)})`;
+  const to = report.to === null ? "?" : `${report.to.semver} (${shortId(report.to.version)})`;
+  switch (report.outcome) {
+    case "unchanged":
+      out(`unchanged: ${report.service} already runs ${from}`);
+      break;
+    case "committed":
+      out(`committed: ${report.service} ${from} → ${to}, stateVersion ${report.from.stateVersion} → ${report.to?.stateVersion}, blackout ${fmtMs(report.blackoutMs)}`);
+      out(`version ${report.to?.version}`);
+      break;
+    default:
+      out(`${report.outcome}: ${report.service} stays at ${report.outcome === "unhealthy" ? to : from}; blackout ${fmtMs(report.blackoutMs)}`);
+      process.stderr.write(`molt: ${report.error?.code}: ${report.error?.message} (phase ${report.error?.phase})\n`);
+  }
+  return ok ? 0 : 1;
+}
+
+/** `molt status [--json]` */
+export async function statusCommand(options: CommonOptions): Promise<number> {
+  const client = await connect(options.config);
+  const { services } = (await client.get("/v1/status")) as { services: ServiceStatus[] };
+  if (options.json) {
+    out(JSON.stringify({ services }));
+    return 0;
+  }
+  table(
+    ["service", "state", "version", "semver", "stateVersion", "uptime", "queue", "last swap"],
+    services.map((s) => [
+      s.name,
+      s.state,
+      s.version === null ? "-" : shortId(s.version),
+      s.semver ?? "-",
+      s.stateVersion === null ? "-" : String(s.stateVersion),
+      fmtUptime(s.uptimeMs),
+      `${s.queueDepth}+${s.inFlight}`,
+      s.lastSwap === null ? "-" : `${s.lastSwap.outcome}${s.lastSwap.blackoutMs === undefined ? "" : ` (${fmtMs(s.lastSwap.blackoutMs)})`} ${s.lastSwap.requestedAt}`,
+    ]),
+  );
+  return 0;
+}
+
+/** `molt history <service> [--json]` */
+export async function historyCommand(service: string, options: CommonOptions): Promise<number> {
+  const client = await connect(options.config);
+  const { records } = (await client.get(`/v1/services/${encodeURIComponent(service)}/history`)) as { records: VersionRecord[] };
+  if (options.json) {
+    out(JSON.stringify({ service, records }));
+    return 0;
+  }
+  table(
+    ["#", "version", "semver", "sv", "parent", "via", "started", "replaced", "outcome", "blackout"],
+    records.map((r) => [
+      String(r.seq),
+      shortId(r.version),
+      r.semver,
+      String(r.stateVersion),
+      r.parent === null ? "-" : shortId(r.parent),
+      r.via,
+      r.startedAt ?? "-",
+      r.replacedAt ?? (r.startedAt !== null && r.outcome !== "probation-failed" ? "(running)" : "-"),
+      r.code === undefined ? r.outcome : `${r.outcome} ${r.code}`,
+      r.blackoutMs === undefined ? "-" : fmtMs(r.blackoutMs),
+    ]),
+  );
+  return 0;
+}
+
+/** `molt snapshot [service]` */
+export async function snapshotCommand(service: string | undefined, options: CommonOptions): Promise<number> {
+  const client = await connect(options.config);
+  const { result } = (await client.post("/v1/snapshot", service === undefined ? {} : { service })) as {
+    result: { service: string; version: string; stateVersion: number; bytes: number }[];
+  };
+  if (options.json) out(JSON.stringify({ snapshots: result }));
+  else for (const s of result) out(`snapshot ${s.service} ${shortId(s.version)} stateVersion ${s.stateVersion}: ${s.bytes} bytes`);
+  return 0;
+}
+
+function table(head: string[], rows: string[][]): void {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join("  ").trimEnd();
+  out(line(head));
+  for (const row of rows) out(line(row));
+}
+
+function fmtMs(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined) return "-";
+  return ms < 10 ? `${ms.toFixed(3)} ms` : `${ms.toFixed(1)} ms`;
+}
+
+function fmtUptime(ms: number): string {
+  if (ms === 0) return "-";
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${s % 60}s`;
+  return `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60)}m`;
+}

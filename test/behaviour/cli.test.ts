@@ -1,0 +1,153 @@
+// Behaviour: the `molt` command line, run as a user runs it (bin/molt.js in
+// its own process). Failures are checked by exit status and the error code
+// printed on stderr, never by message text.
+
+import { spawn, type ChildProcess } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { FIXTURES, ROOT, runCli, startRuntime, writeConfig, type RunningRuntime } from "../support/runtime.ts";
+
+const PROBE = join(FIXTURES, "behaviour", "probe.ts");
+
+/**
+ * `molt run` for configs that must fail: like runCli, but the process is
+ * killed if it is still running after `ms` (a runtime that wrongly starts
+ * must not outlive the test).
+ */
+const started: ChildProcess[] = [];
+function runUntilExit(args: string[], ms = 20_000): Promise<{ code: number | null; stdout: string; stderr: string; killed: boolean }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(ROOT, "bin", "molt.js"), ...args], { cwd: ROOT });
+    started.push(child);
+    let stdout = "";
+    let stderr = "";
+    let killed = false;
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      killed = true;
+      child.kill("SIGKILL");
+    }, ms);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, killed });
+    });
+  });
+}
+
+let runtimes: RunningRuntime[] = [];
+
+afterEach(async () => {
+  for (const child of started.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  await Promise.all(runtimes.map((rt) => rt.stop()));
+  runtimes = [];
+});
+
+async function start(configPath: string): Promise<RunningRuntime> {
+  const rt = await startRuntime(configPath);
+  runtimes.push(rt);
+  return rt;
+}
+
+/** Waits until `count` lines matching `pattern` appeared on the runtime's stdout (up to ~10 s). */
+async function waitForLines(rt: RunningRuntime, pattern: RegExp, count: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  const seen = (): number => rt.stdout().split("\n").filter((line) => pattern.test(line)).length;
+  while (seen() < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  expect(seen(), `stdout:\n${rt.stdout()}\nstderr:\n${rt.stderr()}`).toBeGreaterThanOrEqual(count);
+}
+
+describe("molt help and commands", () => {
+  it("`molt --help` exits 0 and prints usage", async () => {
+    const result = await runCli(["--help"]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/usage/i);
+    expect(result.stdout).toMatch(/\brun\b/);
+  });
+
+  it("`molt run --help` exits 0 and prints the usage of run", async () => {
+    const result = await runCli(["run", "--help"]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/usage/i);
+    expect(result.stdout).toMatch(/molt run/);
+  });
+
+  it("an unknown command exits non-zero", async () => {
+    const result = await runCli(["no-such-command"]);
+    expect(result.code).not.toBe(0);
+    expect(result.code).not.toBeNull();
+  });
+});
+
+describe("molt run refuses a broken config", () => {
+  it("exits non-zero with ERR_BUNDLE when a service does not compile", async () => {
+    const config = writeConfig("");
+    const broken = join(dirname(config), "broken.ts");
+    writeFileSync(broken, `export default {\n  handlers: {\n    fetch: () => ({ status: 200 ,\n  },\n};\n`);
+    writeFileSync(
+      config,
+      `export default {
+  services: {
+    good: { entry: ${JSON.stringify(PROBE)} },
+    broken: { entry: ${JSON.stringify(broken)} },
+  },
+  http: { port: 0, service: "good" },
+};
+`,
+    );
+    const result = await runUntilExit(["run", config]);
+    expect(result.killed, `still running; stdout:\n${result.stdout}`).toBe(false);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain("ERR_BUNDLE");
+    expect(result.stdout).not.toMatch(/molt: ready/);
+  });
+
+  it("exits non-zero with ERR_CONFIG when a binding names a missing service", async () => {
+    const config = writeConfig(`export default {
+  services: {
+    caller: { entry: ${JSON.stringify(PROBE)}, bindings: { kv: "no-such-service" } },
+  },
+  http: { port: 0, service: "caller" },
+};
+`);
+    const result = await runUntilExit(["run", config]);
+    expect(result.killed, `still running; stdout:\n${result.stdout}`).toBe(false);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain("ERR_CONFIG");
+    expect(result.stdout).not.toMatch(/molt: ready/);
+  });
+});
+
+describe("molt run stops cleanly on a signal", () => {
+  const config = (): string =>
+    writeConfig(`export default {
+  services: {
+    slow: { entry: ${JSON.stringify(PROBE)}, concurrency: 10 },
+  },
+  http: { port: 0, service: "slow" },
+};
+`);
+
+  it("SIGTERM lets the requests in flight complete with 200, then exits 0", async () => {
+    const rt = await start(config());
+    const inFlight = [1, 2, 3].map(async (i) => {
+      const res = await fetch(`${rt.url}/slow?ms=300&announce=${i}`);
+      return { status: res.status, body: (await res.json()) as unknown };
+    });
+    // Every request has reached its handler before the signal.
+    await waitForLines(rt, /slow-started \d/, 3);
+    const code = await rt.stop("SIGTERM");
+    const answers = await Promise.all(inFlight);
+    expect(answers).toEqual([1, 2, 3].map(() => ({ status: 200, body: { slept: 300 } })));
+    expect(code).toBe(0);
+  });
+
+  it("SIGINT exits 0", async () => {
+    const rt = await start(config());
+    const answer = await fetch(`${rt.url}/ok`);
+    expect(answer.status).toBe(200);
+    await answer.text();
+    expect(await rt.stop("SIGINT")).toBe(0);
+  });
+});

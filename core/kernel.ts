@@ -5,15 +5,15 @@
 import { bundleRuntime, bundleService, shortId, type Bundle } from "./bundle.ts";
 import type { ResolvedConfig } from "./config.ts";
 import { ErrorCode, MoltError, toMoltError } from "./errors.ts";
-import type { Boot, Instance } from "./instance.ts";
-import { Inventory, Outcome, Via, type VersionRecord } from "./inventory.ts";
+import type { Boot } from "./instance.ts";
+import { Inventory, Via, type VersionRecord } from "./inventory.ts";
 import { bootIsolate } from "./isolate-host.ts";
 import { jsonLog, type KernelLog } from "./log.ts";
-import { grantedEnv } from "./permissions.ts";
 import { Router } from "./router.ts";
 import { Slot } from "./slot.ts";
 import { SnapshotStore } from "./snapshots.ts";
-import { checkStateVersion, swap, type Phase, type SwapReport } from "./swap.ts";
+import { Supervisor } from "./supervisor.ts";
+import { swap, type Phase, type SwapReport } from "./swap.ts";
 import { decodeReply, encodeRequest } from "./wire.ts";
 
 export interface KernelOptions {
@@ -38,16 +38,21 @@ export interface ServiceStatus {
   lastSwap: VersionRecord | null;
 }
 
+interface Started {
+  inventory: Inventory;
+  snapshots: SnapshotStore;
+  supervisor: Supervisor;
+}
+
 export class Kernel {
   readonly config: ResolvedConfig;
   readonly #slots = new Map<string, Slot>();
   readonly #log: KernelLog;
   readonly #router: Router;
-  #boot: Boot | undefined;
   readonly #bootOverride: Boot | undefined;
   #stopping = false;
-  #inventory: Inventory | undefined;
-  #snapshots: SnapshotStore | undefined;
+  /** What exists once start() has run. */
+  #started: Started | undefined;
   readonly #swapping = new Set<string>();
 
   constructor(config: ResolvedConfig, options: KernelOptions = {}) {
@@ -70,10 +75,19 @@ export class Kernel {
    */
   async start(): Promise<void> {
     const runtime = await bundleRuntime();
-    this.#boot = this.#bootOverride ?? ((spec, bridge) => bootIsolate(spec, bridge, runtime));
-    this.#inventory = Inventory.open(this.config.dataDir, this.#log);
-    this.#snapshots = new SnapshotStore(this.config.dataDir, this.#log);
-    const results = await Promise.allSettled([...this.#slots.values()].map((slot) => this.#launch(slot)));
+    const inventory = Inventory.open(this.config.dataDir, this.#log);
+    const snapshots = new SnapshotStore(this.config.dataDir, this.#log);
+    const supervisor = new Supervisor({
+      boot: this.#bootOverride ?? ((spec, bridge) => bootIsolate(spec, bridge, runtime)),
+      router: this.#router,
+      inventory,
+      snapshots,
+      log: this.#log,
+      restart: this.config.restart,
+      running: () => !this.#stopping,
+    });
+    this.#started = { inventory, snapshots, supervisor };
+    const results = await Promise.allSettled([...this.#slots.values()].map((slot) => supervisor.launch(slot)));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed !== undefined) {
       await this.stop();
@@ -83,8 +97,20 @@ export class Kernel {
   }
 
   get inventory(): Inventory {
-    if (this.#inventory === undefined) throw new MoltError(ErrorCode.INTERNAL, "the kernel is not started");
-    return this.#inventory;
+    return this.#running.inventory;
+  }
+
+  get #running(): Started {
+    if (this.#started === undefined) throw new MoltError(ErrorCode.INTERNAL, "the kernel is not started");
+    return this.#started;
+  }
+
+  get #supervisor(): Supervisor {
+    return this.#running.supervisor;
+  }
+
+  get #snapshotStore(): SnapshotStore {
+    return this.#running.snapshots;
   }
 
   /**
@@ -118,7 +144,7 @@ export class Kernel {
           { service },
         );
       }
-      const bundle = this.#store.loadBundle(target.version, target.entry);
+      const bundle = this.#snapshotStore.loadBundle(target.version, target.entry);
       return this.#swap(slot, bundle, Via.ROLLBACK, options.onPhase);
     });
   }
@@ -132,7 +158,7 @@ export class Kernel {
       if (instance === undefined) continue;
       // Queued like a message, so it never runs in the middle of a handler.
       const dump = await slot.mailbox.push(() => instance.dump());
-      this.#writeSnapshot(slot, instance, dump);
+      this.#supervisor.writeSnapshot(slot, instance, dump);
       written.push({ service: slot.name, version: instance.versionId, stateVersion: instance.meta.stateVersion, bytes: dump.byteLength });
     }
     return written;
@@ -172,10 +198,7 @@ export class Kernel {
   async stop(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
-    const slots = [...this.#slots.values()];
-    // The log service closes last, so the others' final output still reaches it.
-    const logName = this.config.log?.service;
-    const ordered = [...slots.filter((s) => s.name !== logName), ...slots.filter((s) => s.name === logName)];
+    const ordered = stopOrder([...this.#slots.values()], this.config.log?.service);
     for (const slot of ordered) {
       await slot.mailbox.close();
       const instance = slot.instance;
@@ -183,7 +206,7 @@ export class Kernel {
       try {
         await instance.stop();
         // A graceful stop snapshots every service, so that a stop and a start lose nothing.
-        if (this.#snapshots !== undefined) this.#writeSnapshot(slot, instance, await instance.dump());
+        if (this.#started !== undefined) this.#started.supervisor.writeSnapshot(slot, instance, await instance.dump());
       } catch (err) {
         this.#log.log("error", "stop or final snapshot failed", { service: slot.name, code: toMoltError(err).code, error: String(err) });
       }
@@ -191,102 +214,19 @@ export class Kernel {
     }
   }
 
-  /**
-   * First start of a service: at the version the inventory says runs, from
-   * its last snapshot; or, on a fresh dataDir, at the config's entry from init.
-   */
-  async #launch(slot: Slot): Promise<void> {
-    const current = this.inventory.current(slot.name);
-    let bundle: Bundle | undefined;
-    if (current !== undefined) {
-      try {
-        bundle = this.#store.loadBundle(current.version, current.entry);
-      } catch (err) {
-        this.#log.log("error", "cannot load the recorded version; starting from the config's entry", {
-          service: slot.name,
-          version: shortId(current.version),
-          error: (err as Error).message,
-        });
-      }
-    }
-    bundle ??= await bundleService(slot.spec.entry);
-    const instance = await this.#bootInstance(slot, bundle);
-    const fresh = await this.#bringUp(slot, instance, bundle);
-    if (current === undefined || current.version !== bundle.hash) {
-      if (current !== undefined) this.inventory.replaced(slot.name, new Date().toISOString());
-      const now = new Date().toISOString();
-      this.inventory.add({
-        service: slot.name,
-        version: bundle.hash,
-        semver: instance.meta.semver,
-        stateVersion: instance.meta.stateVersion,
-        entry: bundle.entry,
-        parent: current?.version ?? null,
-        via: Via.START,
-        requestedAt: now,
-        startedAt: now,
-        replacedAt: null,
-        outcome: Outcome.LIVE,
-        ...(fresh ? {} : { message: "restored from snapshot" }),
-      });
-    }
-    this.#store.saveBundle(bundle);
-    this.#log.log("info", "service started", {
-      service: slot.name,
-      version: shortId(instance.versionId),
-      semver: instance.meta.semver,
-      state: fresh ? "init" : "snapshot",
-    });
-  }
-
-  /** Gives a booted instance its state (last snapshot, else init), starts it and puts it behind the mailbox. Returns true for fresh state. */
-  async #bringUp(slot: Slot, instance: Instance, bundle: Bundle): Promise<boolean> {
-    let fresh = true;
-    try {
-      const snapshot = this.#snapshots?.read(slot.name);
-      if (snapshot !== undefined && checkStateVersion(instance, snapshot.stateVersion) === undefined) {
-        await instance.restore(snapshot.dump, snapshot.stateVersion);
-        fresh = false;
-      } else {
-        await instance.init();
-      }
-      await instance.start();
-    } catch (err) {
-      instance.dispose();
-      throw err;
-    }
-    slot.attach(instance, bundle);
-    slot.mailbox.resume();
-    return fresh;
-  }
-
-  async #bootInstance(slot: Slot, bundle: Bundle): Promise<Instance> {
-    const boot = this.#boot as Boot;
-    const holder: { instance?: Instance } = {};
-    const instance = await boot(
-      { service: slot.spec, code: bundle.code, versionId: bundle.hash, env: grantedEnv(slot.spec.permissions) },
-      // Only the instance behind the mailbox is restarted when it dies; a swap handles its own.
-      this.#router.bridge(slot, (reason) => {
-        if (holder.instance !== undefined && holder.instance === slot.instance) void this.#restart(slot, reason);
-      }),
-    );
-    holder.instance = instance;
-    return instance;
-  }
-
   async #swap(slot: Slot, bundle: Bundle, via: Via, onPhase?: (phase: Phase, ms: number) => void): Promise<SwapReport> {
     const report = await swap({
       slot,
       bundle,
       via,
-      boot: (b) => this.#bootInstance(slot, b),
+      boot: (b) => this.#supervisor.boot(slot, b),
       inventory: this.inventory,
       log: this.#log,
       settings: this.config.swap,
       ...(onPhase === undefined ? {} : { onPhase }),
     });
     if (report.outcome === "committed" || report.outcome === "unhealthy") {
-      this.#store.saveBundle(bundle);
+      this.#snapshotStore.saveBundle(bundle);
       // The committed state, written after the blackout, off the swap's path.
       await this.snapshot(slot.name).catch((err: unknown) =>
         this.#log.log("error", "snapshot after swap failed", { service: slot.name, error: String(err) }),
@@ -315,62 +255,10 @@ export class Kernel {
     }
   }
 
-  #writeSnapshot(slot: Slot, instance: Instance, dump: Uint8Array): void {
-    this.#snapshots?.write({
-      service: slot.name,
-      version: instance.versionId,
-      semver: instance.meta.semver,
-      stateVersion: instance.meta.stateVersion,
-      time: new Date().toISOString(),
-      dump,
-    });
-  }
-
   #lastSwap(service: string): VersionRecord | null {
-    if (this.#inventory === undefined) return null;
-    const records = this.#inventory.history(service).filter((r) => r.via !== Via.START);
+    if (this.#started === undefined) return null;
+    const records = this.#started.inventory.history(service).filter((r) => r.via !== Via.START);
     return records[records.length - 1] ?? null;
-  }
-
-  get #store(): SnapshotStore {
-    if (this.#snapshots === undefined) throw new MoltError(ErrorCode.INTERNAL, "the kernel is not started");
-    return this.#snapshots;
-  }
-
-  /**
-   * An instance died on its own (memory limit, a loop past its deadline).
-   * Queued messages stay queued while a fresh instance boots, within the
-   * restart policy; past it the service is down until an operator acts.
-   */
-  async #restart(slot: Slot, reason: MoltError): Promise<void> {
-    slot.mailbox.pause();
-    slot.detach(reason);
-    if (this.#stopping) return;
-    const now = Date.now();
-    const { maxRestarts, windowMs } = this.config.restart;
-    while (slot.restarts.length > 0 && (slot.restarts[0] ?? 0) < now - windowMs) slot.restarts.shift();
-    if (slot.restarts.length >= maxRestarts) {
-      const down = new MoltError(ErrorCode.SERVICE_DOWN, `${slot.name} restarted ${maxRestarts} times in ${windowMs} ms; it stays down`, {
-        service: slot.name,
-        cause: reason,
-      });
-      slot.detach(down);
-      slot.mailbox.resume();
-      this.#log.log("error", "service down", { service: slot.name, code: reason.code, error: reason.message });
-      return;
-    }
-    slot.restarts.push(now);
-    this.#log.log("error", "instance died; restarting from its last snapshot", { service: slot.name, code: reason.code, error: reason.message });
-    try {
-      const bundle = slot.bundle as Bundle;
-      await this.#bringUp(slot, await this.#bootInstance(slot, bundle), bundle);
-      this.#log.log("info", "service restarted", { service: slot.name, version: shortId(bundle.hash) });
-    } catch (err) {
-      const e = toMoltError(err);
-      this.#log.log("error", "restart failed", { service: slot.name, code: e.code, error: e.message });
-      slot.detach(e);
-      slot.mailbox.resume();
-    }
   }
 
   #slot(name: string): Slot {
@@ -378,4 +266,26 @@ export class Kernel {
     if (slot === undefined) throw new MoltError(ErrorCode.NO_SERVICE, `no service named "${name}"`);
     return slot;
   }
+}
+
+/**
+ * The order services stop in: every service after all the services that
+ * hold a binding to it, so a caller's last queued messages can still reach
+ * their callees; the log service last, so everyone's final output reaches
+ * it. Services in a binding cycle keep their config order.
+ */
+export function stopOrder(slots: Slot[], logService: string | undefined): Slot[] {
+  const callers = new Map<string, Set<string>>(slots.map((s) => [s.name, new Set<string>()]));
+  for (const slot of slots) for (const target of Object.values(slot.spec.bindings)) if (target !== slot.name) callers.get(target)?.add(slot.name);
+  for (const slot of slots) if (logService !== undefined && slot.name !== logService) callers.get(logService)?.add(slot.name);
+  const order: Slot[] = [];
+  const done = new Set<string>();
+  while (order.length < slots.length) {
+    const ready = slots.find((s) => !done.has(s.name) && [...(callers.get(s.name) ?? [])].every((c) => done.has(c)));
+    const next = ready ?? slots.find((s) => !done.has(s.name) && s.name !== logService) ?? slots.find((s) => !done.has(s.name));
+    if (next === undefined) break;
+    order.push(next);
+    done.add(next.name);
+  }
+  return order;
 }

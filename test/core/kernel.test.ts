@@ -244,3 +244,30 @@ describe("the guest environment", () => {
     expect(lines[1]).toMatchObject({ level: "error", service: "denied", message: "bad Map(1) { \"k\" => 2 }" });
   });
 });
+
+describe("stop order", () => {
+  it("stops every service after the services that call it, and the log service last", async () => {
+    const { stopOrder } = await import("../../core/kernel.ts");
+    const { Slot } = await import("../../core/slot.ts");
+    const { resolveConfig } = await import("../../core/config.ts");
+    const config = resolveConfig(
+      {
+        services: {
+          log: { entry: "l.ts" },
+          kv: { entry: "k.ts" },
+          counter: { entry: "c.ts", bindings: { kv: "kv" } },
+          gateway: { entry: "g.ts", bindings: { counter: "counter", kv: "kv" } },
+          a: { entry: "a.ts", bindings: { b: "b" } },
+          b: { entry: "b.ts", bindings: { a: "a" } },
+        },
+        log: { service: "log" },
+      },
+      "/",
+    );
+    const order = stopOrder(Object.values(config.services).map((s) => new Slot(s)), "log").map((s) => s.name);
+    expect(order.indexOf("gateway")).toBeLessThan(order.indexOf("counter"));
+    expect(order.indexOf("counter")).toBeLessThan(order.indexOf("kv"));
+    expect(order.at(-1)).toBe("log");
+    expect(order).toHaveLength(6);
+  });
+});

@@ -133,6 +133,44 @@ describe("swap", () => {
   });
 });
 
+describe("failures of the running version", () => {
+  let t: TestKernel;
+  beforeAll(async () => {
+    t = await startKernel({
+      services: {
+        counter: { entry: v("counter-v1"), bindings: { slow: "slow" } },
+        nodump: { entry: v("dump-throws"), bindings: { slow: "slow" } },
+        slow: { entry: "./probe.ts" },
+      },
+      swap: { drainTimeoutMs: 150 },
+    });
+  });
+  afterAll(() => t.kernel.stop());
+
+  it("rolls back with ERR_SWAP_DRAIN_TIMEOUT when in-flight work outlasts the drain deadline, and that work completes", async () => {
+    await t.kernel.call("counter", "incr", 2);
+    const slow = t.kernel.call("counter", "slowIncr", 600);
+    await new Promise((r) => setTimeout(r, 20));
+    const report = await t.kernel.swap("counter", t.kernel.config.dir + "/" + v("counter-v2"));
+    expect(report.outcome).toBe("rolled-back");
+    expect(report.error).toMatchObject({ code: "ERR_SWAP_DRAIN_TIMEOUT", phase: "quiesce" });
+    expect(await slow).toBe(3);
+    expect(await t.kernel.call("counter", "which")).toBe("v1");
+    // The old instance never stopped, so its start did not run again.
+    expect(await t.kernel.call("counter", "started")).toBe(1);
+  });
+
+  it("rolls back with ERR_SWAP_DUMP when the running version cannot dump, restarting it with its state", async () => {
+    await t.kernel.call("nodump", "incr", 4);
+    const report = await t.kernel.swap("nodump", t.kernel.config.dir + "/" + v("counter-v2"));
+    expect(report.outcome).toBe("rolled-back");
+    expect(report.error).toMatchObject({ code: "ERR_SWAP_DUMP", phase: "dump" });
+    expect(await t.kernel.call("nodump", "get")).toBe(4);
+    // It was stopped for the dump, and started again on rollback.
+    expect(await t.kernel.call("nodump", "started")).toBe(2);
+  });
+});
+
 describe("probation", () => {
   let t: TestKernel;
   beforeAll(async () => {

@@ -6,6 +6,7 @@
 
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { mkdir, open, rename } from "node:fs/promises";
 import { dirname } from "node:path";
 import { Packr } from "msgpackr";
 import { PACK_OPTIONS } from "../protocol/wire.ts";
@@ -33,6 +34,30 @@ export function writeAtomic(path: string, bytes: Uint8Array | string, options: {
   syncDir(dirname(path));
 }
 
+/**
+ * The same as writeAtomic, without blocking the event loop: for snapshots,
+ * which can be megabytes and are written while every service keeps serving.
+ */
+export async function writeAtomicAsync(path: string, bytes: Uint8Array, options: { keepPrevious?: boolean } = {}): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  const temp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  const file = await open(temp, "w", 0o644);
+  try {
+    await file.writeFile(bytes);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  if (options.keepPrevious === true && existsSync(path)) await rename(path, `${path}.prev`);
+  await rename(temp, path);
+  const dir = await open(dirname(path), "r");
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
+
 function syncDir(dir: string): void {
   const fd = openSync(dir, "r");
   try {
@@ -44,9 +69,17 @@ function syncDir(dir: string): void {
 
 /** A record file: msgpack([FILE_FORMAT, kind, body, sha256(body)]), the previous copy kept. */
 export function writeRecord(path: string, kind: string, value: unknown): void {
+  writeAtomic(path, encodeRecord(kind, value), { keepPrevious: true });
+}
+
+export function writeRecordAsync(path: string, kind: string, value: unknown): Promise<void> {
+  return writeAtomicAsync(path, encodeRecord(kind, value), { keepPrevious: true });
+}
+
+function encodeRecord(kind: string, value: unknown): Uint8Array {
   const body = packr.pack(value).slice();
   const sum = createHash("sha256").update(body).digest();
-  writeAtomic(path, packr.pack([FILE_FORMAT, kind, body, sum]), { keepPrevious: true });
+  return packr.pack([FILE_FORMAT, kind, body, sum]).slice();
 }
 
 export interface ReadResult<T> {

@@ -158,7 +158,7 @@ export class Kernel {
       if (instance === undefined) continue;
       // Queued like a message, so it never runs in the middle of a handler.
       const dump = await slot.mailbox.push(() => instance.dump());
-      this.#supervisor.writeSnapshot(slot, instance, dump);
+      await this.#supervisor.writeSnapshot(slot, instance, dump);
       written.push({ service: slot.name, version: instance.versionId, stateVersion: instance.meta.stateVersion, bytes: dump.byteLength });
     }
     return written;
@@ -206,7 +206,7 @@ export class Kernel {
       try {
         await instance.stop();
         // A graceful stop snapshots every service, so that a stop and a start lose nothing.
-        if (this.#started !== undefined) this.#started.supervisor.writeSnapshot(slot, instance, await instance.dump());
+        if (this.#started !== undefined) await this.#started.supervisor.writeSnapshot(slot, instance, await instance.dump());
       } catch (err) {
         this.#log.log("error", "stop or final snapshot failed", { service: slot.name, code: toMoltError(err).code, error: String(err) });
       }
@@ -215,6 +215,7 @@ export class Kernel {
   }
 
   async #swap(slot: Slot, bundle: Bundle, via: Via, onPhase?: (phase: Phase, ms: number) => void): Promise<SwapReport> {
+    let settled: Promise<void> | undefined;
     const report = await swap({
       slot,
       bundle,
@@ -224,14 +225,16 @@ export class Kernel {
       log: this.#log,
       settings: this.config.swap,
       ...(onPhase === undefined ? {} : { onPhase }),
+      // The committed state is the dump the serving instance restored from:
+      // written after the blackout, without dumping again.
+      onSettled: (instance, dump, stateVersion) => {
+        settled = this.#supervisor.writeSnapshot(slot, instance, dump, stateVersion).catch((err: unknown) =>
+          this.#log.log("error", "snapshot after swap failed", { service: slot.name, error: String(err) }),
+        );
+      },
     });
-    if (report.outcome === "committed" || report.outcome === "unhealthy") {
-      this.#snapshotStore.saveBundle(bundle);
-      // The committed state, written after the blackout, off the swap's path.
-      await this.snapshot(slot.name).catch((err: unknown) =>
-        this.#log.log("error", "snapshot after swap failed", { service: slot.name, error: String(err) }),
-      );
-    }
+    await settled;
+    if (report.outcome === "committed" || report.outcome === "unhealthy") this.#snapshotStore.saveBundle(bundle);
     this.#log.log(report.outcome === "committed" || report.outcome === "unchanged" ? "info" : "warn", `swap ${report.outcome}`, {
       service: slot.name,
       from: shortId(report.from.version),

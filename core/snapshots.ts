@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Bundle } from "./bundle.ts";
-import { readRecord, writeAtomic, writeRecord } from "./disk.ts";
+import { readRecord, writeAtomic, writeRecordAsync } from "./disk.ts";
 import { ErrorCode, MoltError } from "./errors.ts";
 import type { KernelLog } from "./log.ts";
 
@@ -30,9 +30,20 @@ export class SnapshotStore {
     this.#log = log;
   }
 
-  write(snapshot: Snapshot): void {
-    writeRecord(join(this.#dir, "snapshots", `${snapshot.service}.msgpack`), "snapshot", snapshot);
+  /**
+   * Writes a snapshot without blocking the event loop. Writes of one service
+   * are chained, so an older snapshot never lands after a newer one.
+   */
+  write(snapshot: Snapshot): Promise<void> {
+    const previous = this.#writing.get(snapshot.service) ?? Promise.resolve();
+    const next = previous
+      .catch(() => undefined)
+      .then(() => writeRecordAsync(join(this.#dir, "snapshots", `${snapshot.service}.msgpack`), "snapshot", snapshot));
+    this.#writing.set(snapshot.service, next);
+    return next;
   }
+
+  readonly #writing = new Map<string, Promise<void>>();
 
   /** The last good snapshot of a service; a corrupt file is reported and the previous one used. */
   read(service: string): Snapshot | undefined {

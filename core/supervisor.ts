@@ -118,13 +118,17 @@ export class Supervisor {
     return fresh;
   }
 
-  /** Writes a dump of `instance` as the service's snapshot. */
-  writeSnapshot(slot: Slot, instance: Instance, dump: Uint8Array): void {
-    this.#o.snapshots.write({
+  /**
+   * Writes a dump as the service's snapshot, to boot `instance`'s version
+   * from. `stateVersion` is the dump's own, which may be older than the
+   * instance's: a swap's snapshot is the dump the new version restored from.
+   */
+  writeSnapshot(slot: Slot, instance: Instance, dump: Uint8Array, stateVersion: number = instance.meta.stateVersion): Promise<void> {
+    return this.#o.snapshots.write({
       service: slot.name,
       version: instance.versionId,
       semver: instance.meta.semver,
-      stateVersion: instance.meta.stateVersion,
+      stateVersion,
       time: new Date().toISOString(),
       dump,
     });

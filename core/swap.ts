@@ -59,6 +59,11 @@ export interface SwapRequest {
   settings: { drainTimeoutMs: number; probationMs: number; probationMaxErrors: number };
   /** Called as each phase ends, for progress output. */
   onPhase?: (phase: Phase, ms: number) => void;
+  /**
+   * Called once the swap is settled with the instance now serving and the
+   * last dump it restored from: the state to snapshot, with no extra dump.
+   */
+  onSettled?: (instance: Instance, dump: Uint8Array, stateVersion: number) => void;
 }
 
 /** Codes of the phase a failure happened in, unless the failure says timeout or memory. */
@@ -138,6 +143,7 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
     });
 
   let next: Instance | undefined;
+  let dumped: Uint8Array | undefined;
   let paused = false;
   let stopped = false;
   let pausedAt = 0;
@@ -165,7 +171,7 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
     done(phase);
 
     phase = Phase.DUMP;
-    const dumped = await old.dump().catch((err: unknown) => {
+    dumped = await old.dump().catch((err: unknown) => {
       throw phaseError(phase, err, slot.name);
     });
     done(phase);
@@ -212,7 +218,7 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
   const committed = record(Outcome.LIVE, { startedAt: now, blackoutMs: report.blackoutMs as number }, next);
   saveQuietly(inventory, log);
   report.outcome = "committed";
-  const verdict = await probation(req, next, old, committed);
+  const verdict = await probation(req, next, old, committed, dumped as Uint8Array);
   if (verdict !== undefined) {
     report.outcome = verdict.outcome;
     report.error = { code: verdict.error.code, message: verdict.error.message, phase: Phase.COMMIT };
@@ -251,6 +257,7 @@ async function probation(
   next: Instance,
   old: Instance,
   committed: VersionRecord,
+  dumped: Uint8Array,
 ): Promise<{ outcome: "rolled-back" | "unhealthy"; error: MoltError } | undefined> {
   const { slot, settings, log, inventory } = req;
   if (settings.probationMs > 0) {
@@ -262,11 +269,12 @@ async function probation(
         { service: slot.name, cause: failed.last },
       );
       slot.mailbox.pause();
+      let back: Uint8Array | undefined;
       try {
         await drain(slot, settings.drainTimeoutMs);
         await next.stop();
-        const dumped = await next.dump();
-        await old.restore(dumped, next.meta.stateVersion);
+        back = await next.dump();
+        await old.restore(back, next.meta.stateVersion);
         await old.start();
       } catch (err) {
         // The old version cannot take the newer state back: the new one keeps serving, marked.
@@ -276,6 +284,7 @@ async function probation(
         committed.code = error.code;
         committed.message = `${error.message}; rollback impossible: ${toMoltError(err).message}`;
         old.dispose();
+        req.onSettled?.(next, back ?? dumped, back === undefined ? old.meta.stateVersion : next.meta.stateVersion);
         log.log("error", "probation failed and the old version cannot take the state back; keeping the new one", {
           service: slot.name,
           error: committed.message,
@@ -304,11 +313,13 @@ async function probation(
         message: "automatic rollback after failed probation",
       });
       next.dispose();
+      req.onSettled?.(old, back, next.meta.stateVersion);
       log.log("warn", "probation failed; rolled back", { service: slot.name, error: error.message });
       return { outcome: "rolled-back", error };
     }
   }
   old.dispose();
+  req.onSettled?.(next, dumped, old.meta.stateVersion);
   return undefined;
 }
 

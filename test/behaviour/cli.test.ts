@@ -103,6 +103,14 @@ describe("molt run refuses a broken config", () => {
     expect(result.stdout).not.toMatch(/molt: ready/);
   });
 
+  it("exits non-zero with ERR_CONFIG when the config file does not exist", async () => {
+    const missing = join(dirname(writeConfig("")), "no-such-config.ts");
+    const result = await runUntilExit(["run", missing]);
+    expect(result.killed).toBe(false);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain("ERR_CONFIG");
+  });
+
   it("exits non-zero with ERR_CONFIG when a binding names a missing service", async () => {
     const config = writeConfig(`export default {
   services: {

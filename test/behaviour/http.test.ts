@@ -4,7 +4,8 @@
 
 import { request as httpRequest } from "node:http";
 import { connect } from "node:net";
-import { join } from "node:path";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FIXTURES, ROOT, startRuntime, writeConfig, type RunningRuntime } from "../support/runtime.ts";
 
@@ -53,6 +54,13 @@ async function until200(base: string, path: string): Promise<Answer> {
     await new Promise((r) => setTimeout(r, 100));
   }
   return last as Answer;
+}
+
+/** Waits until a line matching `pattern` appeared on the runtime's stdout (up to ~10 s). */
+async function waitForStdout(rt: RunningRuntime, pattern: RegExp): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!pattern.test(rt.stdout()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  expect(rt.stdout(), "the expected line never appeared on stdout").toMatch(pattern);
 }
 
 /** Sends raw bytes on a TCP socket and resolves with everything the server wrote back before closing. */
@@ -111,6 +119,8 @@ export default {
   services: {
     gateway: {
       entry: ${JSON.stringify(GATEWAY)},
+      // Requests to different services must not queue behind each other in the gateway.
+      concurrency: 16,
       bindings: { counter: "counter", kv: "kv", probe: "probe", spinner: "spinner", plainTs: "plainTs", plainJs: "plainJs" },
       config: {
         routes: {
@@ -265,7 +275,22 @@ export default {
       expect((await get(url, "/probe/ok")).status).toBe(200);
     });
 
+    it("a message queued behind the wedged call is answered by the restarted instance, not failed", async () => {
+      const wedged = get(url, "/spinner/spin-after-call?announce=queued");
+      // The spinner is now looping after its await; the next message waits in its mailbox.
+      await waitForStdout(rt, /spin-started queued/);
+      const queued = get(url, "/spinner/ok");
+      const answer = await wedged;
+      expect(answer.status).toBe(503);
+      expect(errorCode(answer)).toBe("ERR_TIMEOUT");
+      const next = await queued;
+      expect(next.status, next.text).toBe(200);
+      expect(next.json).toMatchObject({ ok: true, service: "spinner" });
+    });
+
     it("the restarted service still loops into ERR_TIMEOUT, and recovers again", async () => {
+      // Independent of how the test before left the service.
+      expect((await until200(url, "/spinner/ok")).status).toBe(200);
       const answer = await get(url, "/spinner/spin-after-call");
       expect(answer.status).toBe(503);
       expect(errorCode(answer)).toBe("ERR_TIMEOUT");
@@ -301,6 +326,18 @@ export default {
 
       const next = await get(url, "/probe/ok");
       expect(next.status).toBe(200);
+    });
+
+    it("answers a request with oversized headers with 431, and serves on", async () => {
+      const reply = await rawExchange(url, `GET /probe/ok HTTP/1.1\r\nhost: x\r\nx-big: ${"a".repeat(64 * 1024)}\r\n\r\n`);
+      expect(reply).toMatch(/^HTTP\/1\.1 431 /);
+      expect((await get(url, "/probe/ok")).status).toBe(200);
+    });
+
+    it("passes a binary (Uint8Array) response body through unchanged", async () => {
+      const res = await fetch(`${url}/probe/bytes`);
+      expect(res.status).toBe(200);
+      expect([...new Uint8Array(await res.arrayBuffer())]).toEqual([0, 1, 2, 253, 254, 255]);
     });
 
     it.each(["bad-shape", "bad-status", "bad-body", "bad-header", "not-an-object"])(
@@ -354,6 +391,47 @@ export default {
       expect(first.json).toEqual({ greeting: "hello from plain.js", path: "/hi", greeted: 1 });
       expect((await get(url, "/plain-js/again")).json).toMatchObject({ greeted: 2 });
     });
+  });
+});
+
+describe("a config outside the repo, with entries relative to it", () => {
+  let rt: RunningRuntime;
+
+  beforeAll(async () => {
+    // The documented config shape with defineConfig from "molt", and a service
+    // importing "molt/service", both in a temporary folder far from the repo.
+    const config = writeConfig(`import { defineConfig } from "molt";
+export default defineConfig({
+  services: {
+    hello: { entry: "./services/hello.ts", config: { greeting: "hi" } },
+  },
+  http: { port: 0, service: "hello" },
+});
+`);
+    mkdirSync(join(dirname(config), "services"));
+    writeFileSync(
+      join(dirname(config), "services", "hello.ts"),
+      `import { defineService } from "molt/service";
+import { shout } from "./shout.ts";
+export default defineService<{ n: number }, { greeting: string }>({
+  init: () => ({ n: 0 }),
+  handlers: {
+    fetch: (state, _req, ctx) => ({ status: 200, body: shout(ctx.config.greeting) + " " + ++state.n }),
+  },
+});
+`,
+    );
+    writeFileSync(join(dirname(config), "services", "shout.ts"), `export const shout = (s: string): string => s.toUpperCase();\n`);
+    rt = await startRuntime(config);
+  });
+
+  afterAll(async () => {
+    await rt?.stop();
+  });
+
+  it("bundles the service with its relative import and serves it", async () => {
+    expect(await get(rt.url, "/")).toMatchObject({ status: 200, text: "HI 1" });
+    expect(await get(rt.url, "/")).toMatchObject({ status: 200, text: "HI 2" });
   });
 });
 

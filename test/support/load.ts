@@ -53,6 +53,8 @@ export interface LoadOptions {
   requestTimeoutMs?: number;
   /** Optional pause between a client's requests. Default 0. */
   thinkMs?: number;
+  /** Reuse connections (default true); false opens a fresh connection per request. */
+  keepAlive?: boolean;
 }
 
 export interface LoadResult {
@@ -73,6 +75,11 @@ export interface LoadResult {
   stoppedBy: "stopped" | "time" | "count";
 }
 
+interface Waiter {
+  predicate: () => boolean;
+  resolve: () => void;
+}
+
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
 
 export class LoadGenerator {
@@ -91,7 +98,7 @@ export class LoadGenerator {
   readonly #failed: LoadFailure[] = [];
   readonly #okByMethod: Record<string, number> = {};
   readonly #latencies: number[] = [];
-  readonly #waiters: { predicate: () => boolean; resolve: () => void }[] = [];
+  readonly #waiters: Waiter[] = [];
 
   constructor(options: LoadOptions) {
     this.#base = new URL(options.url);
@@ -108,9 +115,10 @@ export class LoadGenerator {
       maxRequests: 200_000,
       requestTimeoutMs: 15_000,
       thinkMs: 0,
+      keepAlive: true,
       ...options,
     };
-    this.#agent = new Agent({ keepAlive: true, maxSockets: options.clients });
+    this.#agent = new Agent({ keepAlive: this.#options.keepAlive, maxSockets: options.clients });
   }
 
   /** Starts every client; returns this for chaining. */
@@ -189,7 +197,7 @@ export class LoadGenerator {
 
   #notify(): void {
     for (let i = this.#waiters.length - 1; i >= 0; i--) {
-      const w = this.#waiters[i] as (typeof this.#waiters)[number];
+      const w = this.#waiters[i] as Waiter;
       if (w.predicate()) {
         this.#waiters.splice(i, 1);
         w.resolve();
@@ -208,7 +216,7 @@ export class LoadGenerator {
       const t0 = performance.now();
       const outcome = await this.#send(request);
       const latency = performance.now() - t0;
-      if ("status" in outcome && outcome.transport === false) {
+      if (!outcome.transport) {
         this.#answered++;
         this.#latencies.push(latency);
         const response: LoadResponse = { client, seq, request, status: outcome.status, body: outcome.body };
@@ -244,7 +252,10 @@ export class LoadGenerator {
         {
           method: request.method ?? "POST",
           agent: this.#agent,
-          headers: body === undefined ? { "content-length": 0 } : { "content-length": body.byteLength, "content-type": "text/plain" },
+          headers: {
+            ...(body === undefined ? { "content-length": 0 } : { "content-length": body.byteLength, "content-type": "text/plain" }),
+            ...(this.#options.keepAlive ? {} : { connection: "close" }),
+          },
         },
         (res) => {
           const chunks: Buffer[] = [];

@@ -7,6 +7,7 @@
 // goes with it instead of holding its ports as an orphan.
 
 import { spawn } from "node:child_process";
+import { constants } from "node:os";
 import { fileURLToPath } from "node:url";
 
 const cli = fileURLToPath(new URL("../cli/main.ts", import.meta.url));
@@ -20,6 +21,7 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) {
     if (child.exitCode === null) child.kill(signal);
   });
 }
+// A child killed by a signal exits as shells report it: 128 + the signal's number.
 child.on("exit", (code, signal) => {
-  process.exit(code ?? (signal === null ? 1 : 128));
+  process.exit(code ?? (signal === null ? 1 : 128 + (constants.signals[signal] ?? 0)));
 });

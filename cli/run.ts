@@ -3,8 +3,8 @@
 
 import { join } from "node:path";
 import { AdminServer, adminToken } from "../core/admin.ts";
-import { writeAtomic } from "../core/disk.ts";
 import { findConfig, loadConfig } from "../core/config.ts";
+import { writeAtomic } from "../core/disk.ts";
 import { HttpIngress } from "../core/http-ingress.ts";
 import { Kernel } from "../core/kernel.ts";
 
@@ -12,44 +12,26 @@ import { Kernel } from "../core/kernel.ts";
 const STOP_DEADLINE_MS = 30_000;
 
 export async function run(configArg: string | undefined): Promise<void> {
-  const config = await loadConfig(findConfig(configArg));
-  const kernel = new Kernel(config);
-  await kernel.start();
-
-  let ingress: HttpIngress | undefined;
-  if (config.http !== null) {
-    ingress = new HttpIngress(config.http, (service, method, payload) => kernel.call(service, method, payload));
-    try {
-      await ingress.listen();
-    } catch (err) {
-      await kernel.stop();
-      throw err;
-    }
-    console.log(`molt: http listening on ${ingress.url} (service ${config.http.service})`);
-  }
-  let admin: AdminServer | undefined;
-  if (config.admin !== null) {
-    admin = new AdminServer(kernel, { ...config.admin, token: adminToken(config.dataDir) });
-    try {
-      await admin.listen();
-    } catch (err) {
-      await ingress?.close();
-      await kernel.stop();
-      throw err;
-    }
-    // With port 0 the CLI cannot know the port from the config: it reads it here.
-    writeAtomic(join(config.dataDir, "admin.json"), `${JSON.stringify({ url: admin.url, pid: process.pid })}\n`);
-    console.log(`molt: admin listening on ${admin.url}`);
-  }
-  const names = Object.keys(config.services);
-  console.log(`molt: ready, ${names.length} service${names.length === 1 ? "" : "s"} (${names.join(", ")})`);
-
-  let stopping = false;
-  const stop = async (signal: string): Promise<void> => {
+  // Signals are handled from the first moment, so one that arrives while the
+  // runtime starts (or right after its ready line) still stops it gracefully.
+  let signalled: string | undefined;
+  let ready = false;
+  const onSignal = (signal: string): void => {
     // A second signal (a terminal's Ctrl-C reaches both the launcher and
     // this process) must not cut a graceful stop short.
-    if (stopping) return;
-    stopping = true;
+    if (signalled !== undefined) return;
+    signalled = signal;
+    // During start-up the signal is acted on once everything has started.
+    if (ready) void stop(signal);
+  };
+  process.on("SIGINT", () => onSignal("SIGINT"));
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+
+  const config = await loadConfig(findConfig(configArg));
+  const kernel = new Kernel(config);
+  let ingress: HttpIngress | undefined;
+  let admin: AdminServer | undefined;
+  const stop = async (signal: string): Promise<void> => {
     console.log(`molt: ${signal}, draining and stopping`);
     setTimeout(() => {
       console.error(`molt: stop took longer than ${STOP_DEADLINE_MS} ms, exiting`);
@@ -61,6 +43,30 @@ export async function run(configArg: string | undefined): Promise<void> {
     console.log("molt: stopped");
     process.exit(0);
   };
-  process.on("SIGINT", () => void stop("SIGINT"));
-  process.on("SIGTERM", () => void stop("SIGTERM"));
+
+  try {
+    await kernel.start();
+    if (config.http !== null) {
+      ingress = new HttpIngress(config.http, (service, method, payload) => kernel.call(service, method, payload));
+      await ingress.listen();
+    }
+    if (config.admin !== null) {
+      admin = new AdminServer(kernel, { ...config.admin, token: adminToken(config.dataDir) });
+      await admin.listen();
+      // With port 0 the CLI cannot know the port from the config: it reads it here.
+      writeAtomic(join(config.dataDir, "admin.json"), `${JSON.stringify({ url: admin.url, pid: process.pid })}\n`);
+    }
+  } catch (err) {
+    await ingress?.close().catch(() => undefined);
+    await admin?.close().catch(() => undefined);
+    await kernel.stop();
+    throw err;
+  }
+  ready = true;
+  if (signalled !== undefined) return stop(signalled);
+
+  if (ingress !== undefined && config.http !== null) console.log(`molt: http listening on ${ingress.url} (service ${config.http.service})`);
+  if (admin !== undefined) console.log(`molt: admin listening on ${admin.url}`);
+  const names = Object.keys(config.services);
+  console.log(`molt: ready, ${names.length} service${names.length === 1 ? "" : "s"} (${names.join(", ")})`);
 }

@@ -30,6 +30,14 @@ export interface InstanceBridge {
   stdout(text: string): void;
   /** The instance died on its own (memory, a wedged isolate): it is disposed already. */
   exited(reason: MoltError): void;
+  /**
+   * A call passed its deadline and the instance is being checked for a
+   * runaway loop; `verdict` resolves true if it is healthy. Called before
+   * the timed-out caller is answered, so no further message is sent to the
+   * instance until the verdict is in (or, if it is wedged, until the kernel
+   * has replaced it).
+   */
+  stalled(verdict: Promise<boolean>): void;
 }
 
 export interface BootSpec {

@@ -60,7 +60,7 @@ class IsolateInstance implements Instance {
   #dispatch: ivm.Reference | undefined;
   #control: ivm.Reference | undefined;
   #fireTimer: ivm.Reference | undefined;
-  #probing = false;
+  #probing: Promise<boolean> | undefined;
   #exited = false;
 
   constructor(spec: BootSpec, bridge: InstanceBridge, isolate: ivm.Isolate, context: ivm.Context) {
@@ -193,8 +193,9 @@ class IsolateInstance implements Instance {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
+        const verdict = this.#probe();
+        if (verdict !== undefined) this.#bridge.stalled(verdict);
         reject(this.#error(ErrorCode.TIMEOUT, `${what} exceeded ${timeoutMs} ms`));
-        void this.#probe();
       }, timeoutMs);
     });
     try {
@@ -221,9 +222,14 @@ class IsolateInstance implements Instance {
     return this.#error(ErrorCode.INTERNAL, `${what} failed: ${message}`, err);
   }
 
-  async #probe(): Promise<void> {
-    if (this.#probing || this.#isolate.isDisposed) return;
-    this.#probing = true;
+  /** Resolves true when the isolate answers in time; a wedged one is disposed (and the kernel told) before it resolves false. */
+  #probe(): Promise<boolean> | undefined {
+    if (this.#probing !== undefined || this.#isolate.isDisposed) return this.#probing;
+    this.#probing = this.#runProbe().finally(() => (this.#probing = undefined));
+    return this.#probing;
+  }
+
+  async #runProbe(): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
     const answered = await Promise.race([
       this.#context.eval("0", { timeout: PROBE_MS }).then(
@@ -233,10 +239,10 @@ class IsolateInstance implements Instance {
       new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), PROBE_MS * 2))),
     ]);
     clearTimeout(timer);
-    this.#probing = false;
     if (!answered && !this.#isolate.isDisposed) {
       this.#exit(this.#error(ErrorCode.TIMEOUT, `${this.service} is stuck running code past its deadline; its isolate was stopped`));
     }
+    return answered && !this.#isolate.isDisposed;
   }
 
   #exit(reason: MoltError): void {

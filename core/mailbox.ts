@@ -14,6 +14,9 @@ export class Mailbox {
   readonly bound: number;
   readonly #queue: PQueue;
   #closed = false;
+  /** Independent reasons to hold deliveries (a swap, a restart, a stalled instance): paused while any is held. */
+  readonly #holds = new Set<object>();
+  #paused: (() => void) | undefined;
 
   constructor(service: string, options: { concurrency: number; bound: number }) {
     this.service = service;
@@ -32,7 +35,7 @@ export class Mailbox {
   }
 
   get paused(): boolean {
-    return this.#queue.isPaused;
+    return this.#holds.size > 0;
   }
 
   /**
@@ -53,9 +56,25 @@ export class Mailbox {
     return this.#queue.add(deliver);
   }
 
-  /** Stops starting new deliveries; queued ones stay queued. */
-  pause(): void {
+  /**
+   * Holds deliveries until the returned function is called; queued messages
+   * stay queued. Holds are independent: the mailbox runs again only when
+   * every hold is released, so a restart and a swap cannot release each
+   * other's pause.
+   */
+  hold(): () => void {
+    const token = {};
+    this.#holds.add(token);
     this.#queue.pause();
+    return () => {
+      if (!this.#holds.delete(token)) return;
+      if (this.#holds.size === 0) this.#queue.start();
+    };
+  }
+
+  /** Stops starting new deliveries (the swap's and start-up's hold); queued ones stay queued. */
+  pause(): void {
+    this.#paused ??= this.hold();
   }
 
   /** Resolves when no delivery is running (queued ones may remain while paused). */
@@ -63,13 +82,18 @@ export class Mailbox {
     await this.#queue.onPendingZero();
   }
 
+  /** Releases what pause() held. */
   resume(): void {
-    this.#queue.start();
+    const release = this.#paused;
+    this.#paused = undefined;
+    release?.();
   }
 
   /** Refuses new messages and resolves once everything queued has run. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#holds.clear();
+    this.#paused = undefined;
     this.#queue.start();
     await this.#queue.onIdle();
   }

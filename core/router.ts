@@ -52,6 +52,10 @@ export class Router {
         if (slot.spec.permissions.stdout) stdout(text);
       },
       exited,
+      stalled: (verdict) => {
+        const release = slot.mailbox.hold();
+        void verdict.finally(release);
+      },
     };
   }
 

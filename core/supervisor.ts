@@ -135,10 +135,18 @@ export class Supervisor {
   }
 
   async #restart(slot: Slot, reason: MoltError): Promise<void> {
+    // Queued messages wait for the new instance.
+    const release = slot.mailbox.hold();
+    try {
+      slot.detach(reason);
+      if (this.#o.running()) await this.#replace(slot, reason);
+    } finally {
+      release();
+    }
+  }
+
+  async #replace(slot: Slot, reason: MoltError): Promise<void> {
     const { log, restart } = this.#o;
-    slot.mailbox.pause();
-    slot.detach(reason);
-    if (!this.#o.running()) return;
     const now = Date.now();
     while (slot.restarts.length > 0 && (slot.restarts[0] ?? 0) < now - restart.windowMs) slot.restarts.shift();
     if (slot.restarts.length >= restart.maxRestarts) {
@@ -148,7 +156,6 @@ export class Supervisor {
           cause: reason,
         }),
       );
-      slot.mailbox.resume();
       log.log("error", "service down", { service: slot.name, code: reason.code, error: reason.message });
       return;
     }
@@ -162,7 +169,6 @@ export class Supervisor {
       const e = toMoltError(err);
       log.log("error", "restart failed", { service: slot.name, code: e.code, error: e.message });
       slot.detach(e);
-      slot.mailbox.resume();
     }
   }
 }

@@ -117,14 +117,16 @@ class IsolateInstance implements Instance {
 
   async activate(): Promise<void> {
     this.meta = (await this.#controlOp("activate")) as ServiceMeta;
+    // Warm both sides of the control path now, not in a swap's blackout.
+    for (let i = 0; i < 2; i++) await this.#controlOp("warm");
   }
 
   async init(): Promise<void> {
     await this.#controlOp("init");
   }
 
-  async restore(dump: Uint8Array, fromStateVersion: number): Promise<void> {
-    await this.#controlOp("restore", dump, fromStateVersion);
+  async restore(dump: Uint8Array, fromStateVersion: number, options: { start?: boolean } = {}): Promise<void> {
+    await this.#controlOp(options.start === true ? "resume" : "restore", dump, fromStateVersion);
   }
 
   async start(): Promise<void> {
@@ -136,8 +138,10 @@ class IsolateInstance implements Instance {
     this.#clearAllTimers();
   }
 
-  async dump(): Promise<Uint8Array> {
-    return (await this.#controlOp("dump")) as Uint8Array;
+  async dump(options: { stop?: boolean } = {}): Promise<Uint8Array> {
+    const dumped = (await this.#controlOp(options.stop === true ? "quiesce" : "dump")) as Uint8Array;
+    if (options.stop === true) this.#clearAllTimers();
+    return dumped;
   }
 
   deliver(kind: DeliveryKind, request: Uint8Array): Promise<Uint8Array | undefined> {

@@ -204,9 +204,9 @@ export class Kernel {
       const instance = slot.instance;
       if (instance === undefined) continue;
       try {
-        await instance.stop();
         // A graceful stop snapshots every service, so that a stop and a start lose nothing.
-        if (this.#started !== undefined) await this.#started.supervisor.writeSnapshot(slot, instance, await instance.dump());
+        const dump = await instance.dump({ stop: true });
+        if (this.#started !== undefined) await this.#started.supervisor.writeSnapshot(slot, instance, dump);
       } catch (err) {
         this.#log.log("error", "stop or final snapshot failed", { service: slot.name, code: toMoltError(err).code, error: String(err) });
       }

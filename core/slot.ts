@@ -29,6 +29,8 @@ export class Slot {
   /** Why the service is down, when it is. */
   failure: MoltError | undefined;
   startedAt = 0;
+  /** Size of the last dump taken, to judge whether a swap's rehearsal is worth it. */
+  lastDumpBytes: number | undefined;
   readonly restarts: number[] = [];
 
   constructor(spec: ResolvedService) {

@@ -4,9 +4,9 @@
 //
 //   prepare  → compile and boot the new instance, warm it; the old one serves
 //   quiesce  → pause the mailbox (messages queue, none lost), let in-flight
-//              messages finish, run the old `stop`          ← blackout starts
-//   dump     → the old instance's state, msgpack-encoded
-//   restore  → the new instance's `restore(dump, fromStateVersion)`, `start`
+//              messages finish                               ← blackout starts
+//   dump     → the old `stop`, then its state, msgpack-encoded (one crossing)
+//   restore  → the new `restore(dump, fromStateVersion)`, then `start` (one crossing)
 //   cutover  → point the mailbox at the new instance, resume ← blackout ends
 //   commit   → inventory, probation, dispose the old instance, snapshot
 //
@@ -76,16 +76,19 @@ const PHASE_CODE: Record<Phase, string> = {
   commit: ErrorCode.SWAP_PROBATION,
 };
 
+/** The failures the guest names by lifecycle step, whatever phase ran the step. */
+const STEP_CODE: Record<string, string> = {
+  ERR_STOP_FAILED: ErrorCode.SWAP_STOP,
+  ERR_DUMP_FAILED: ErrorCode.SWAP_DUMP,
+  ERR_RESTORE_FAILED: ErrorCode.SWAP_RESTORE,
+  ERR_START_FAILED: ErrorCode.SWAP_RESTORE,
+  [ErrorCode.TIMEOUT]: ErrorCode.SWAP_TIMEOUT,
+  [ErrorCode.OOM]: ErrorCode.SWAP_OOM,
+};
+
 function phaseError(phase: Phase, err: unknown, service: string): MoltError {
   const e = toMoltError(err);
-  const code =
-    e.code === ErrorCode.TIMEOUT
-      ? ErrorCode.SWAP_TIMEOUT
-      : e.code === ErrorCode.OOM
-        ? ErrorCode.SWAP_OOM
-        : e.code === ErrorCode.STATE_VERSION || e.code.startsWith("ERR_SWAP_")
-          ? e.code
-          : PHASE_CODE[phase];
+  const code = STEP_CODE[e.code] ?? (e.code === ErrorCode.STATE_VERSION || e.code.startsWith("ERR_SWAP_") ? e.code : PHASE_CODE[phase]);
   return new MoltError(code, `${phase} failed: ${e.message}`, { service, cause: e });
 }
 
@@ -157,6 +160,7 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
     report.to = info(next);
     const incompatible = checkStateVersion(next, old.meta.stateVersion);
     if (incompatible !== undefined) throw incompatible;
+    await rehearse(req, old, next);
     done(phase);
 
     phase = Phase.QUIESCE;
@@ -164,22 +168,19 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
     paused = true;
     pausedAt = performance.now();
     await drain(slot, req.settings.drainTimeoutMs);
-    stopped = true;
-    await old.stop().catch((err: unknown) => {
-      throw phaseError(phase, err, slot.name);
-    });
     done(phase);
 
     phase = Phase.DUMP;
-    dumped = await old.dump().catch((err: unknown) => {
+    stopped = true;
+    dumped = await old.dump({ stop: true }).catch((err: unknown) => {
       throw phaseError(phase, err, slot.name);
     });
+    slot.lastDumpBytes = dumped.byteLength;
     done(phase);
 
     phase = Phase.RESTORE;
     try {
-      await next.restore(dumped, old.meta.stateVersion);
-      await next.start();
+      await next.restore(dumped, old.meta.stateVersion, { start: true });
     } catch (err) {
       throw phaseError(phase, err, slot.name);
     }
@@ -229,6 +230,30 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
   return report;
 }
 
+/** States up to this size are rehearsed; past it the rehearsal would cost more than it saves. */
+const REHEARSAL_MAX_BYTES = 256 * 1024;
+
+/**
+ * A dress rehearsal, before the blackout: the new version restores a dump
+ * of the state as it is now, and the result is thrown away. It warms the
+ * paths the real restore will take (V8 compiles a function on its first
+ * call: the blackout should not pay for that), and a restore that throws,
+ * hangs or runs out of memory on the current state fails the swap here,
+ * with nothing paused. `dump` and `restore` are pure by contract; `stop`
+ * and `start` have effects and are not rehearsed.
+ */
+async function rehearse(req: SwapRequest, old: Instance, next: Instance): Promise<void> {
+  if ((req.slot.lastDumpBytes ?? 0) > REHEARSAL_MAX_BYTES) return;
+  const draft = await old.dump();
+  req.slot.lastDumpBytes = draft.byteLength;
+  if (draft.byteLength > REHEARSAL_MAX_BYTES) return;
+  try {
+    await next.restore(draft, old.meta.stateVersion);
+  } catch (err) {
+    throw phaseError(Phase.RESTORE, err, req.slot.name);
+  }
+}
+
 /** Waits for in-flight messages, including their outgoing calls, within the drain deadline. */
 async function drain(slot: Slot, timeoutMs: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
@@ -272,10 +297,8 @@ async function probation(
       let back: Uint8Array | undefined;
       try {
         await drain(slot, settings.drainTimeoutMs);
-        await next.stop();
-        back = await next.dump();
-        await old.restore(back, next.meta.stateVersion);
-        await old.start();
+        back = await next.dump({ stop: true });
+        await old.restore(back, next.meta.stateVersion, { start: true });
       } catch (err) {
         // The old version cannot take the newer state back: the new one keeps serving, marked.
         await next.start().catch(() => undefined);

@@ -22,7 +22,7 @@ export interface InstallInfo {
   config: Uint8Array;
 }
 
-export type ControlOp = "activate" | "init" | "start" | "stop" | "dump" | "restore";
+export type ControlOp = "activate" | "warm" | "init" | "start" | "stop" | "dump" | "restore" | "quiesce" | "resume";
 
 const codec = new Packr({ ...PACK_OPTIONS, writeFunction: unencodable });
 const dumpCodec = new Packr({ ...PACK_OPTIONS, writeFunction: unencodable });
@@ -155,6 +155,16 @@ function install(refs: HostRefs, info: InstallInfo): { dispatch: unknown; contro
           handlers: Object.keys(definition.handlers),
         };
       }
+      // The runtime's own side of a swap, run on a throwaway value so that V8
+      // has compiled it before a blackout needs it; no service hook runs.
+      case "warm": {
+        const sample = encode(dumpCodec, [DUMP_VERSION, version.stateVersion, { warm: [1, "x"], m: new Map([[1, 2]]) }]);
+        for (let i = 0; i < 3; i++) {
+          await step("ERR_WARM", async () => dumpCodec.unpack(sample));
+          globals.clearTimers();
+        }
+        return sample;
+      }
       case "init":
         state = definition?.init === undefined ? {} : await definition.init(ctx);
         return undefined;
@@ -166,25 +176,52 @@ function install(refs: HostRefs, info: InstallInfo): { dispatch: unknown; contro
         await definition?.stop?.(state, ctx);
         globals.clearTimers();
         return undefined;
-      case "dump": {
-        const dumped = definition?.dump === undefined ? state : await definition.dump(state);
-        return encode(dumpCodec, [DUMP_VERSION, version.stateVersion, dumped]);
-      }
-      case "restore": {
-        const [envelope, , dumped] = dumpCodec.unpack(bytes as Uint8Array) as [number, number, unknown];
-        if (envelope !== DUMP_VERSION) throw new MoltError("ERR_BAD_MESSAGE", `unknown dump envelope ${envelope}`);
-        const from = fromStateVersion ?? version.stateVersion;
-        if (definition?.restore !== undefined) state = await definition.restore(dumped, from);
-        else if (from === version.stateVersion) state = dumped;
-        else {
-          throw new MoltError(
-            "ERR_STATE_VERSION",
-            `${info.service} holds stateVersion ${version.stateVersion} and has no restore for stateVersion ${from}`,
-          );
-        }
+      case "dump":
+        return dump();
+      case "restore":
+        return restore(bytes as Uint8Array, fromStateVersion);
+      // A swap's two steps on each side, one boundary crossing each: the
+      // blackout pays for two crossings instead of four.
+      case "quiesce":
+        await step("ERR_STOP_FAILED", () => control("stop"));
+        return step("ERR_DUMP_FAILED", dump);
+      case "resume":
+        await step("ERR_RESTORE_FAILED", () => restore(bytes as Uint8Array, fromStateVersion));
+        await step("ERR_START_FAILED", () => control("start"));
         return undefined;
-      }
     }
+  }
+
+  async function dump(): Promise<Uint8Array> {
+    const dumped = definition?.dump === undefined ? state : await definition.dump(state);
+    return encode(dumpCodec, [DUMP_VERSION, version.stateVersion, dumped]);
+  }
+
+  /** Runs one lifecycle step; its failure is named for the step, keeping what the hook said. */
+  async function step<T>(code: string, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (err) {
+      const e = err as { code?: unknown; message?: unknown };
+      if (e?.code === "ERR_STATE_VERSION") throw err;
+      const inner = typeof e?.code === "string" ? `${e.code}: ` : "";
+      throw new MoltError(code, `${inner}${typeof e?.message === "string" ? e.message : String(err)}`, { cause: err });
+    }
+  }
+
+  async function restore(bytes: Uint8Array, fromStateVersion: number | undefined): Promise<undefined> {
+    const [envelope, , dumped] = dumpCodec.unpack(bytes) as [number, number, unknown];
+    if (envelope !== DUMP_VERSION) throw new MoltError("ERR_BAD_MESSAGE", `unknown dump envelope ${envelope}`);
+    const from = fromStateVersion ?? version.stateVersion;
+    if (definition?.restore !== undefined) state = await definition.restore(dumped, from);
+    else if (from === version.stateVersion) state = dumped;
+    else {
+      throw new MoltError(
+        "ERR_STATE_VERSION",
+        `${info.service} holds stateVersion ${version.stateVersion} and has no restore for stateVersion ${from}`,
+      );
+    }
+    return undefined;
   }
 
   // Control results travel in the same reply envelope as messages, so a

@@ -160,14 +160,15 @@ describe("failures of the running version", () => {
     expect(await t.kernel.call("counter", "started")).toBe(1);
   });
 
-  it("rolls back with ERR_SWAP_DUMP when the running version cannot dump, restarting it with its state", async () => {
+  it("refuses with ERR_SWAP_DUMP when the running version cannot dump, found by the rehearsal before anything pauses", async () => {
     await t.kernel.call("nodump", "incr", 4);
     const report = await t.kernel.swap("nodump", t.kernel.config.dir + "/" + v("counter-v2"));
     expect(report.outcome).toBe("rolled-back");
-    expect(report.error).toMatchObject({ code: "ERR_SWAP_DUMP", phase: "dump" });
+    expect(report.error).toMatchObject({ code: "ERR_SWAP_DUMP", phase: "prepare" });
+    expect(report.blackoutMs).toBeNull();
     expect(await t.kernel.call("nodump", "get")).toBe(4);
-    // It was stopped for the dump, and started again on rollback.
-    expect(await t.kernel.call("nodump", "started")).toBe(2);
+    // It was never stopped.
+    expect(await t.kernel.call("nodump", "started")).toBe(1);
   });
 });
 

@@ -53,7 +53,7 @@ export class Supervisor {
         });
       }
     }
-    bundle ??= await bundleService(slot.spec.entry);
+    bundle ??= await this.#bundleOnce(slot.spec.entry);
     const instance = await this.boot(slot, bundle);
     const fresh = await this.bringUp(slot, instance, bundle);
     if (current === undefined || current.version !== bundle.hash) {
@@ -81,6 +81,18 @@ export class Supervisor {
       semver: instance.meta.semver,
       state: fresh ? "init" : "snapshot",
     });
+  }
+
+  /** Entries bundled at start: services that share an entry module share one build. */
+  readonly #startBundles = new Map<string, Promise<Bundle>>();
+
+  #bundleOnce(entry: string): Promise<Bundle> {
+    let bundle = this.#startBundles.get(entry);
+    if (bundle === undefined) {
+      bundle = bundleService(entry);
+      this.#startBundles.set(entry, bundle);
+    }
+    return bundle;
   }
 
   /** Boots an instance of `bundle` for `slot`: code loaded, no state yet, not behind the mailbox. */

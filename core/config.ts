@@ -31,6 +31,8 @@ export interface ResolvedService {
   concurrency: number;
   queue: number;
   permissions: ResolvedPermissions;
+  /** "isolate": an isolate in the kernel's process; "process": an isolate in a cell of its own. */
+  isolation: "isolate" | "process";
 }
 
 export interface ResolvedConfig {
@@ -123,7 +125,7 @@ function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-const SERVICE_KEYS = new Set(["entry", "bindings", "config", "limits", "concurrency", "queue", "permissions"]);
+const SERVICE_KEYS = new Set(["entry", "bindings", "config", "limits", "concurrency", "queue", "permissions", "isolation"]);
 const TOP_KEYS = new Set(["services", "http", "admin", "log", "dataDir", "swap", "snapshot", "restart", "fleet"]);
 
 /** Checks a config value and fills defaults; `dir` anchors relative paths. */
@@ -162,6 +164,7 @@ export function resolveConfig(raw: unknown, dir: string, path: string | null = n
       },
       concurrency: positiveInt(svc.concurrency ?? DEFAULTS.concurrency, `services.${name}.concurrency`, fail),
       queue: positiveInt(svc.queue ?? DEFAULTS.queue, `services.${name}.queue`, fail),
+      isolation: oneOf(svc.isolation ?? "isolate", ["isolate", "process"] as const, `services.${name}.isolation`, fail),
       permissions: {
         net: stringList(permissions.net ?? [], `services.${name}.permissions.net`, fail),
         env: stringList(permissions.env ?? [], `services.${name}.permissions.env`, fail),
@@ -231,6 +234,11 @@ function port(value: unknown, where: string, fail: (m: string) => never): number
     fail(`${where} must be a port number (0 picks a free one)`);
   }
   return value as number;
+}
+
+function oneOf<T extends string>(value: unknown, options: readonly T[], where: string, fail: (m: string) => never): T {
+  if (!options.includes(value as T)) fail(`${where} must be one of ${options.map((o) => `"${o}"`).join(", ")}`);
+  return value as T;
 }
 
 function stringList(value: unknown, where: string, fail: (m: string) => never): string[] {

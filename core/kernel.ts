@@ -7,6 +7,7 @@ import type { ResolvedConfig } from "./config.ts";
 import { ErrorCode, MoltError, toMoltError } from "./errors.ts";
 import type { Boot } from "./instance.ts";
 import { Inventory, Via, type VersionRecord } from "./inventory.ts";
+import { bootCell } from "./cell-host.ts";
 import { bootIsolate } from "./isolate-host.ts";
 import { jsonLog, type KernelLog } from "./log.ts";
 import { Router } from "./router.ts";
@@ -78,7 +79,9 @@ export class Kernel {
     const inventory = Inventory.open(this.config.dataDir, this.#log);
     const snapshots = new SnapshotStore(this.config.dataDir, this.#log);
     const supervisor = new Supervisor({
-      boot: this.#bootOverride ?? ((spec, bridge) => bootIsolate(spec, bridge, runtime)),
+      boot:
+        this.#bootOverride ??
+        ((spec, bridge) => (spec.service.isolation === "process" ? bootCell(spec, bridge, runtime) : bootIsolate(spec, bridge, runtime))),
       router: this.#router,
       inventory,
       snapshots,

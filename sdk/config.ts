@@ -32,6 +32,14 @@ export interface ServiceConfig {
   /** Mailbox bound: messages waiting beyond those running. Default 1000. */
   queue?: number;
   permissions?: ServicePermissions;
+  /**
+   * Where the service's isolate lives. "isolate" (default): in the kernel's
+   * process, the fastest. "process": in a cell, a child process of its own,
+   * for services whose failure must never reach the kernel (some allocation
+   * patterns abort V8 past any memory limit); each message then also
+   * crosses a process boundary.
+   */
+  isolation?: "isolate" | "process";
 }
 
 export interface MoltConfig {

@@ -1,0 +1,203 @@
+// Hosts an instance in a cell: a child process of its own, for services
+// whose failures must not reach the kernel's process. Measured here, a Map
+// that grows without end inside an isolate with a 128 MB limit aborts the
+// whole Node process (SIGABRT): no in-process limit contains that. In a cell
+// the abort ends the cell; the kernel sees the process exit, fails the calls
+// in flight with ERR_SERVICE_CRASHED and restarts the service from its last
+// snapshot, while every other service keeps serving and the sockets stay open.
+//
+// The price: each message crosses a process boundary (IPC) on top of the
+// isolate boundary, and each cell is a Node process (tens of MB). Cells are
+// per instance, so a swap's new version boots in a new cell and a version
+// that dies in restore cannot take the old one with it.
+
+import { fork, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import type { DeliveryKind } from "../protocol/wire.ts";
+import { CELL_PROTOCOL, decodeFrame, encodeFrame, type ChildFrame, type ParentFrame } from "./cell-protocol.ts";
+import { ErrorCode, MoltError } from "./errors.ts";
+import type { BootSpec, Instance, InstanceBridge, ServiceMeta } from "./instance.ts";
+
+const CELL_MAIN = fileURLToPath(new URL("./cell-main.ts", import.meta.url));
+/** Slack past the service's own deadline before the kernel gives up on a silent cell. */
+const CELL_GRACE_MS = 2000;
+
+export async function bootCell(spec: BootSpec, bridge: InstanceBridge, runtimeCode: string): Promise<Instance> {
+  const child = fork(CELL_MAIN, [], {
+    execArgv: ["--no-node-snapshot", "--import", import.meta.resolve("tsx")],
+    serialization: "advanced",
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  const cell = new CellInstance(spec, bridge, child);
+  try {
+    await cell.ready;
+    cell.meta = (await cell.op("boot", [spec, runtimeCode])) as ServiceMeta;
+    return cell;
+  } catch (err) {
+    cell.dispose();
+    throw err;
+  }
+}
+
+class CellInstance implements Instance {
+  readonly service: string;
+  readonly versionId: string;
+  meta: ServiceMeta = { semver: "0.0.0", stateVersion: 1, restoresFrom: null, hasRestore: false, handlers: [] };
+  readonly ready: Promise<void>;
+  readonly #spec: BootSpec;
+  readonly #bridge: InstanceBridge;
+  readonly #child: ChildProcess;
+  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: MoltError) => void; timer: NodeJS.Timeout }>();
+  readonly #verdicts = new Map<number, (healthy: boolean) => void>();
+  #nextId = 1;
+  #disposed = false;
+
+  constructor(spec: BootSpec, bridge: InstanceBridge, child: ChildProcess) {
+    this.service = spec.service.name;
+    this.versionId = spec.versionId;
+    this.#spec = spec;
+    this.#bridge = bridge;
+    this.#child = child;
+    let ready: () => void = () => undefined;
+    this.ready = new Promise((resolve) => (ready = resolve));
+    child.on("message", (data: unknown) => this.#onFrame(decodeFrame<ChildFrame>(data), ready));
+    child.on("exit", (code, signal) => this.#onExit(code, signal));
+    child.on("error", () => undefined);
+  }
+
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  init(): Promise<void> {
+    return this.op("init", []) as Promise<void>;
+  }
+
+  start(): Promise<void> {
+    return this.op("start", []) as Promise<void>;
+  }
+
+  stop(): Promise<void> {
+    return this.op("stop", []) as Promise<void>;
+  }
+
+  restore(dump: Uint8Array, fromStateVersion: number, options: { start?: boolean } = {}): Promise<void> {
+    return this.op("restore", [dump, fromStateVersion, options]) as Promise<void>;
+  }
+
+  dump(options: { stop?: boolean } = {}): Promise<Uint8Array> {
+    return this.op("dump", [options]) as Promise<Uint8Array>;
+  }
+
+  deliver(kind: DeliveryKind, request: Uint8Array): Promise<Uint8Array | undefined> {
+    return this.op("deliver", [kind, request]) as Promise<Uint8Array | undefined>;
+  }
+
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.#failAll(new MoltError(ErrorCode.SERVICE_DOWN, `${this.service}'s cell was disposed`, { service: this.service }));
+    if (this.#child.connected) this.#child.send(encodeFrame([CELL_PROTOCOL, "op", 0, "dispose", []]));
+    // A cell that does not leave on its own is made to.
+    setTimeout(() => this.#child.kill("SIGKILL"), 500).unref();
+  }
+
+  op(name: string, args: unknown[]): Promise<unknown> {
+    if (this.#disposed || !this.#child.connected) {
+      return Promise.reject(new MoltError(ErrorCode.SERVICE_DOWN, `${this.service} has no live cell`, { service: this.service }));
+    }
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      // The cell enforces the service's deadline itself; this one only catches a cell that went silent.
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new MoltError(ErrorCode.TIMEOUT, `${this.service}'s cell did not answer ${name}`, { service: this.service }));
+        this.#child.kill("SIGKILL");
+      }, (name === "boot" ? 30_000 : this.#spec.service.limits.timeoutMs) + CELL_GRACE_MS);
+      this.#pending.set(id, { resolve, reject, timer });
+      this.#child.send(encodeFrame([CELL_PROTOCOL, "op", id, name, args] satisfies ParentFrame));
+    });
+  }
+
+  #onFrame(frame: ChildFrame, ready: () => void): void {
+    switch (frame[1]) {
+      case "result": {
+        const pending = this.#pending.get(frame[2]);
+        if (pending === undefined) return;
+        this.#pending.delete(frame[2]);
+        clearTimeout(pending.timer);
+        if (frame[3]) pending.resolve(frame[4]);
+        else {
+          const e = frame[4] as { code: string; message: string; service?: string; version?: string };
+          pending.reject(new MoltError(e.code, e.message, { service: e.service, version: e.version }));
+        }
+        return;
+      }
+      case "bridge": {
+        const [, , id, fn, args] = frame;
+        const answer = fn === "call" ? this.#bridge.call(args[0] as string, args[1] as Uint8Array) : this.#bridge.fetch(args[0] as Uint8Array);
+        void answer.then((bytes) => {
+          if (this.#child.connected) this.#child.send(encodeFrame([CELL_PROTOCOL, "bridge-reply", id, bytes]));
+        });
+        return;
+      }
+      case "event":
+        this.#onEvent(frame[2], frame[3], ready);
+    }
+  }
+
+  #onEvent(name: string, args: unknown[], ready: () => void): void {
+    switch (name) {
+      case "ready":
+        return ready();
+      case "send":
+        return this.#bridge.send(args[0] as string, args[1] as Uint8Array);
+      case "console":
+        return this.#bridge.console(args[0] as string, args[1] as string);
+      case "stdout":
+        return this.#bridge.stdout(args[0] as string);
+      case "stalled":
+        this.#bridge.stalled(new Promise<boolean>((resolve) => this.#verdicts.set(args[0] as number, resolve)));
+        return;
+      case "verdict": {
+        const resolve = this.#verdicts.get(args[0] as number);
+        this.#verdicts.delete(args[0] as number);
+        return resolve?.(args[1] as boolean);
+      }
+      case "exited": {
+        const e = args[0] as { code: string; message: string };
+        return this.#died(new MoltError(e.code, e.message, { service: this.service, version: this.versionId }));
+      }
+    }
+  }
+
+  #onExit(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.#disposed) return;
+    this.#died(
+      new MoltError(
+        signal === "SIGABRT" ? ErrorCode.OOM : ErrorCode.SERVICE_CRASHED,
+        `${this.service}'s cell exited (${signal ?? `code ${code}`})${signal === "SIGABRT" ? ": V8 aborted, most often on memory" : ""}`,
+        { service: this.service, version: this.versionId },
+      ),
+    );
+  }
+
+  #died(reason: MoltError): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    const crashed = new MoltError(ErrorCode.SERVICE_CRASHED, reason.message, { service: this.service, version: this.versionId, cause: reason });
+    this.#failAll(crashed);
+    for (const resolve of this.#verdicts.values()) resolve(false);
+    this.#verdicts.clear();
+    if (this.#child.exitCode === null) this.#child.kill("SIGKILL");
+    this.#bridge.exited(reason);
+  }
+
+  #failAll(err: MoltError): void {
+    for (const { reject, timer } of this.#pending.values()) {
+      clearTimeout(timer);
+      reject(err);
+    }
+    this.#pending.clear();
+  }
+}

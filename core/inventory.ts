@@ -84,10 +84,18 @@ export class Inventory {
     return undefined;
   }
 
-  /** The version a rollback without `--to` goes back to: the parent of the current one. */
+  /** The version a rollback without `--to` goes back to: the version the current one replaced (restarts do not count). */
   previous(service: string): VersionRecord | undefined {
-    const parent = this.current(service)?.parent;
-    return parent === null || parent === undefined ? undefined : this.find(service, parent);
+    const records = this.history(service);
+    const current = this.current(service);
+    if (current === undefined) return undefined;
+    // Walk back past restarts of the same version to the record that brought it.
+    for (let i = records.indexOf(current); i >= 0; i--) {
+      const r = records[i] as VersionRecord;
+      if (r.version !== current.version || r.via === Via.RESTART) continue;
+      return r.parent === null ? undefined : this.find(service, r.parent);
+    }
+    return undefined;
   }
 
   /** A recorded version by full id or unique prefix (as `molt history` prints it). */

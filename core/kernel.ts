@@ -55,6 +55,7 @@ export class Kernel {
   /** What exists once start() has run. */
   #started: Started | undefined;
   readonly #swapping = new Set<string>();
+  #snapshotTimer: NodeJS.Timeout | undefined;
 
   constructor(config: ResolvedConfig, options: KernelOptions = {}) {
     this.config = config;
@@ -97,6 +98,13 @@ export class Kernel {
       throw failed.reason;
     }
     this.inventory.save();
+    // Periodic snapshots bound what a crash of the whole runtime can lose.
+    if (this.config.snapshot.everyMs > 0) {
+      this.#snapshotTimer = setInterval(() => {
+        this.snapshot().catch((err: unknown) => this.#log.log("error", "periodic snapshot failed", { error: String(err) }));
+      }, this.config.snapshot.everyMs);
+      this.#snapshotTimer.unref();
+    }
   }
 
   get inventory(): Inventory {
@@ -201,6 +209,7 @@ export class Kernel {
   async stop(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
+    clearInterval(this.#snapshotTimer);
     const ordered = stopOrder([...this.#slots.values()], this.config.log?.service);
     for (const slot of ordered) {
       await slot.mailbox.close();

@@ -175,8 +175,33 @@ export class Supervisor {
     log.log("error", "instance died; restarting from its last snapshot", { service: slot.name, code: reason.code, error: reason.message });
     try {
       const bundle = slot.bundle as Bundle;
-      await this.bringUp(slot, await this.boot(slot, bundle), bundle);
-      log.log("info", "service restarted", { service: slot.name, version: shortId(bundle.hash) });
+      const instance = await this.boot(slot, bundle);
+      const fresh = await this.bringUp(slot, instance, bundle);
+      // The inventory records every crash and restart, beside the swaps.
+      const now = new Date().toISOString();
+      const { inventory } = this.#o;
+      inventory.replaced(slot.name, now);
+      inventory.add({
+        service: slot.name,
+        version: bundle.hash,
+        semver: instance.meta.semver,
+        stateVersion: instance.meta.stateVersion,
+        entry: bundle.entry,
+        parent: bundle.hash,
+        via: Via.RESTART,
+        requestedAt: now,
+        startedAt: now,
+        replacedAt: null,
+        outcome: Outcome.LIVE,
+        code: reason.code,
+        message: `restarted after ${reason.code}: ${reason.message}; state from ${fresh ? "init" : "the last snapshot"}`,
+      });
+      try {
+        inventory.save();
+      } catch (err) {
+        log.log("error", "cannot write the inventory", { error: (err as Error).message });
+      }
+      log.log("info", "service restarted", { service: slot.name, version: shortId(bundle.hash), state: fresh ? "init" : "snapshot" });
     } catch (err) {
       const e = toMoltError(err);
       log.log("error", "restart failed", { service: slot.name, code: e.code, error: e.message });

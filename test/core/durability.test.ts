@@ -1,0 +1,82 @@
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { Inventory } from "../../core/inventory.ts";
+import { eventually, startKernel } from "../support/kernel.ts";
+
+const services = { counter: { entry: "./swap/counter-v1.ts", bindings: { slow: "slow" } }, slow: { entry: "./probe.ts" } };
+
+describe("durability", () => {
+  it("uses the previous snapshot, with a log line, when the latest one is corrupt", async () => {
+    const first = await startKernel({ services });
+    const dataDir = first.kernel.config.dataDir;
+    await first.kernel.call("counter", "incr", 3);
+    await first.kernel.snapshot("counter");
+    await first.kernel.call("counter", "incr", 4);
+    await first.kernel.snapshot("counter");
+    await first.kernel.stop(); // the stop writes a third snapshot (7); the one before it (7) is kept as .prev
+    const path = join(dataDir, "snapshots", "counter.msgpack");
+    const bytes = readFileSync(path);
+    // Flip bytes in the middle: the checksum no longer matches.
+    bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+    bytes[Math.floor(bytes.length / 2) + 1] ^= 0xff;
+    writeFileSync(path, bytes);
+
+    const second = await startKernel({ services, dataDir });
+    try {
+      expect(await second.kernel.call("counter", "get")).toBe(7);
+      expect(second.logs.some((l) => l.msg === "snapshot corrupt; using the previous one" && l.service === "counter")).toBe(true);
+    } finally {
+      await second.kernel.stop();
+    }
+  });
+
+  it("starts from init, with a log line, when no snapshot is readable, and from a truncated inventory's previous copy", async () => {
+    const first = await startKernel({ services });
+    const dataDir = first.kernel.config.dataDir;
+    await first.kernel.call("counter", "incr", 1);
+    await first.kernel.swap("counter", `${first.kernel.config.dir}/swap/counter-v2.ts`);
+    await first.kernel.stop();
+    for (const f of readdirSync(join(dataDir, "snapshots")).filter((f) => f.startsWith("counter"))) writeFileSync(join(dataDir, "snapshots", f), "garbage");
+    const inventory = join(dataDir, "inventory.msgpack");
+    writeFileSync(inventory, readFileSync(inventory).subarray(0, 10));
+
+    const logs: Record<string, unknown>[] = [];
+    const recovered = Inventory.open(dataDir, { log: (level, msg, fields) => logs.push({ level, msg, ...fields }) });
+    expect(logs.some((l) => l.msg === "inventory file corrupt; using the previous copy")).toBe(true);
+    expect(recovered.history("counter").length).toBeGreaterThan(0);
+
+    const second = await startKernel({ services, dataDir });
+    try {
+      expect(second.logs.some((l) => l.msg === "no readable snapshot; starting from init" && l.service === "counter")).toBe(true);
+      expect(await second.kernel.call("counter", "get")).toBe(0);
+    } finally {
+      await second.kernel.stop();
+    }
+  });
+
+  it("writes periodic snapshots every snapshot.everyMs", async () => {
+    const t = await startKernel({ services, snapshot: { everyMs: 50 } });
+    try {
+      await t.kernel.call("counter", "incr", 9);
+      const path = join(t.kernel.config.dataDir, "snapshots", "counter.msgpack");
+      await eventually(() => readFileSync(path));
+    } finally {
+      await t.kernel.stop();
+    }
+  });
+
+  it("records a crash and the restart in the inventory and status", async () => {
+    const t = await startKernel({ services: { p: { entry: "./probe.ts", limits: { memoryMb: 16 } } } });
+    try {
+      await t.kernel.call("p", "hog").catch(() => undefined);
+      await eventually(() => t.kernel.call("p", "echo", 1));
+      const last = t.kernel.inventory.history("p").at(-1);
+      expect(last).toMatchObject({ via: "restart", outcome: "live", replacedAt: null });
+      expect(["ERR_OOM", "ERR_SERVICE_CRASHED"]).toContain(last?.code);
+      expect(t.kernel.status().find((s) => s.name === "p")?.restarts).toBe(1);
+    } finally {
+      await t.kernel.stop();
+    }
+  });
+});

@@ -3,6 +3,7 @@
 // open to whoever can reach the port; write calls need the bearer token the
 // runtime keeps in dataDir (mode 0600), compared in constant time.
 //
+//   GET  /metrics                           Prometheus text format, every metric named molt_*
 //   GET  /v1/status                         every service, its version and queue
 //   GET  /v1/services/:name/history         the inventory of one service
 //   POST /v1/services/:name/swap            { entry }         → NDJSON progress, then the report
@@ -87,6 +88,12 @@ export class AdminServer {
     const parts = url.pathname.split("/").filter(Boolean);
     const method = req.method ?? "GET";
 
+    if (method === "GET" && url.pathname === "/metrics") {
+      const body = await this.#kernel.metrics.text();
+      res.writeHead(200, { "content-type": this.#kernel.metrics.registry.contentType });
+      res.end(body);
+      return;
+    }
     if (method === "GET" && url.pathname === "/v1/status") {
       return send(res, 200, { services: this.#kernel.status() });
     }

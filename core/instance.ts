@@ -63,6 +63,8 @@ export interface Instance {
   /** The state as a dump envelope: [DUMP_VERSION, stateVersion, value]; with `stop`, runs `stop` first, in the same step. */
   dump(options?: { stop?: boolean }): Promise<Uint8Array>;
   dispose(): void;
+  /** Heap bytes in use, where the host can tell (for metrics). */
+  heapUsed?(): Promise<number>;
 }
 
 /** Creates an instance with its code loaded and activated, holding no state yet. */

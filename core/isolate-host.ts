@@ -155,6 +155,10 @@ class IsolateInstance implements Instance {
     );
   }
 
+  async heapUsed(): Promise<number> {
+    return this.#isolate.isDisposed ? 0 : (await this.#isolate.getHeapStatistics()).used_heap_size;
+  }
+
   /** Idempotent: a swap, a restart and a stop may each get here for the same instance. */
   dispose(): void {
     this.#clearAllTimers();

@@ -10,6 +10,7 @@ import { Inventory, Via, type VersionRecord } from "./inventory.ts";
 import { bootCell } from "./cell-host.ts";
 import { bootIsolate } from "./isolate-host.ts";
 import { jsonLog, type KernelLog } from "./log.ts";
+import { Metrics } from "./metrics.ts";
 import { Router } from "./router.ts";
 import { Slot } from "./slot.ts";
 import { SnapshotStore } from "./snapshots.ts";
@@ -47,6 +48,8 @@ interface Started {
 
 export class Kernel {
   readonly config: ResolvedConfig;
+  /** Prometheus metrics of every service; the admin API serves them at /metrics. */
+  readonly metrics: Metrics;
   readonly #slots = new Map<string, Slot>();
   readonly #log: KernelLog;
   readonly #router: Router;
@@ -61,7 +64,17 @@ export class Kernel {
     this.config = config;
     this.#log = options.log ?? jsonLog();
     this.#bootOverride = options.boot;
-    for (const spec of Object.values(config.services)) this.#slots.set(spec.name, new Slot(spec));
+    this.metrics = new Metrics(() =>
+      Promise.all(
+        [...this.#slots.values()].map(async (slot) => ({
+          name: slot.name,
+          queueDepth: slot.mailbox.depth,
+          inFlight: slot.mailbox.inFlight,
+          heapUsedBytes: await slot.instance?.heapUsed?.().catch(() => undefined),
+        })),
+      ),
+    );
+    for (const spec of Object.values(config.services)) this.#slots.set(spec.name, new Slot(spec, this.metrics));
     this.#router = new Router({
       slots: this.#slots,
       logService: config.log?.service ?? null,
@@ -88,6 +101,7 @@ export class Kernel {
       snapshots,
       log: this.#log,
       restart: this.config.restart,
+      onRestart: (slot) => this.metrics.restarts.inc({ service: slot.name }),
       running: () => !this.#stopping,
     });
     this.#started = { inventory, snapshots, supervisor };
@@ -246,6 +260,10 @@ export class Kernel {
       },
     });
     await settled;
+    if (report.outcome !== "unchanged") {
+      this.metrics.swaps.inc({ service: slot.name, outcome: report.outcome });
+      if (report.blackoutMs !== null) this.metrics.blackout.observe({ service: slot.name }, report.blackoutMs / 1000);
+    }
     if (report.outcome === "committed" || report.outcome === "unhealthy") this.#snapshotStore.saveBundle(bundle);
     this.#log.log(report.outcome === "committed" || report.outcome === "unchanged" ? "info" : "warn", `swap ${report.outcome}`, {
       service: slot.name,

@@ -8,6 +8,7 @@ import type { ResolvedService } from "./config.ts";
 import { ErrorCode, MoltError } from "./errors.ts";
 import type { Instance } from "./instance.ts";
 import { Mailbox } from "./mailbox.ts";
+import type { Metrics } from "./metrics.ts";
 import { decodeReply } from "./wire.ts";
 
 interface ErrorWatch {
@@ -33,9 +34,19 @@ export class Slot {
   lastDumpBytes: number | undefined;
   readonly restarts: number[] = [];
 
-  constructor(spec: ResolvedService) {
+  readonly #metrics: Metrics | undefined;
+  readonly #ok: { inc(): void } | undefined;
+  readonly #error: { inc(): void } | undefined;
+  readonly #latency: { observe(v: number): void } | undefined;
+
+  constructor(spec: ResolvedService, metrics?: Metrics) {
     this.name = spec.name;
     this.spec = spec;
+    this.#metrics = metrics;
+    // Label children bound once: the hot path increments, it does not hash labels.
+    this.#ok = metrics?.requests.labels(spec.name, "ok");
+    this.#error = metrics?.requests.labels(spec.name, "error");
+    this.#latency = metrics?.latency.labels(spec.name);
     this.mailbox = new Mailbox(spec.name, { concurrency: spec.concurrency, bound: spec.queue });
     // Nothing is delivered until the first instance is live.
     this.mailbox.pause();
@@ -83,8 +94,8 @@ export class Slot {
           new MoltError(ErrorCode.SERVICE_DOWN, `${this.name} has no live instance`, { service: this.name })
         );
       }
-      if (this.#watch === undefined) return instance.deliver(kind, request);
-      return this.#watched(instance, kind, request);
+      if (this.#watch === undefined && this.#metrics === undefined) return instance.deliver(kind, request);
+      return this.#observed(instance, kind, request);
     });
   }
 
@@ -105,22 +116,38 @@ export class Slot {
     });
   }
 
-  async #watched(instance: Instance, kind: DeliveryKind, request: Uint8Array): Promise<Uint8Array | undefined> {
+  /** Delivers and accounts: latency, outcome, error codes, and errors counted against a version on probation. */
+  async #observed(instance: Instance, kind: DeliveryKind, request: Uint8Array): Promise<Uint8Array | undefined> {
+    const t0 = performance.now();
+    let reply: Uint8Array | undefined;
     try {
-      const reply = await instance.deliver(kind, request);
-      if (reply !== undefined && replyIsError(reply)) {
-        try {
-          decodeReply(reply);
-        } catch (err) {
-          // Errors passed on from a callee are the callee's failures, not this version's.
-          if (err instanceof MoltError && (err.service === undefined || err.service === this.name)) this.#failed(err);
-        }
-      }
-      return reply;
+      reply = await instance.deliver(kind, request);
     } catch (err) {
-      this.#failed(err instanceof MoltError ? err : new MoltError(ErrorCode.INTERNAL, String(err)));
+      this.#account(t0, err instanceof MoltError ? err : new MoltError(ErrorCode.INTERNAL, String(err)));
       throw err;
     }
+    let failure: MoltError | undefined;
+    if (reply !== undefined && replyIsError(reply)) {
+      try {
+        decodeReply(reply);
+      } catch (err) {
+        failure = err instanceof MoltError ? err : new MoltError(ErrorCode.BAD_MESSAGE, String(err));
+      }
+    }
+    this.#account(t0, failure);
+    return reply;
+  }
+
+  #account(t0: number, failure: MoltError | undefined): void {
+    this.#latency?.observe((performance.now() - t0) / 1000);
+    if (failure === undefined) {
+      this.#ok?.inc();
+      return;
+    }
+    this.#error?.inc();
+    this.#metrics?.errors.inc({ service: this.name, code: failure.code });
+    // Errors passed on from a callee are the callee's failures, not this version's.
+    if (failure.service === undefined || failure.service === this.name) this.#failed(failure);
   }
 
   #failed(err: MoltError): void {

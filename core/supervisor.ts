@@ -25,6 +25,7 @@ export interface SupervisorOptions {
   restart: { maxRestarts: number; windowMs: number };
   /** False once the runtime is stopping: nothing is restarted then. */
   running: () => boolean;
+  onRestart?: (slot: Slot) => void;
 }
 
 export class Supervisor {
@@ -172,6 +173,7 @@ export class Supervisor {
       return;
     }
     slot.restarts.push(now);
+    this.#o.onRestart?.(slot);
     log.log("error", "instance died; restarting from its last snapshot", { service: slot.name, code: reason.code, error: reason.message });
     try {
       const bundle = slot.bundle as Bundle;

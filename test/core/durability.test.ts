@@ -18,8 +18,8 @@ describe("durability", () => {
     const path = join(dataDir, "snapshots", "counter.msgpack");
     const bytes = readFileSync(path);
     // Flip bytes in the middle: the checksum no longer matches.
-    bytes[Math.floor(bytes.length / 2)] ^= 0xff;
-    bytes[Math.floor(bytes.length / 2) + 1] ^= 0xff;
+    const mid = Math.floor(bytes.length / 2);
+    bytes.writeUInt16BE(bytes.readUInt16BE(mid) ^ 0xffff, mid);
     writeFileSync(path, bytes);
 
     const second = await startKernel({ services, dataDir });

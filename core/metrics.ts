@@ -1,0 +1,61 @@
+// Prometheus metrics (prom-client), served by the admin API at GET /metrics.
+// Everything is named molt_*. Counting happens where messages and swaps
+// already pass (Slot.deliver, the swap's report), so a scrape reads numbers
+// and never touches an isolate except for heap sizes.
+
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+
+/** Seconds; from 10 µs (an idle round trip) to 10 s (a deadline). */
+const LATENCY_BUCKETS = [0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10];
+/** Seconds; from 50 µs (a small state) to 10 s (a very large one). */
+const BLACKOUT_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 1, 2.5, 10];
+
+export interface ServiceGauges {
+  name: string;
+  queueDepth: number;
+  inFlight: number;
+  heapUsedBytes?: number | undefined;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly requests: Counter<"service" | "outcome">;
+  readonly errors: Counter<"service" | "code">;
+  readonly latency: Histogram<"service">;
+  readonly swaps: Counter<"service" | "outcome">;
+  readonly blackout: Histogram<"service">;
+  readonly restarts: Counter<"service">;
+  readonly #queue: Gauge<"service">;
+  readonly #inFlight: Gauge<"service">;
+  readonly #heap: Gauge<"service">;
+
+  constructor(collect: () => Promise<ServiceGauges[]>) {
+    const registers = [this.registry];
+    this.requests = new Counter({ name: "molt_requests_total", help: "Messages delivered to a service, by outcome (ok or error).", labelNames: ["service", "outcome"], registers });
+    this.errors = new Counter({ name: "molt_errors_total", help: "Messages a service answered with an error, by error code.", labelNames: ["service", "code"], registers });
+    this.latency = new Histogram({ name: "molt_handler_duration_seconds", help: "Time from delivery to reply, queueing excluded.", labelNames: ["service"], buckets: LATENCY_BUCKETS, registers });
+    this.swaps = new Counter({ name: "molt_swaps_total", help: "Swaps and rollbacks, by outcome.", labelNames: ["service", "outcome"], registers });
+    this.blackout = new Histogram({ name: "molt_swap_blackout_seconds", help: "How long a swap kept a service's mailbox paused.", labelNames: ["service"], buckets: BLACKOUT_BUCKETS, registers });
+    this.restarts = new Counter({ name: "molt_restarts_total", help: "Instances restarted after they died.", labelNames: ["service"], registers });
+    this.#queue = new Gauge({ name: "molt_queue_depth", help: "Messages waiting in a service's mailbox.", labelNames: ["service"], registers });
+    this.#inFlight = new Gauge({ name: "molt_in_flight", help: "Messages a service is running now.", labelNames: ["service"], registers });
+    this.#heap = new Gauge({ name: "molt_isolate_heap_used_bytes", help: "Heap used by a service's isolate.", labelNames: ["service"], registers });
+    // Gauges are read at scrape time.
+    const refresh = async (): Promise<void> => {
+      for (const s of await collect()) {
+        this.#queue.set({ service: s.name }, s.queueDepth);
+        this.#inFlight.set({ service: s.name }, s.inFlight);
+        if (s.heapUsedBytes !== undefined) this.#heap.set({ service: s.name }, s.heapUsedBytes);
+      }
+    };
+    this.#refresh = refresh;
+  }
+
+  readonly #refresh: () => Promise<void>;
+
+  /** The Prometheus text exposition of every metric. */
+  async text(): Promise<string> {
+    await this.#refresh();
+    return this.registry.metrics();
+  }
+}

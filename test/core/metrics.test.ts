@@ -1,0 +1,49 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AdminServer } from "../../core/admin.ts";
+import { rejection, startKernel, type TestKernel } from "../support/kernel.ts";
+
+/** The value of one sample line of the Prometheus text, or undefined. */
+function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
+  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(`${name}{`)) continue;
+    const inner = line.slice(line.indexOf("{") + 1, line.indexOf("}"));
+    if (want.every((w) => inner.split(",").includes(w))) return Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return undefined;
+}
+
+describe("metrics", () => {
+  let t: TestKernel;
+  let admin: AdminServer;
+  beforeAll(async () => {
+    t = await startKernel({ services: { counter: { entry: "./swap/counter-v1.ts", bindings: { slow: "slow" } }, slow: { entry: "./probe.ts" } } });
+    admin = new AdminServer(t.kernel, { port: 0, host: "127.0.0.1", token: "t0ken", allowedRoots: [t.kernel.config.dir] });
+    await admin.listen();
+  });
+  afterAll(async () => {
+    await admin.close();
+    await t.kernel.stop();
+  });
+
+  it("counts requests by outcome, errors by code, latency, swaps, blackouts, queue depth and heap, named molt_*", async () => {
+    for (let i = 0; i < 5; i++) await t.kernel.call("counter", "incr", 1);
+    await rejection(t.kernel.call("counter", "nope"));
+    await rejection(t.kernel.call("slow", "fail", "ERR_CUSTOM"));
+    await t.kernel.swap("counter", `${t.kernel.config.dir}/swap/counter-v2.ts`);
+    const res = await fetch(`${admin.url}/metrics`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toContain("text/plain");
+    const text = await res.text();
+    expect(sample(text, "molt_requests_total", { service: "counter", outcome: "ok" })).toBeGreaterThanOrEqual(5);
+    expect(sample(text, "molt_requests_total", { service: "counter", outcome: "error" })).toBe(1);
+    expect(sample(text, "molt_errors_total", { service: "counter", code: "ERR_NO_HANDLER" })).toBe(1);
+    expect(sample(text, "molt_errors_total", { service: "slow", code: "ERR_CUSTOM" })).toBe(1);
+    expect(sample(text, "molt_handler_duration_seconds_count", { service: "counter" })).toBeGreaterThanOrEqual(6);
+    expect(sample(text, "molt_swaps_total", { service: "counter", outcome: "committed" })).toBe(1);
+    expect(sample(text, "molt_swap_blackout_seconds_count", { service: "counter" })).toBe(1);
+    expect(sample(text, "molt_queue_depth", { service: "counter" })).toBe(0);
+    expect(sample(text, "molt_isolate_heap_used_bytes", { service: "counter" })).toBeGreaterThan(0);
+    for (const line of text.split("\n").filter((l) => l.startsWith("# TYPE"))) expect(line.split(" ")[2]).toMatch(/^molt_/);
+  });
+});

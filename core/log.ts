@@ -1,6 +1,9 @@
-// The kernel's own log: one JSON object per line on stderr, so that it never
-// mixes with the services' output on stdout. What services print goes to the
-// log service instead (see kernel.ts); this is only for the kernel itself.
+// The kernel's own log: pino, one JSON object per line on stderr, so that it
+// never mixes with the services' output on stdout. What services print goes
+// to the log service instead (see router.ts), in the same pino shape, so
+// pino-pretty reads both streams.
+
+import pino from "pino";
 
 export type Level = "debug" | "info" | "warn" | "error";
 
@@ -8,10 +11,14 @@ export interface KernelLog {
   log(level: Level, msg: string, fields?: Record<string, unknown>): void;
 }
 
-export function jsonLog(write: (line: string) => void = (line) => process.stderr.write(line)): KernelLog {
+export function jsonLog(
+  level: Level = (process.env.MOLT_LOG_LEVEL as Level | undefined) ?? "info",
+  destination: { write(line: string): void } = pino.destination({ fd: 2, sync: true }),
+): KernelLog {
+  const logger = pino({ level, base: { component: "kernel" } }, destination);
   return {
-    log(level, msg, fields = {}) {
-      write(`${JSON.stringify({ time: new Date().toISOString(), level, component: "kernel", msg, ...fields })}\n`);
+    log(lvl, msg, fields = {}) {
+      logger[lvl](fields, msg);
     },
   };
 }

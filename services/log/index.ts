@@ -1,11 +1,14 @@
 // The log sink: every service's console output arrives here as a `write`
-// message, and leaves as one JSON line on stdout with time, level, service,
-// version and message. Lines below the configured level are dropped.
-// Config: { level: "debug" | "info" | "warn" | "error" } (default "info").
+// message, and leaves as one JSON line on stdout in pino's shape (numeric
+// `level`, `time` in epoch ms, `msg`) with the service and its version, so
+// pino-pretty reads it like the kernel's own log. Lines below the configured
+// level are dropped. Config: { level: "debug" | "info" | "warn" | "error" }.
 
 import { defineService } from "molt/service";
 
 const LEVELS = ["debug", "info", "warn", "error"] as const;
+/** pino's numbers for the same levels. */
+const PINO_LEVELS = [20, 30, 40, 50] as const;
 type Level = (typeof LEVELS)[number];
 type Record_ = { time: string; level: string; service: string; version: string | null; versionId?: string | null; message: string };
 type State = { level: Level; written: number; dropped: number };
@@ -34,12 +37,12 @@ export default defineService<State, { level?: Level }>({
       }
       state.written++;
       const line = {
-        time: record.time,
-        level: record.level,
+        level: PINO_LEVELS[rank(record.level)],
+        time: Date.parse(record.time),
         service: record.service,
         version: record.version,
         ...(record.versionId ? { versionId: record.versionId } : {}),
-        message: record.message,
+        msg: record.message,
       };
       ctx.stdout.write(`${JSON.stringify(line)}\n`);
     },

@@ -88,15 +88,16 @@ describe("system services", () => {
   });
 
   describe("log", () => {
-    it("writes one JSON line per record at or above its level, tagged with service and version", async () => {
+    it("writes one pino-shaped JSON line per record at or above its level, tagged with service and version", async () => {
       await t.kernel.call("chatty", "console", "below the level");
       const stats = async () => (await t.kernel.call("log", "stats")) as { written: number; dropped: number };
       for (let i = 0; i < 50 && (await stats()).written + (await stats()).dropped < 2; i++) await new Promise((r) => setTimeout(r, 20));
       const lines = t.out.filter((l) => l.includes('"service":"chatty"')).map((l) => JSON.parse(l) as Record<string, unknown>);
       // console.log is "info", below "warn": dropped; console.error passes.
       expect(lines).toHaveLength(1);
-      expect(lines[0]).toMatchObject({ level: "error", service: "chatty", version: "2.3.4" });
-      expect(typeof lines[0]?.time).toBe("string");
+      expect(lines[0]).toMatchObject({ level: 50, service: "chatty", version: "2.3.4" });
+      expect(lines[0]?.msg).toContain("bad Map(1)");
+      expect(typeof lines[0]?.time).toBe("number");
       expect(await stats()).toMatchObject({ written: 1, dropped: 1 });
     });
 

@@ -1,0 +1,170 @@
+// Hostile services, loops: a service that never returns, in a handler, after
+// an await, in a timer, beside a healthy service under continuous load. The
+// hostile one must get ERR_TIMEOUT (or be restarted when its isolate cannot
+// be interrupted); the healthy one must answer every call.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { eventually, rejection, startKernel, type TestKernel } from "../support/kernel.ts";
+
+interface Load<T> {
+  value: T;
+  answered: number;
+  failed: number;
+  errors: string[];
+}
+
+/**
+ * Runs `hostile` while a loop calls `healthy.echo` back to back; counts the
+ * calls answered (with the right value) and the calls that failed.
+ */
+async function underLoad<T>(t: TestKernel, hostile: () => Promise<T>): Promise<Load<T>> {
+  let going = true;
+  let answered = 0;
+  const errors: string[] = [];
+  const loop = (async () => {
+    for (let i = 0; (going || answered === 0) && errors.length < 100; i++) {
+      try {
+        const echoed = await t.kernel.call("healthy", "echo", i);
+        if (echoed !== i) throw Object.assign(new Error("wrong answer"), { code: `WRONG_ANSWER ${String(echoed)} for ${i}` });
+        answered++;
+      } catch (err) {
+        errors.push(String((err as { code?: unknown }).code ?? err));
+      }
+    }
+  })();
+  try {
+    const value = await hostile();
+    return { value, answered, failed: errors.length, errors };
+  } finally {
+    going = false;
+    await loop;
+  }
+}
+
+function expectHealthy(load: Load<unknown>): void {
+  expect(load.errors).toEqual([]);
+  expect(load.failed).toBe(0);
+  expect(load.answered).toBeGreaterThan(0);
+}
+
+const restarts = (t: TestKernel, name: string): number => t.kernel.status().find((s) => s.name === name)?.restarts ?? -1;
+const serviceLog = (t: TestKernel, service: string): Record<string, unknown>[] =>
+  t.out.map((line) => JSON.parse(line) as Record<string, unknown>).filter((r) => r.service === service);
+
+describe("hostile services: infinite loops", () => {
+  let t: TestKernel;
+  const hostile = (extra: Record<string, unknown> = {}) => ({
+    entry: "./hostile/loops.ts",
+    bindings: { healthy: "healthy" },
+    limits: { timeoutMs: 300 },
+    ...extra,
+  });
+  beforeAll(async () => {
+    t = await startKernel({
+      services: {
+        spinner: hostile(),
+        continuation: hostile(),
+        timers: hostile(),
+        many1: hostile(),
+        many2: hostile(),
+        many3: hostile(),
+        healthy: { entry: "./probe.ts" },
+      },
+      restart: { maxRestarts: 20, windowMs: 60_000 },
+    });
+  });
+  afterAll(() => t.kernel.stop());
+
+  it("stops a synchronous loop in a handler with ERR_TIMEOUT; the service answers again", async () => {
+    const load = await underLoad(t, async () => {
+      const err = await rejection(t.kernel.call("spinner", "spin"));
+      const again = await eventually(() => t.kernel.call("spinner", "ping"));
+      return { err, again };
+    });
+    expect(load.value.err.code).toBe("ERR_TIMEOUT");
+    expect(load.value.again).toBe("pong");
+    expectHealthy(load);
+  });
+
+  it("stops a loop in an awaited continuation (after ctx.call) with ERR_TIMEOUT and restarts the wedged service", async () => {
+    const before = restarts(t, "continuation");
+    const load = await underLoad(t, async () => {
+      const err = await rejection(t.kernel.call("continuation", "spinAfterCall"));
+      const again = await eventually(() => t.kernel.call("continuation", "ping"));
+      return { err, again };
+    });
+    expect(load.value.err.code).toBe("ERR_TIMEOUT");
+    expect(load.value.again).toBe("pong");
+    expect(restarts(t, "continuation")).toBe(before + 1);
+    expectHealthy(load);
+  });
+
+  it("stops a loop after an awaited timer the same way", async () => {
+    const before = restarts(t, "continuation");
+    const load = await underLoad(t, async () => {
+      const err = await rejection(t.kernel.call("continuation", "spinAfterTimer"));
+      const again = await eventually(() => t.kernel.call("continuation", "ping"));
+      return { err, again };
+    });
+    expect(load.value.err.code).toBe("ERR_TIMEOUT");
+    expect(load.value.again).toBe("pong");
+    expect(restarts(t, "continuation")).toBe(before + 1);
+    expectHealthy(load);
+  });
+
+  it("stops a loop in a timer callback armed by a handler; the timeout is reported with its code and the service answers again", async () => {
+    const load = await underLoad(t, async () => {
+      const armed = await t.kernel.call("timers", "spinInTimer");
+      // The timer has no caller to answer: its failure goes to the service's log, with the code.
+      const report = await eventually(() => {
+        const found = serviceLog(t, "timers").find((r) => r.level === "error" && String(r.message).includes("ERR_TIMEOUT"));
+        if (found === undefined) throw new Error("no timer failure logged yet");
+        return found;
+      });
+      const again = await eventually(() => t.kernel.call("timers", "ping"));
+      return { armed, report, again };
+    });
+    expect(load.value.armed).toBe("armed");
+    expect(load.value.again).toBe("pong");
+    expect(await t.kernel.call("timers", "armed")).toBe(1);
+    expectHealthy(load);
+  });
+
+  it("stops a loop in an interval callback each time it fires", async () => {
+    const load = await underLoad(t, async () => {
+      await t.kernel.call("timers", "spinInInterval");
+      await eventually(async () => expect(await t.kernel.call("timers", "ticks")).toBe(3), 10_000);
+      return t.kernel.call("timers", "ping");
+    });
+    expect(load.value).toBe("pong");
+    expectHealthy(load);
+  });
+
+  it("stops a loop in a microtask queued by a handler", async () => {
+    const load = await underLoad(t, async () => {
+      const outcome = await t.kernel.call("timers", "spinInMicrotask").then(
+        (value) => ({ value }),
+        (err: { code: string }) => ({ code: err.code }),
+      );
+      const again = await eventually(() => t.kernel.call("timers", "ping"));
+      return { outcome, again };
+    });
+    // The microtask runs before the call's synchronous part ends: the call itself times out.
+    expect(load.value.outcome).toEqual({ code: "ERR_TIMEOUT" });
+    expect(load.value.again).toBe("pong");
+    expectHealthy(load);
+  });
+
+  it("survives several services wedged after an await at once", async () => {
+    const names = ["many1", "many2", "many3"];
+    const before = names.map((n) => restarts(t, n));
+    const load = await underLoad(t, async () => {
+      const errs = await Promise.all(names.map((n) => rejection(t.kernel.call(n, "spinAfterCall"))));
+      const again = await Promise.all(names.map((n) => eventually(() => t.kernel.call(n, "ping"))));
+      return { codes: errs.map((e) => e.code), again };
+    });
+    expect(load.value.codes).toEqual(["ERR_TIMEOUT", "ERR_TIMEOUT", "ERR_TIMEOUT"]);
+    expect(load.value.again).toEqual(["pong", "pong", "pong"]);
+    expect(names.map((n) => restarts(t, n))).toEqual(before.map((b) => b + 1));
+    expectHealthy(load);
+  });
+});

@@ -4,6 +4,7 @@
 // runtime keeps in dataDir (mode 0600), compared in constant time.
 //
 //   GET  /metrics                           Prometheus text format, every metric named molt_*
+//   GET  /v1/events                         server-sent events: a tick a second, each swap as it ends
 //   GET  /v1/status                         every service, its version and queue
 //   GET  /v1/services/:name/history         the inventory of one service
 //   POST /v1/services/:name/swap            { entry }         → NDJSON progress, then the report
@@ -94,6 +95,7 @@ export class AdminServer {
       res.end(body);
       return;
     }
+    if (method === "GET" && url.pathname === "/v1/events") return this.#events(req, res);
     if (method === "GET" && url.pathname === "/v1/status") {
       return send(res, 200, { services: this.#kernel.status() });
     }
@@ -129,6 +131,14 @@ export class AdminServer {
       return this.#progress(res, (onPhase) => this.#kernel.rollback(service, to, { onPhase }));
     }
     return fail(res, 404, ErrorCode.ADMIN, `no ${method} ${url.pathname}`);
+  }
+
+  /** Server-sent events: a `tick` a second with every service's rate, errors and p99, and a `swap` as each ends. */
+  #events(req: IncomingMessage, res: ServerResponse): void {
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+    res.write(`event: tick\ndata: ${JSON.stringify(this.#kernel.live.tick())}\n\n`);
+    const unsubscribe = this.#kernel.live.subscribe((event) => res.write(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`));
+    req.on("close", unsubscribe);
   }
 
   #authorized(req: IncomingMessage): boolean {

@@ -10,6 +10,7 @@ import { Inventory, Via, type VersionRecord } from "./inventory.ts";
 import { bootCell } from "./cell-host.ts";
 import { bootIsolate } from "./isolate-host.ts";
 import { jsonLog, type KernelLog } from "./log.ts";
+import { Live } from "./live.ts";
 import { Metrics } from "./metrics.ts";
 import { Router } from "./router.ts";
 import { Slot } from "./slot.ts";
@@ -50,6 +51,8 @@ export class Kernel {
   readonly config: ResolvedConfig;
   /** Prometheus metrics of every service; the admin API serves them at /metrics. */
   readonly metrics: Metrics;
+  /** Per-second rates and every swap as it ends, for the dashboard. */
+  readonly live: Live;
   readonly #slots = new Map<string, Slot>();
   readonly #log: KernelLog;
   readonly #router: Router;
@@ -75,6 +78,7 @@ export class Kernel {
       ),
     );
     for (const spec of Object.values(config.services)) this.#slots.set(spec.name, new Slot(spec, this.metrics));
+    this.live = new Live(() => this.#slots.values());
     this.#router = new Router({
       slots: this.#slots,
       logService: config.log?.service ?? null,
@@ -261,6 +265,7 @@ export class Kernel {
     });
     await settled;
     if (report.outcome !== "unchanged") {
+      this.live.swapped(report);
       this.metrics.swaps.inc({ service: slot.name, outcome: report.outcome });
       if (report.blackoutMs !== null) this.metrics.blackout.observe({ service: slot.name }, report.blackoutMs / 1000);
     }

@@ -30,6 +30,8 @@ export class Slot {
   /** Why the service is down, when it is. */
   failure: MoltError | undefined;
   startedAt = 0;
+  /** Latencies (ms) and errors since the live view last looked (see live.ts). */
+  window = { latencies: [] as number[], errors: 0 };
   /** Size of the last dump taken, to judge whether a swap's rehearsal is worth it. */
   lastDumpBytes: number | undefined;
   readonly restarts: number[] = [];
@@ -139,7 +141,10 @@ export class Slot {
   }
 
   #account(t0: number, failure: MoltError | undefined): void {
-    this.#latency?.observe((performance.now() - t0) / 1000);
+    const ms = performance.now() - t0;
+    this.#latency?.observe(ms / 1000);
+    this.window.latencies.push(ms);
+    if (failure !== undefined) this.window.errors++;
     if (failure === undefined) {
       this.#ok?.inc();
       return;

@@ -113,6 +113,26 @@ export class Inventory {
     return full;
   }
 
+  /** Records an instance that has just gone live, replacing the running record of the service, if any. */
+  live(
+    instance: { service: string; versionId: string; meta: { semver: string; stateVersion: number } },
+    fields: { entry: string; parent: string | null; via: Via; code?: string; message?: string },
+  ): VersionRecord {
+    const now = new Date().toISOString();
+    this.replaced(instance.service, now);
+    return this.add({
+      service: instance.service,
+      version: instance.versionId,
+      semver: instance.meta.semver,
+      stateVersion: instance.meta.stateVersion,
+      requestedAt: now,
+      startedAt: now,
+      replacedAt: null,
+      outcome: Outcome.LIVE,
+      ...fields,
+    });
+  }
+
   /** Marks the running record replaced, as of now. */
   replaced(service: string, at: string): void {
     const current = this.current(service);

@@ -8,7 +8,7 @@
 import { bundleService, shortId, type Bundle } from "./bundle.ts";
 import { ErrorCode, MoltError, toMoltError } from "./errors.ts";
 import type { Boot, Instance } from "./instance.ts";
-import { Outcome, Via, type Inventory } from "./inventory.ts";
+import { Via, type Inventory } from "./inventory.ts";
 import type { KernelLog } from "./log.ts";
 import { grantedEnv } from "./permissions.ts";
 import type { Router } from "./router.ts";
@@ -58,20 +58,10 @@ export class Supervisor {
     const instance = await this.boot(slot, bundle);
     const fresh = await this.bringUp(slot, instance, bundle);
     if (current === undefined || current.version !== bundle.hash) {
-      const now = new Date().toISOString();
-      if (current !== undefined) inventory.replaced(slot.name, now);
-      inventory.add({
-        service: slot.name,
-        version: bundle.hash,
-        semver: instance.meta.semver,
-        stateVersion: instance.meta.stateVersion,
+      inventory.live(instance, {
         entry: bundle.entry,
         parent: current?.version ?? null,
         via: Via.START,
-        requestedAt: now,
-        startedAt: now,
-        replacedAt: null,
-        outcome: Outcome.LIVE,
         ...(fresh ? {} : { message: "restored from snapshot" }),
       });
     }
@@ -180,21 +170,11 @@ export class Supervisor {
       const instance = await this.boot(slot, bundle);
       const fresh = await this.bringUp(slot, instance, bundle);
       // The inventory records every crash and restart, beside the swaps.
-      const now = new Date().toISOString();
       const { inventory } = this.#o;
-      inventory.replaced(slot.name, now);
-      inventory.add({
-        service: slot.name,
-        version: bundle.hash,
-        semver: instance.meta.semver,
-        stateVersion: instance.meta.stateVersion,
+      inventory.live(instance, {
         entry: bundle.entry,
         parent: bundle.hash,
         via: Via.RESTART,
-        requestedAt: now,
-        startedAt: now,
-        replacedAt: null,
-        outcome: Outcome.LIVE,
         code: reason.code,
         message: `restarted after ${reason.code}: ${reason.message}; state from ${fresh ? "init" : "the last snapshot"}`,
       });

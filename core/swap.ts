@@ -316,25 +316,16 @@ async function probation(
       }
       slot.attach(old, slot.previousBundle ?? req.bundle);
       slot.mailbox.resume();
-      const at = new Date().toISOString();
-      committed.outcome = Outcome.PROBATION_FAILED;
-      committed.code = error.code;
-      committed.message = error.message;
-      committed.replacedAt = at;
-      inventory.add({
-        service: slot.name,
-        version: old.versionId,
-        semver: old.meta.semver,
-        stateVersion: old.meta.stateVersion,
+      // Recorded while the failed version is still the running record, so that it is marked replaced.
+      inventory.live(old, {
         entry: slot.bundle?.entry ?? "",
         parent: next.versionId,
         via: Via.ROLLBACK,
-        requestedAt: at,
-        startedAt: at,
-        replacedAt: null,
-        outcome: Outcome.LIVE,
         message: "automatic rollback after failed probation",
       });
+      committed.outcome = Outcome.PROBATION_FAILED;
+      committed.code = error.code;
+      committed.message = error.message;
       next.dispose();
       req.onSettled?.(old, back, next.meta.stateVersion);
       log.log("warn", "probation failed; rolled back", { service: slot.name, error: error.message });

@@ -197,6 +197,7 @@ describe("probation", () => {
     expect(await t.kernel.call("counter", "get")).toBe(3);
     const history = t.kernel.inventory.history("counter");
     expect(history.at(-2)).toMatchObject({ outcome: "probation-failed", code: "ERR_SWAP_PROBATION" });
+    expect(history.at(-2)?.replacedAt).not.toBeNull();
     expect(history.at(-1)).toMatchObject({ via: "rollback", outcome: "live", semver: "2.0.0" });
   });
 

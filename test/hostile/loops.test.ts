@@ -64,6 +64,8 @@ describe("hostile services: infinite loops", () => {
         spinner: hostile(),
         continuation: hostile(),
         timers: hostile(),
+        interval: hostile(),
+        slowtick: hostile(),
         many1: hostile(),
         many2: hostile(),
         many3: hostile(),
@@ -98,8 +100,7 @@ describe("hostile services: infinite loops", () => {
     expectHealthy(load);
   });
 
-  it("stops a loop after an awaited timer the same way", async () => {
-    const before = restarts(t, "continuation");
+  it("stops a loop after an awaited timer with ERR_TIMEOUT; the timer's own deadline interrupts it, so the service answers again", async () => {
     const load = await underLoad(t, async () => {
       const err = await rejection(t.kernel.call("continuation", "spinAfterTimer"));
       const again = await eventually(() => t.kernel.call("continuation", "ping"));
@@ -107,7 +108,6 @@ describe("hostile services: infinite loops", () => {
     });
     expect(load.value.err.code).toBe("ERR_TIMEOUT");
     expect(load.value.again).toBe("pong");
-    expect(restarts(t, "continuation")).toBe(before + 1);
     expectHealthy(load);
   });
 
@@ -129,13 +129,38 @@ describe("hostile services: infinite loops", () => {
     expectHealthy(load);
   });
 
-  it("stops a loop in an interval callback each time it fires", async () => {
+  it("stops a loop in an interval callback firing every millisecond; the failures are logged with ERR_TIMEOUT and the service answers again", async () => {
     const load = await underLoad(t, async () => {
-      await t.kernel.call("timers", "spinInInterval");
-      await eventually(async () => expect(await t.kernel.call("timers", "ticks")).toBe(3), 10_000);
-      return t.kernel.call("timers", "ping");
+      await t.kernel.call("interval", "spinInInterval");
+      await eventually(() => {
+        if (!serviceLog(t, "interval").some((r) => r.level === "error" && String(r.message).includes("ERR_TIMEOUT"))) throw new Error("not yet");
+      });
+      return eventually(() => t.kernel.call("interval", "ping"), 10_000);
     });
     expect(load.value).toBe("pong");
+    expectHealthy(load);
+  });
+
+  // BUG (see the report): the host fires an interval again while its previous
+  // callback still runs in the isolate. Firings pile up in the isolate's
+  // queue, each under its own deadline counted from when it was queued: they
+  // time out unrun, calls to the service time out behind them, and the probe
+  // takes the backed-up isolate for a runaway and kills it (state lost).
+  it("does not kill a service whose interval callback is slow but finite (20 ms of work every 1 ms)", async () => {
+    const before = restarts(t, "slowtick");
+    const load = await underLoad(t, async () => {
+      await t.kernel.call("slowtick", "slowInterval");
+      const seen: unknown[] = [];
+      for (let i = 0; i < 5; i++) {
+        await new Promise((r) => setTimeout(r, 150));
+        seen.push(await t.kernel.call("slowtick", "ticks").catch((err: { code: string }) => err.code));
+      }
+      return seen;
+    });
+    expect(load.value.filter((v) => typeof v !== "number")).toEqual([]);
+    expect(load.value.at(-1)).toBeGreaterThan(0);
+    expect(restarts(t, "slowtick")).toBe(before);
+    expect(serviceLog(t, "slowtick").filter((r) => r.level === "error")).toEqual([]);
     expectHealthy(load);
   });
 

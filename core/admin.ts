@@ -3,6 +3,7 @@
 // open to whoever can reach the port; write calls need the bearer token the
 // runtime keeps in dataDir (mode 0600), compared in constant time.
 //
+//   GET  /                                  the dashboard (dashboard/, served by dashboard.ts)
 //   GET  /metrics                           Prometheus text format, every metric named molt_*
 //   GET  /v1/events                         server-sent events: a tick a second, each swap as it ends
 //   GET  /v1/status                         every service, its version and queue
@@ -16,6 +17,7 @@ import { chmodSync, existsSync, readFileSync, statSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { isAbsolute, join, relative, resolve } from "node:path";
+import { isDashboardPath, serveDashboard } from "./dashboard.ts";
 import { writeAtomic } from "./disk.ts";
 import { ErrorCode, MoltError, toMoltError } from "./errors.ts";
 import type { Kernel } from "./kernel.ts";
@@ -96,6 +98,7 @@ export class AdminServer {
       return;
     }
     if (method === "GET" && url.pathname === "/v1/events") return this.#events(req, res);
+    if (method === "GET" && isDashboardPath(url.pathname)) return serveDashboard(url.pathname, res);
     if (method === "GET" && url.pathname === "/v1/status") {
       return send(res, 200, { services: this.#kernel.status() });
     }

@@ -81,11 +81,11 @@ class CellInstance implements Instance {
     return this.op("stop", []) as Promise<void>;
   }
 
-  restore(dump: Uint8Array, fromStateVersion: number, options: { start?: boolean } = {}): Promise<void> {
+  restore(dump: Uint8Array, fromStateVersion: number, options: { start?: boolean; timeoutMs?: number } = {}): Promise<void> {
     return this.op("restore", [dump, fromStateVersion, options]) as Promise<void>;
   }
 
-  dump(options: { stop?: boolean } = {}): Promise<Uint8Array> {
+  dump(options: { stop?: boolean; timeoutMs?: number } = {}): Promise<Uint8Array> {
     return this.op("dump", [options]) as Promise<Uint8Array>;
   }
 

@@ -59,9 +59,9 @@ async function run(op: string, args: unknown[]): Promise<unknown> {
     case "stop":
       return instance.stop();
     case "restore":
-      return instance.restore(args[0] as Uint8Array, args[1] as number, args[2] as { start?: boolean });
+      return instance.restore(args[0] as Uint8Array, args[1] as number, args[2] as { start?: boolean; timeoutMs?: number });
     case "dump":
-      return instance.dump(args[0] as { stop?: boolean });
+      return instance.dump(args[0] as { stop?: boolean; timeoutMs?: number });
     case "deliver":
       return instance.deliver(args[0] as DeliveryKind, args[1] as Uint8Array);
     case "dispose":

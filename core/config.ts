@@ -45,7 +45,7 @@ export interface ResolvedConfig {
   admin: { port: number; host: string; allowedRoots: string[] } | null;
   log: { service: string } | null;
   dataDir: string;
-  swap: { drainTimeoutMs: number; probationMs: number; probationMaxErrors: number };
+  swap: { drainTimeoutMs: number; blackoutTimeoutMs: number; probationMs: number; probationMaxErrors: number };
   snapshot: { everyMs: number };
   restart: { maxRestarts: number; windowMs: number };
   fleet: { nats?: string; node?: string };
@@ -210,7 +210,8 @@ export function resolveConfig(raw: unknown, dir: string, path: string | null = n
     log: config.log === undefined ? null : { service: named(config.log.service, "log.service") },
     dataDir: resolve(dir, config.dataDir ?? DEFAULTS.dataDir),
     swap: {
-      drainTimeoutMs: config.swap?.drainTimeoutMs ?? 5000,
+      drainTimeoutMs: config.swap?.drainTimeoutMs ?? 2000,
+      blackoutTimeoutMs: config.swap?.blackoutTimeoutMs ?? 2500,
       probationMs: config.swap?.probationMs ?? 0,
       probationMaxErrors: config.swap?.probationMaxErrors ?? 0,
     },

@@ -54,14 +54,14 @@ export interface Instance {
   readonly meta: ServiceMeta;
   readonly disposed: boolean;
   init(): Promise<void>;
-  /** Takes state from a dump; with `start`, runs `start` too, in the same step. */
-  restore(dump: Uint8Array, fromStateVersion: number, options?: { start?: boolean }): Promise<void>;
+  /** Takes state from a dump; with `start`, runs `start` too, in the same step. `timeoutMs` overrides the service's deadline. */
+  restore(dump: Uint8Array, fromStateVersion: number, options?: { start?: boolean; timeoutMs?: number }): Promise<void>;
   start(): Promise<void>;
   /** Runs one message; a call resolves with reply bytes (errors are encoded in them), a send with undefined. */
   deliver(kind: DeliveryKind, request: Uint8Array): Promise<Uint8Array | undefined>;
   stop(): Promise<void>;
   /** The state as a dump envelope: [DUMP_VERSION, stateVersion, value]; with `stop`, runs `stop` first, in the same step. */
-  dump(options?: { stop?: boolean }): Promise<Uint8Array>;
+  dump(options?: { stop?: boolean; timeoutMs?: number }): Promise<Uint8Array>;
   dispose(): void;
   /** Heap bytes in use, where the host can tell (for metrics). */
   heapUsed?(): Promise<number>;

@@ -84,16 +84,20 @@ export class Inventory {
     return undefined;
   }
 
-  /** The version a rollback without `--to` goes back to: the version the current one replaced (restarts do not count). */
+  /**
+   * The version a rollback without `--to` goes back to: the last other
+   * version that ran and was replaced in the normal way, walking back from
+   * the current one. Versions that were rolled back, failed their probation
+   * or never started are passed over: going "back" to one of them would
+   * redeploy a failure.
+   */
   previous(service: string): VersionRecord | undefined {
     const records = this.history(service);
     const current = this.current(service);
     if (current === undefined) return undefined;
-    // Walk back past restarts of the same version to the record that brought it.
-    for (let i = records.indexOf(current); i >= 0; i--) {
+    for (let i = records.indexOf(current) - 1; i >= 0; i--) {
       const r = records[i] as VersionRecord;
-      if (r.version !== current.version || r.via === Via.RESTART) continue;
-      return r.parent === null ? undefined : this.find(service, r.parent);
+      if (r.version !== current.version && r.startedAt !== null && r.outcome === Outcome.LIVE) return r;
     }
     return undefined;
   }

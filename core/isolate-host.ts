@@ -125,8 +125,8 @@ class IsolateInstance implements Instance {
     await this.#controlOp("init");
   }
 
-  async restore(dump: Uint8Array, fromStateVersion: number, options: { start?: boolean } = {}): Promise<void> {
-    await this.#controlOp(options.start === true ? "resume" : "restore", dump, fromStateVersion);
+  async restore(dump: Uint8Array, fromStateVersion: number, options: { start?: boolean; timeoutMs?: number } = {}): Promise<void> {
+    await this.#controlOp(options.start === true ? "resume" : "restore", dump, fromStateVersion, options.timeoutMs);
   }
 
   async start(): Promise<void> {
@@ -138,15 +138,15 @@ class IsolateInstance implements Instance {
     this.#clearAllTimers();
   }
 
-  async dump(options: { stop?: boolean } = {}): Promise<Uint8Array> {
-    const dumped = (await this.#controlOp(options.stop === true ? "quiesce" : "dump")) as Uint8Array;
+  async dump(options: { stop?: boolean; timeoutMs?: number } = {}): Promise<Uint8Array> {
+    const dumped = (await this.#controlOp(options.stop === true ? "quiesce" : "dump", undefined, undefined, options.timeoutMs)) as Uint8Array;
     if (options.stop === true) this.#clearAllTimers();
     return dumped;
   }
 
   deliver(kind: DeliveryKind, request: Uint8Array): Promise<Uint8Array | undefined> {
     const dispatch = this.#live(this.#dispatch);
-    return this.#guard(`message to ${this.service}`, (timeout) =>
+    return this.#guard(`message to ${this.service}`, undefined, (timeout) =>
       dispatch.apply(undefined, [kind, request], {
         arguments: { copy: true },
         result: { promise: true, copy: true },
@@ -170,9 +170,9 @@ class IsolateInstance implements Instance {
     }
   }
 
-  async #controlOp(op: string, bytes?: Uint8Array, fromStateVersion?: number): Promise<unknown> {
+  async #controlOp(op: string, bytes?: Uint8Array, fromStateVersion?: number, timeoutMs?: number): Promise<unknown> {
     const control = this.#live(this.#control);
-    const reply = await this.#guard(`${op} of ${this.service}`, (timeout) =>
+    const reply = await this.#guard(`${op} of ${this.service}`, timeoutMs, (timeout) =>
       control.apply(undefined, bytes === undefined ? [op] : [op, bytes, fromStateVersion], {
         arguments: { copy: true },
         result: { promise: true, copy: true },
@@ -196,8 +196,8 @@ class IsolateInstance implements Instance {
    * loop after an await cannot be interrupted, so it is disposed and the
    * kernel is told, rather than left spinning on a thread forever.
    */
-  async #guard<T>(what: string, op: (timeout: number) => Promise<T>): Promise<T> {
-    const timeoutMs = this.#spec.service.limits.timeoutMs;
+  async #guard<T>(what: string, deadlineMs: number | undefined, op: (timeout: number) => Promise<T>): Promise<T> {
+    const timeoutMs = deadlineMs ?? this.#spec.service.limits.timeoutMs;
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
@@ -271,7 +271,7 @@ class IsolateInstance implements Instance {
       if (!repeat) this.#timers.delete(id);
       const ref = this.#fireTimer;
       if (ref === undefined || this.#isolate.isDisposed) return;
-      void this.#guard(`timer of ${this.service}`, (timeout) =>
+      void this.#guard(`timer of ${this.service}`, undefined, (timeout) =>
         ref.apply(undefined, [id], { timeout }) as Promise<unknown>,
       ).catch((err: MoltError) => this.#bridge.console("error", `timer callback failed: ${err.code}: ${err.message}`));
     };

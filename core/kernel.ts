@@ -36,6 +36,8 @@ export interface ServiceStatus {
   uptimeMs: number;
   queueDepth: number;
   inFlight: number;
+  /** True while the mailbox holds deliveries (a swap's blackout, a restart). */
+  paused: boolean;
   restarts: number;
   error: { code: string; message: string } | null;
   lastSwap: VersionRecord | null;
@@ -173,7 +175,13 @@ export class Kernel {
           { service },
         );
       }
-      const bundle = this.#snapshotStore.loadBundle(target.version, target.entry);
+      let bundle: Bundle;
+      try {
+        bundle = this.#snapshotStore.loadBundle(target.version, target.entry);
+      } catch (err) {
+        const e = toMoltError(err);
+        throw new MoltError(e.code, `${service}: ${e.message}`, { service, cause: e });
+      }
       return this.#swap(slot, bundle, Via.ROLLBACK, options.onPhase);
     });
   }
@@ -216,6 +224,7 @@ export class Kernel {
         uptimeMs: instance === undefined ? 0 : Date.now() - slot.startedAt,
         queueDepth: slot.mailbox.depth,
         inFlight: slot.mailbox.inFlight,
+        paused: slot.mailbox.paused,
         restarts: slot.restarts.length,
         error: slot.failure === undefined ? null : { code: slot.failure.code, message: slot.failure.message },
         lastSwap: this.#lastSwap(slot.name),

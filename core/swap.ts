@@ -56,12 +56,13 @@ export interface SwapRequest {
   boot: (bundle: Bundle) => Promise<Instance>;
   inventory: Inventory;
   log: KernelLog;
-  settings: { drainTimeoutMs: number; probationMs: number; probationMaxErrors: number };
+  settings: { drainTimeoutMs: number; blackoutTimeoutMs: number; probationMs: number; probationMaxErrors: number };
   /** Called as each phase ends, for progress output. */
   onPhase?: (phase: Phase, ms: number) => void;
   /**
-   * Called once the swap is settled with the instance now serving and the
-   * last dump it restored from: the state to snapshot, with no extra dump.
+   * Called when an instance goes live through the swap (at commit, and again
+   * if probation sends the state back), with the dump it restored from: the
+   * state to snapshot, with no extra dump.
    */
   onSettled?: (instance: Instance, dump: Uint8Array, stateVersion: number) => void;
 }
@@ -167,12 +168,16 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
     slot.mailbox.pause();
     paused = true;
     pausedAt = performance.now();
-    await drain(slot, req.settings.drainTimeoutMs);
+    // The blackout has one budget, below the deadlines of the service's
+    // callers: a message queued behind a failing swap is answered after the
+    // rollback, never timed out by its caller while it still waits to run.
+    const left = budget(pausedAt, req.settings.blackoutTimeoutMs);
+    await drain(slot, Math.min(req.settings.drainTimeoutMs, left()));
     done(phase);
 
     phase = Phase.DUMP;
     stopped = true;
-    dumped = await old.dump({ stop: true }).catch((err: unknown) => {
+    dumped = await old.dump({ stop: true, timeoutMs: left() }).catch((err: unknown) => {
       throw phaseError(phase, err, slot.name);
     });
     slot.lastDumpBytes = dumped.byteLength;
@@ -180,7 +185,7 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
 
     phase = Phase.RESTORE;
     try {
-      await next.restore(dumped, old.meta.stateVersion, { start: true });
+      await next.restore(dumped, old.meta.stateVersion, { start: true, timeoutMs: left() });
     } catch (err) {
       throw phaseError(phase, err, slot.name);
     }
@@ -218,6 +223,8 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
   inventory.replaced(slot.name, now);
   const committed = record(Outcome.LIVE, { startedAt: now, blackoutMs: report.blackoutMs as number }, next);
   saveQuietly(inventory, log);
+  // Snapshot now, not after probation: a snapshot taken during probation is newer and must not be overwritten.
+  req.onSettled?.(next, dumped as Uint8Array, old.meta.stateVersion);
   report.outcome = "committed";
   const verdict = await probation(req, next, old, committed, dumped as Uint8Array);
   if (verdict !== undefined) {
@@ -252,6 +259,11 @@ async function rehearse(req: SwapRequest, old: Instance, next: Instance): Promis
   } catch (err) {
     throw phaseError(Phase.RESTORE, err, req.slot.name);
   }
+}
+
+/** The ms left of a budget that started at `from`; at least 1, so an exhausted budget fails the next step at once. */
+function budget(from: number, ms: number): () => number {
+  return () => Math.max(1, Math.floor(from + ms - performance.now()));
 }
 
 /** Waits for in-flight messages, including their outgoing calls, within the drain deadline. */
@@ -294,11 +306,12 @@ async function probation(
         { service: slot.name, cause: failed.last },
       );
       slot.mailbox.pause();
+      const left = budget(performance.now(), settings.blackoutTimeoutMs);
       let back: Uint8Array | undefined;
       try {
-        await drain(slot, settings.drainTimeoutMs);
-        back = await next.dump({ stop: true });
-        await old.restore(back, next.meta.stateVersion, { start: true });
+        await drain(slot, Math.min(settings.drainTimeoutMs, left()));
+        back = await next.dump({ stop: true, timeoutMs: left() });
+        await old.restore(back, next.meta.stateVersion, { start: true, timeoutMs: left() });
       } catch (err) {
         // The old version cannot take the newer state back: the new one keeps serving, marked.
         await next.start().catch(() => undefined);
@@ -307,7 +320,7 @@ async function probation(
         committed.code = error.code;
         committed.message = `${error.message}; rollback impossible: ${toMoltError(err).message}`;
         old.dispose();
-        req.onSettled?.(next, back ?? dumped, back === undefined ? old.meta.stateVersion : next.meta.stateVersion);
+        if (back !== undefined) req.onSettled?.(next, back, next.meta.stateVersion);
         log.log("error", "probation failed and the old version cannot take the state back; keeping the new one", {
           service: slot.name,
           error: committed.message,
@@ -333,7 +346,6 @@ async function probation(
     }
   }
   old.dispose();
-  req.onSettled?.(next, dumped, old.meta.stateVersion);
   return undefined;
 }
 

@@ -57,7 +57,21 @@ export interface MoltConfig {
   log?: { service: string };
   /** Snapshots, inventory, the admin token. Relative to the config file. Default ".molt". */
   dataDir?: string;
-  swap?: { drainTimeoutMs?: number; probationMs?: number; probationMaxErrors?: number };
+  swap?: {
+    /** How long in-flight messages may take to finish once a swap pauses the mailbox. Default 2000. */
+    drainTimeoutMs?: number;
+    /**
+     * The whole blackout's budget (drain, old stop and dump, new restore and
+     * start); past it the swap rolls back. Keep it below the deadlines of the
+     * service's callers, so a message queued behind a failing swap is answered
+     * after the rollback instead of timing out. Default 2500.
+     */
+    blackoutTimeoutMs?: number;
+    /** After cutover, how long the new version's errors are watched. Default 0 (no probation). */
+    probationMs?: number;
+    /** Errors of the new version during probation past which it rolls back. Default 0. */
+    probationMaxErrors?: number;
+  };
   snapshot?: { everyMs?: number };
   restart?: { maxRestarts?: number; windowMs?: number };
   fleet?: { nats?: string; node?: string };

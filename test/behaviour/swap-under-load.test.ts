@@ -4,7 +4,7 @@
 // Assertions are on codes and counts only; blackouts and latencies are
 // printed, never asserted.
 
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startLoad, summarize, type LoadGenerator, type LoadResult } from "../support/load.ts";
@@ -403,7 +403,8 @@ function failedSwaps(
       expect(before?.state).toBe("running");
       const gen = load({ url: `${r.rt.url}/counter`, clients: 8 });
       await gen.moreOk(50);
-      const out = await cliSwap(r, "counter", join(SWAP, `${fixture}.ts`));
+      const entry = existsSync(join(SWAP, `${fixture}.ts`)) ? join(SWAP, `${fixture}.ts`) : join(MINE, `${fixture}.ts`);
+      const out = await cliSwap(r, "counter", entry);
       await gen.moreOk(50);
       const result = await gen.stop();
       posted += result.okByMethod.POST ?? 0;
@@ -441,6 +442,8 @@ failedSwaps(
   ],
   false,
 );
+// `start` is not rehearsed (it has effects): a start that hangs is met with the mailbox paused.
+failedSwaps("a new version whose start hangs, under load", V1, { timeoutMs: 500 }, [["start-hangs", "ERR_SWAP_TIMEOUT"]], true);
 failedSwaps("a swap that runs out of memory under load", V1, { memoryMb: 32 }, [["restore-oom", "ERR_SWAP_OOM"]], false);
 
 // A state too large for the kernel to rehearse the restore before the

@@ -201,10 +201,59 @@ describe("probation", () => {
     expect(history.at(-1)).toMatchObject({ via: "rollback", outcome: "live", semver: "2.0.0" });
   });
 
-  it("commits a healthy version once probation passes", async () => {
-    const report = await t.kernel.swap("counter", t.kernel.config.dir + "/" + v("counter-v3"));
+  it("does not offer the failed version as the one to roll back to", async () => {
+    const err = await rejection(t.kernel.rollback("counter"));
+    expect(err.code).toBe("ERR_NO_VERSION");
+    expect(err.service).toBe("counter");
+  });
+
+  it("commits a healthy version once probation passes, keeping a snapshot taken during probation", async () => {
+    const before = (await t.kernel.call("counter", "get")) as number;
+    const swapping = t.kernel.swap("counter", t.kernel.config.dir + "/" + v("counter-v3"));
+    const semver = () => t.kernel.status().find((st) => st.name === "counter")?.semver;
+    for (let i = 0; i < 200 && semver() !== "3.0.0"; i++) await new Promise((r) => setTimeout(r, 5));
+    await t.kernel.call("counter", "incr", 5);
+    await t.kernel.snapshot("counter");
+    const report = await swapping;
     expect(report.outcome).toBe("committed");
     expect(await t.kernel.call("counter", "which")).toBe("v3");
+    // The swap's own snapshot (taken at cutover) must not land over the newer one.
+    const { SnapshotStore } = await import("../../core/snapshots.ts");
+    const { Packr } = await import("msgpackr");
+    const snap = new SnapshotStore(t.kernel.config.dataDir).read("counter");
+    const [, , state] = new Packr({ structuredClone: true }).unpack(snap?.dump as Uint8Array) as [number, number, { value: { count: number } }];
+    expect(state.value.count).toBe(before + 5);
+    expect((await t.kernel.rollback("counter")).outcome).toBe("committed");
+    expect(await t.kernel.call("counter", "which")).toBe("v2");
+  });
+});
+
+describe("the blackout budget", () => {
+  let t: TestKernel;
+  beforeAll(async () => {
+    t = await startKernel({
+      services: {
+        counter: { entry: v("counter-v1"), bindings: { slow: "slow" } },
+        slow: { entry: "./probe.ts", bindings: { counter: "counter" }, limits: { timeoutMs: 1500 } },
+      },
+      swap: { blackoutTimeoutMs: 300 },
+    });
+  });
+  afterAll(() => t.kernel.stop());
+
+  it("rolls back a swap whose new start hangs within the budget, so a caller queued behind it is answered, not timed out", async () => {
+    await t.kernel.call("counter", "incr", 2);
+    const swapping = t.kernel.swap("counter", `${t.kernel.config.dir}/behaviour-swap/start-hangs.ts`);
+    // Wait for the blackout, then call through a binding whose caller has a 1500 ms deadline.
+    const paused = () => t.kernel.status().find((s) => s.name === "counter")?.paused === true;
+    for (let i = 0; i < 400 && !paused(); i++) await new Promise((r) => setTimeout(r, 2));
+    expect(paused()).toBe(true);
+    const queued = t.kernel.call("slow", "call", { binding: "counter", method: "incr", payload: 1 });
+    const report = await swapping;
+    expect(report.outcome).toBe("rolled-back");
+    expect(report.error?.code).toBe("ERR_SWAP_TIMEOUT");
+    expect(await queued).toBe(3);
+    console.log(`blackout of a swap that hit its 300 ms budget: ${report.blackoutMs} ms`);
   });
 });
 

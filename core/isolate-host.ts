@@ -14,11 +14,18 @@ import { decodeReply, encode } from "./wire.ts";
 const PROBE_MS = 250;
 
 let runtimeCache: ivm.ExternalCopy<ArrayBuffer> | undefined;
+let live = 0;
+
+/** Isolates created by this process and not yet disposed (for the soak test and leak checks). */
+export function liveIsolates(): number {
+  return live;
+}
 
 /** Boots an isolate, runs the guest runtime and the service's bundle in it, and activates the service. */
 export async function bootIsolate(spec: BootSpec, bridge: InstanceBridge, runtimeCode: string): Promise<Instance> {
   const { service } = spec;
   const isolate = new ivm.Isolate({ memoryLimit: service.limits.memoryMb });
+  live++;
   try {
     const context = await isolate.createContext();
     const runtime: ivm.Script & ivm.CachedDataResult = await isolate.compileScript(runtimeCode, {
@@ -39,6 +46,7 @@ export async function bootIsolate(spec: BootSpec, bridge: InstanceBridge, runtim
     return host;
   } catch (err) {
     if (!isolate.isDisposed) isolate.dispose();
+    live--;
     throw err instanceof MoltError
       ? err
       : new MoltError(ErrorCode.BAD_SERVICE, `cannot load ${service.name}: ${(err as Error).message}`, {
@@ -61,6 +69,8 @@ class IsolateInstance implements Instance {
   #control: ivm.Reference | undefined;
   #fireTimer: ivm.Reference | undefined;
   #probing: Promise<boolean> | undefined;
+  /** Still counted among the live isolates: cleared by the first dispose, whoever calls it. */
+  #counted = true;
   #exited = false;
 
   constructor(spec: BootSpec, bridge: InstanceBridge, isolate: ivm.Isolate, context: ivm.Context) {
@@ -164,6 +174,9 @@ class IsolateInstance implements Instance {
     this.#clearAllTimers();
     const refs = [this.#dispatch, this.#control, this.#fireTimer];
     this.#dispatch = this.#control = this.#fireTimer = undefined;
+    if (!this.#counted) return;
+    this.#counted = false;
+    live--;
     if (!this.#isolate.isDisposed) {
       for (const ref of refs) ref?.release();
       this.#isolate.dispose();

@@ -1,0 +1,95 @@
+// npm run soak — 10,000 swaps under load with hostile services running
+// beside, printing resident memory and live isolates at intervals and at
+// the end: they must stay flat (no leaked isolates, references or timers).
+// Not part of `npm test`: it runs for minutes.
+//
+//   npm run soak                 (SOAK_SWAPS=2000 for a shorter run)
+
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { resolveConfig } from "../core/config.ts";
+import { liveIsolates } from "../core/isolate-host.ts";
+import { Kernel } from "../core/kernel.ts";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const FIX = join(ROOT, "test/fixtures");
+const SWAPS = Number(process.env.SOAK_SWAPS ?? 10_000);
+const EVERY = Math.max(1, Math.floor(SWAPS / 20));
+
+const kernel = new Kernel(
+  resolveConfig(
+    {
+      services: {
+        counter: { entry: join(FIX, "swap/counter-v1.ts"), bindings: { slow: "healthy" } },
+        healthy: { entry: join(FIX, "probe.ts") },
+        // Hostile neighbours: one that loops past its deadline, one that blows its memory limit, one that aborts V8 in its cell.
+        spinner: { entry: join(FIX, "probe.ts"), limits: { timeoutMs: 50 } },
+        hog: { entry: join(FIX, "probe.ts"), limits: { memoryMb: 16 } },
+        bomb: { entry: join(FIX, "map-bomb.ts"), isolation: "process", limits: { memoryMb: 128 } },
+      },
+      dataDir: mkdtempSync(join(tmpdir(), "molt-soak-")),
+      // Hostile services restart without end here: the point is to see that nothing leaks while they do.
+      restart: { maxRestarts: 1_000_000, windowMs: 1000 },
+    },
+    ROOT,
+  ),
+  { log: { log: () => undefined }, stdout: () => undefined },
+);
+await kernel.start();
+
+let calls = 0;
+let failed = 0;
+let running = true;
+const load = Array.from({ length: 4 }, async () => {
+  while (running) {
+    try {
+      await kernel.call("counter", "incr", 1);
+      await kernel.call("healthy", "echo", calls);
+      calls += 2;
+    } catch {
+      failed++;
+    }
+  }
+});
+let hostileRounds = 0;
+const hostile = (async () => {
+  while (running) {
+    await Promise.allSettled([kernel.call("spinner", "spin"), kernel.call("hog", "hog")]);
+    if (hostileRounds % 10 === 0) await kernel.call("bomb", "bomb").catch(() => undefined);
+    hostileRounds++;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+})();
+
+const mb = (): number => Math.round(process.memoryUsage().rss / (1 << 20));
+const line = (swaps: number): void =>
+  console.log(`swaps ${String(swaps).padStart(6)}  rss ${String(mb()).padStart(5)} MB  isolates ${liveIsolates()}  calls ${calls}  failed ${failed}  hostile rounds ${hostileRounds}`);
+
+// Warm up, then take the baseline.
+for (let i = 0; i < 20; i++) await kernel.swap("counter", join(FIX, `swap/counter-v${i % 2 === 0 ? 2 : 1}.ts`));
+global.gc?.();
+const before = { rss: mb(), isolates: liveIsolates() };
+line(0);
+let failedSwaps = 0;
+for (let i = 1; i <= SWAPS; i++) {
+  const report = await kernel.swap("counter", join(FIX, `swap/counter-v${i % 2 === 0 ? 1 : 2}.ts`));
+  if (report.outcome !== "committed") failedSwaps++;
+  if (i % EVERY === 0) {
+    global.gc?.();
+    line(i);
+  }
+}
+running = false;
+await Promise.all([...load, hostile]);
+global.gc?.();
+await new Promise((r) => setTimeout(r, 500));
+const after = { rss: mb(), isolates: liveIsolates() };
+const count = await kernel.call("counter", "get");
+console.log(`done: ${SWAPS} swaps (${failedSwaps} not committed), ${calls} calls answered, ${failed} failed`);
+console.log(`counter ${String(count)} after its increments; hostile rounds ${hostileRounds}`);
+console.log(`rss before ${before.rss} MB, after ${after.rss} MB; isolates before ${before.isolates}, after ${after.isolates}`);
+await kernel.stop();
+console.log(`isolates after stop ${liveIsolates()}`);
+process.exit(failed === 0 && failedSwaps === 0 && after.isolates === before.isolates ? 0 : 1);

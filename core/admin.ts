@@ -139,7 +139,7 @@ export class AdminServer {
   /** Server-sent events: a `tick` a second with every service's rate, errors and p99, and a `swap` as each ends. */
   #events(req: IncomingMessage, res: ServerResponse): void {
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
-    res.write(`event: tick\ndata: ${JSON.stringify(this.#kernel.live.tick())}\n\n`);
+    res.write(`event: tick\ndata: ${JSON.stringify(this.#kernel.live.peek())}\n\n`);
     const unsubscribe = this.#kernel.live.subscribe((event) => res.write(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`));
     req.on("close", unsubscribe);
   }

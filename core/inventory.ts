@@ -4,7 +4,7 @@
 // dataDir. Writes happen after a swap's blackout, never during it.
 
 import { join } from "node:path";
-import { readRecord, writeRecord } from "./disk.ts";
+import { readRecord, writeRecordAsync } from "./disk.ts";
 import type { KernelLog } from "./log.ts";
 
 /** How a record came to be. */
@@ -143,9 +143,24 @@ export class Inventory {
     if (current !== undefined) current.replacedAt = at;
   }
 
-  save(): void {
-    writeRecord(this.#path, "inventory", { services: this.#services } satisfies InventoryFile);
+  /**
+   * Writes the inventory without blocking the event loop (it grows with
+   * every swap). Writes are chained: each one writes the inventory as it is
+   * when its turn comes, so the last write always holds the latest records.
+   */
+  save(): Promise<void> {
+    this.#saving = this.#saving
+      .catch(() => undefined)
+      .then(() => writeRecordAsync(this.#path, "inventory", { services: this.#services } satisfies InventoryFile));
+    return this.#saving;
   }
+
+  /** Resolves when every write asked for so far has landed. */
+  flush(): Promise<void> {
+    return this.#saving.catch(() => undefined);
+  }
+
+  #saving: Promise<void> = Promise.resolve();
 
   toJSON(): InventoryFile {
     return { services: this.#services };

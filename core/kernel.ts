@@ -117,7 +117,7 @@ export class Kernel {
       await this.stop();
       throw failed.reason;
     }
-    this.inventory.save();
+    await this.inventory.save();
     // Periodic snapshots bound what a crash of the whole runtime can lose.
     if (this.config.snapshot.everyMs > 0) {
       this.#snapshotTimer = setInterval(() => {
@@ -251,6 +251,7 @@ export class Kernel {
       }
       instance.dispose();
     }
+    await this.#started?.inventory.flush();
   }
 
   async #swap(slot: Slot, bundle: Bundle, via: Via, onPhase?: (phase: Phase, ms: number) => void): Promise<SwapReport> {

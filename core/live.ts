@@ -45,8 +45,15 @@ export class Live {
       if (this.#listeners.size === 0) {
         clearInterval(this.#timer);
         this.#timer = undefined;
+        // Nobody watches: stop collecting.
+        for (const slot of this.#slots()) slot.window = undefined;
       }
     };
+  }
+
+  /** The services as they are now, for a new subscriber; leaves the shared window alone. */
+  peek(): LiveEvent {
+    return this.#measure(false);
   }
 
   swapped(report: SwapReport): void {
@@ -55,12 +62,18 @@ export class Live {
 
   /** The numbers since the last tick; resets the window. */
   tick(): LiveEvent {
+    return this.#measure(true);
+  }
+
+  #measure(reset: boolean): LiveEvent {
     const now = performance.now();
     const seconds = Math.max((now - this.#last) / 1000, 1e-3);
-    this.#last = now;
+    if (reset) this.#last = now;
     const services = [...this.#slots()].map((slot): ServiceTick => {
-      const { latencies, errors } = slot.window;
-      slot.window = { latencies: [], errors: 0 };
+      const window = slot.window ?? { latencies: [], errors: 0 };
+      if (reset && slot.window !== undefined) slot.window = { latencies: [], errors: 0 };
+      const latencies = reset ? window.latencies : [...window.latencies];
+      const { errors } = window;
       latencies.sort((a, b) => a - b);
       const instance = slot.instance;
       return {

@@ -30,8 +30,8 @@ export class Slot {
   /** Why the service is down, when it is. */
   failure: MoltError | undefined;
   startedAt = 0;
-  /** Latencies (ms) and errors since the live view last looked (see live.ts). */
-  window = { latencies: [] as number[], errors: 0 };
+  /** Latencies (ms) and errors since the live view last looked; kept only while someone watches (see live.ts). */
+  window: { latencies: number[]; errors: number } | undefined;
   /** Size of the last dump taken, to judge whether a swap's rehearsal is worth it. */
   lastDumpBytes: number | undefined;
   readonly restarts: number[] = [];
@@ -143,8 +143,10 @@ export class Slot {
   #account(t0: number, failure: MoltError | undefined): void {
     const ms = performance.now() - t0;
     this.#latency?.observe(ms / 1000);
-    this.window.latencies.push(ms);
-    if (failure !== undefined) this.window.errors++;
+    if (this.window !== undefined) {
+      this.window.latencies.push(ms);
+      if (failure !== undefined) this.window.errors++;
+    }
     if (failure === undefined) {
       this.#ok?.inc();
       return;

@@ -178,11 +178,7 @@ export class Supervisor {
         code: reason.code,
         message: `restarted after ${reason.code}: ${reason.message}; state from ${fresh ? "init" : "the last snapshot"}`,
       });
-      try {
-        inventory.save();
-      } catch (err) {
-        log.log("error", "cannot write the inventory", { error: (err as Error).message });
-      }
+      inventory.save().catch((err: unknown) => log.log("error", "cannot write the inventory", { error: (err as Error).message }));
       log.log("info", "service restarted", { service: slot.name, version: shortId(bundle.hash), state: fresh ? "init" : "snapshot" });
     } catch (err) {
       const e = toMoltError(err);

@@ -350,11 +350,7 @@ async function probation(
 }
 
 function saveQuietly(inventory: Inventory, log: KernelLog): void {
-  try {
-    inventory.save();
-  } catch (err) {
-    log.log("error", "cannot write the inventory", { error: (err as Error).message });
-  }
+  inventory.save().catch((err: unknown) => log.log("error", "cannot write the inventory", { error: (err as Error).message }));
 }
 
 function round(ms: number): number {

@@ -154,15 +154,22 @@ class IsolateInstance implements Instance {
     return dumped;
   }
 
-  deliver(kind: DeliveryKind, request: Uint8Array): Promise<Uint8Array | undefined> {
+  async deliver(kind: DeliveryKind, request: Uint8Array): Promise<Uint8Array | undefined> {
     const dispatch = this.#live(this.#dispatch);
-    return this.#guard(`message to ${this.service}`, undefined, (timeout) =>
+    const reply = await this.#guard(`message to ${this.service}`, undefined, (timeout) =>
       dispatch.apply(undefined, [kind, request], {
         arguments: { copy: true },
         result: { promise: true, copy: true },
         timeout,
-      }) as Promise<Uint8Array | undefined>,
+      }) as Promise<unknown>,
     );
+    // Whatever the guest hands back is checked, not trusted: a service that
+    // tampers with its own runtime must not make its caller fail to decode.
+    if (reply === undefined && kind === "send") return undefined;
+    if (!(reply instanceof Uint8Array)) {
+      throw this.#error(ErrorCode.BAD_RESPONSE, `${this.service} answered with something that is not a molt reply`);
+    }
+    return reply;
   }
 
   async heapUsed(): Promise<number> {
@@ -219,8 +226,15 @@ class IsolateInstance implements Instance {
         reject(this.#error(ErrorCode.TIMEOUT, `${what} exceeded ${timeoutMs} ms`));
       }, timeoutMs);
     });
+    // A promise the isolate can never settle (its handler awaits nothing that
+    // will ever resolve) is "abandoned" once V8 collects it: that is a call
+    // past its deadline, reported as such when the deadline comes.
+    const call = op(timeoutMs).catch((err: unknown) => {
+      if (err instanceof Error && /Promise was abandoned/.test(err.message) && !this.#isolate.isDisposed) return deadline;
+      throw err;
+    });
     try {
-      return await Promise.race([op(timeoutMs), deadline]);
+      return await Promise.race([call, deadline]);
     } catch (err) {
       throw this.#translate(err, what, timeoutMs);
     } finally {
@@ -231,8 +245,16 @@ class IsolateInstance implements Instance {
   #translate(err: unknown, what: string, timeoutMs: number): MoltError {
     if (err instanceof MoltError) return err;
     const message = err instanceof Error ? err.message : String(err);
+    // The isolate's ArrayBuffer allocator refused: it is out of memory for
+    // good (every later copy into it fails the same way), so it is replaced.
+    if (/Array buffer allocation failed/i.test(message)) {
+      const reason = this.#error(ErrorCode.OOM, `${this.service} ran out of memory for binary data (limit ${this.#spec.service.limits.memoryMb} MiB)`, err);
+      this.#exit(reason);
+      return reason;
+    }
     if (this.#isolate.isDisposed) {
-      const oom = /memory limit/i.test(message);
+      // Nothing but its memory limit disposes an isolate behind our back.
+      const oom = /memory limit/i.test(message) || this.#counted;
       const reason = oom
         ? this.#error(ErrorCode.OOM, `${this.service} exceeded its memory limit of ${this.#spec.service.limits.memoryMb} MiB`, err)
         : this.#error(ErrorCode.SERVICE_CRASHED, `${this.service}'s isolate died during ${what}: ${message}`, err);
@@ -280,13 +302,19 @@ class IsolateInstance implements Instance {
   #setTimer(id: number, ms: number, repeat: boolean): void {
     if (!Number.isInteger(id) || this.#isolate.isDisposed) return;
     this.#clearTimer(id);
+    // An interval whose callback is still running skips its next tick
+    // rather than queueing firings behind it in the isolate.
+    let running = false;
     const fire = (): void => {
       if (!repeat) this.#timers.delete(id);
       const ref = this.#fireTimer;
-      if (ref === undefined || this.#isolate.isDisposed) return;
+      if (ref === undefined || this.#isolate.isDisposed || running) return;
+      running = true;
       void this.#guard(`timer of ${this.service}`, undefined, (timeout) =>
         ref.apply(undefined, [id], { timeout }) as Promise<unknown>,
-      ).catch((err: MoltError) => this.#bridge.console("error", `timer callback failed: ${err.code}: ${err.message}`));
+      )
+        .catch((err: MoltError) => this.#bridge.console("error", `timer callback failed: ${err.code}: ${err.message}`))
+        .finally(() => (running = false));
     };
     const delay = Math.min(Math.max(ms, 0), 2 ** 31 - 1);
     const handle = repeat ? setInterval(fire, Math.max(delay, 1)) : setTimeout(fire, delay);

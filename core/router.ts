@@ -22,6 +22,7 @@ export interface RouterOptions {
 
 export class Router {
   readonly #options: RouterOptions;
+  readonly #sendFailures = new Map<string, { count: number }>();
 
   constructor(options: RouterOptions) {
     this.#options = options;
@@ -102,7 +103,22 @@ export class Router {
     }
     to.deliver("send", request).catch((err: unknown) => {
       const e = toMoltError(err);
-      log.log("warn", "send failed", { service: slot.name, to: to.name, code: e.code, error: e.message });
+      // A flood of failing sends logs the first failure, then once a second
+      // how many more failed the same way: not once per message.
+      const key = `${slot.name}>${to.name}:${e.code}`;
+      const seen = this.#sendFailures.get(key);
+      if (seen !== undefined) {
+        seen.count++;
+        return;
+      }
+      const fields = { service: slot.name, to: to.name, code: e.code, error: e.message };
+      log.log("warn", "send failed", fields);
+      const window = { count: 0 };
+      this.#sendFailures.set(key, window);
+      setTimeout(() => {
+        this.#sendFailures.delete(key);
+        if (window.count > 0) log.log("warn", "send failed", { ...fields, alsoFailedInTheLastSecond: window.count });
+      }, 1000).unref();
     });
   }
 }

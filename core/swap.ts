@@ -81,6 +81,7 @@ const PHASE_CODE: Record<Phase, string> = {
 const STEP_CODE: Record<string, string> = {
   ERR_STOP_FAILED: ErrorCode.SWAP_STOP,
   ERR_DUMP_FAILED: ErrorCode.SWAP_DUMP,
+  [ErrorCode.UNENCODABLE]: ErrorCode.SWAP_DUMP,
   ERR_RESTORE_FAILED: ErrorCode.SWAP_RESTORE,
   ERR_START_FAILED: ErrorCode.SWAP_RESTORE,
   [ErrorCode.TIMEOUT]: ErrorCode.SWAP_TIMEOUT,
@@ -251,7 +252,12 @@ const REHEARSAL_MAX_BYTES = 256 * 1024;
  */
 async function rehearse(req: SwapRequest, old: Instance, next: Instance): Promise<void> {
   if ((req.slot.lastDumpBytes ?? 0) > REHEARSAL_MAX_BYTES) return;
-  const draft = await old.dump();
+  let draft: Uint8Array;
+  try {
+    draft = await old.dump();
+  } catch (err) {
+    throw phaseError(Phase.DUMP, err, req.slot.name);
+  }
   req.slot.lastDumpBytes = draft.byteLength;
   if (draft.byteLength > REHEARSAL_MAX_BYTES) return;
   try {

@@ -78,6 +78,10 @@ export function installGlobals(host: Host, onUncaught: (where: string, err: unkn
   define("URLSearchParams", URLSearchParams);
   define("Headers", Headers);
   define("Response", Response);
+  // WebAssembly memory lives outside the heap isolated-vm limits: a 32 MB
+  // service could fill gigabytes of the kernel's process with it. Services
+  // get ECMAScript and the web globals above, not WebAssembly.
+  delete g.WebAssembly;
 
   // Randomness comes from the host's CSPRNG in blocks, so that most calls do
   // not cross the isolate boundary.

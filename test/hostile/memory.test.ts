@@ -4,8 +4,6 @@
 // throws a catchable RangeError); the healthy service answers every call.
 // The hash-table bombs (Map, Set, an object grown with string keys) abort V8
 // itself, past any memory limit: they run in cells (isolation: "process").
-import { spawnSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventually, rejection, startKernel, type TestKernel } from "../support/kernel.ts";
 
@@ -35,13 +33,14 @@ async function underLoad<T>(t: TestKernel, hostile: () => Promise<T>): Promise<L
       }
     }
   })();
+  let value: T;
   try {
-    const value = await hostile();
-    return { value, answered, failed: errors.length, errors };
+    value = await hostile();
   } finally {
     going = false;
     await loop;
   }
+  return { value, answered, failed: errors.length, errors };
 }
 
 function expectHealthy(load: Load<unknown>): void {
@@ -51,9 +50,6 @@ function expectHealthy(load: Load<unknown>): void {
 }
 
 const restarts = (t: TestKernel, name: string): number => t.kernel.status().find((s) => s.name === name)?.restarts ?? -1;
-const serviceLog = (t: TestKernel, service: string): Record<string, unknown>[] =>
-  t.out.map((line) => JSON.parse(line) as Record<string, unknown>).filter((r) => r.service === service);
-
 describe("hostile services: memory bombs", () => {
   let t: TestKernel;
   const bomb = (extra: Record<string, unknown> = {}) => ({
@@ -73,6 +69,7 @@ describe("hostile services: memory bombs", () => {
         recursion: bomb(),
         continuation: bomb(),
         timer: bomb(),
+        wasm: bomb(),
         mapcell: cell(128),
         setcell: cell(32),
         objectcell: cell(32),
@@ -88,7 +85,7 @@ describe("hostile services: memory bombs", () => {
     const before = restarts(t, service);
     const load = await underLoad(t, async () => {
       const err = await rejection(t.kernel.call(service, method));
-      const again = await eventually(() => t.kernel.call(service, "ping"), 10_000);
+      const again = await eventually(() => t.kernel.call(service, "ping"), 5000);
       return { code: err.code, again };
     });
     expectHealthy(load);
@@ -109,8 +106,15 @@ describe("hostile services: memory bombs", () => {
     expect(await detonate("typed", "hugeTyped")).toEqual({ code: "ERR_HANDLER", restarted: 0 });
   });
 
-  it("many 1 MB ArrayBuffers held by the handler: ERR_HANDLER, and the memory is free again once the handler failed", async () => {
-    expect(await detonate("buffers", "manyBuffers")).toEqual({ code: "ERR_HANDLER", restarted: 0 });
+  // BUG (see the report): after "Array buffer allocation failed" in a handler,
+  // the isolate can be left unable to take any message: every later call
+  // fails with ERR_INTERNAL ("Array buffer allocation failed" while copying
+  // the request in), and the service is never restarted. Seen whenever the
+  // kernel also runs a cell, as this one does.
+  it("many 1 MB ArrayBuffers held by the handler: ERR_HANDLER, then the service answers again (replaced if its buffer allocator stays exhausted)", async () => {
+    const { code, restarted } = await detonate("buffers", "manyBuffers");
+    expect(code).toBe("ERR_HANDLER");
+    expect(restarted).toBeLessThanOrEqual(1);
   });
 
   it("many 1 MB typed arrays kept by the service: ERR_HANDLER, and the service answers again (restarted if what it kept leaves no room)", async () => {
@@ -129,7 +133,26 @@ describe("hostile services: memory bombs", () => {
     expect(await detonate("continuation", "arraysAfterCall")).toEqual({ code: "ERR_OOM", restarted: 1 });
   });
 
-  it("growing arrays in a timer callback: no caller, so the service's log gets ERR_OOM, and the service restarts", async () => {
+  // BUG (see the report): WebAssembly.Memory is not counted against
+  // limits.memoryMb: a 32 MB service fills 256 MB of the kernel's own
+  // process and is answered normally.
+  it("WebAssembly memories past the limit (256 MB in a 32 MB service): refused with a code, not granted", async () => {
+    const before = restarts(t, "wasm");
+    const load = await underLoad(t, async () => {
+      const outcome = await t.kernel.call("wasm", "wasm", 256).then(
+        (mib) => ({ granted: mib }),
+        (err: { code: string }) => ({ code: err.code }),
+      );
+      const again = await eventually(() => t.kernel.call("wasm", "ping"), 5000);
+      return { outcome, again };
+    });
+    expect(load.value.again).toBe("pong");
+    expectHealthy(load);
+    expect([{ code: "ERR_OOM" }, { code: "ERR_HANDLER" }]).toContainEqual(load.value.outcome);
+    if ("code" in load.value.outcome && load.value.outcome.code === "ERR_OOM") expect(restarts(t, "wasm")).toBe(before + 1);
+  });
+
+  it("growing arrays in a timer callback: no caller, so the kernel logs the death with ERR_OOM, and the service restarts", async () => {
     const before = restarts(t, "timer");
     const load = await underLoad(t, async () => {
       const armed = await t.kernel.call("timer", "arraysInTimer");
@@ -138,49 +161,21 @@ describe("hostile services: memory bombs", () => {
       return { armed, again };
     });
     expect(load.value).toEqual({ armed: "armed", again: "pong" });
-    const logged = t.out.map((l) => JSON.parse(l) as Record<string, unknown>).filter((r) => r.service === "timer" && r.level === "error");
-    expect(logged.some((r) => String(r.message).includes("ERR_OOM"))).toBe(true);
     expect(t.logs.some((l) => l.msg === "instance died; restarting from its last snapshot" && l.service === "timer" && l.code === "ERR_OOM")).toBe(true);
     expectHealthy(load);
   });
 
-  it("a Map grown without end, in a cell (memoryMb 128): ERR_SERVICE_CRASHED, and the service restarts", async () => {
-    expect(await detonate("mapcell", "map")).toEqual({ code: "ERR_SERVICE_CRASHED", restarted: 1 });
-  });
-
-  it("a Set grown without end, in a cell: ERR_SERVICE_CRASHED, and the service restarts", async () => {
-    expect(await detonate("setcell", "set")).toEqual({ code: "ERR_SERVICE_CRASHED", restarted: 1 });
-  });
-
-  it("a plain object grown with string keys, in a cell: ERR_SERVICE_CRASHED, and the service restarts", async () => {
-    expect(await detonate("objectcell", "objectKeys")).toEqual({ code: "ERR_SERVICE_CRASHED", restarted: 1 });
-  });
-});
-
-// BUG (see the report): the documented limit names only the Map, but a Set,
-// a WeakMap and a plain object grown with string keys abort the whole Node
-// process the same way, in-process, past isolated-vm's memoryLimit. Each is
-// run in a child process of its own, so the abort cannot take this test
-// process down; the test shows whether the kernel's process survived.
-describe("hash-table bombs in the kernel's own process (the known limit, beyond the Map)", () => {
-  const kernelModule = fileURLToPath(new URL("../support/kernel.ts", import.meta.url));
-  const runInChild = (method: string) => {
-    const script = `
-      import { startKernel } from ${JSON.stringify(kernelModule)};
-      const t = await startKernel({ services: { bomb: { entry: "./hostile/memory.ts", limits: { memoryMb: 32, timeoutMs: 20000 } } } });
-      const code = await t.kernel.call("bomb", ${JSON.stringify(method)}).then(() => "answered", (e) => e.code);
-      console.log("RESULT " + code);
-      await t.kernel.stop();`;
-    const child = spawnSync(process.execPath, ["--no-node-snapshot", "--import", "tsx", "--input-type=module", "-e", script], {
-      cwd: fileURLToPath(new URL("../..", import.meta.url)),
-      encoding: "utf8",
-      timeout: 60_000,
+  it("a Map (memoryMb 128), a Set and a plain object grown with string keys, each in a cell, all at once: ERR_SERVICE_CRASHED, and each service restarts", async () => {
+    const bombs: [string, string][] = [["mapcell", "map"], ["setcell", "set"], ["objectcell", "objectKeys"]];
+    const before = bombs.map(([service]) => restarts(t, service));
+    const load = await underLoad(t, async () => {
+      const codes = await Promise.all(bombs.map(async ([service, method]) => (await rejection(t.kernel.call(service, method))).code));
+      const again = await Promise.all(bombs.map(([service]) => eventually(() => t.kernel.call(service, "ping"), 10_000)));
+      return { codes, again };
     });
-    const result = /RESULT (\S+)/.exec(child.stdout)?.[1] ?? null;
-    return { method, status: child.status, signal: child.signal, result };
-  };
-
-  it.each(["set", "objectKeys", "weakMap"])("%s: the kernel's process survives and the caller gets ERR_OOM", (method) => {
-    expect(runInChild(method)).toEqual({ method, status: 0, signal: null, result: "ERR_OOM" });
+    expect(load.value).toEqual({ codes: ["ERR_SERVICE_CRASHED", "ERR_SERVICE_CRASHED", "ERR_SERVICE_CRASHED"], again: ["pong", "pong", "pong"] });
+    expect(bombs.map(([service]) => restarts(t, service))).toEqual(before.map((n) => n + 1));
+    expectHealthy(load);
   });
 });
+

@@ -149,11 +149,21 @@ export class Inventory {
    * when its turn comes, so the last write always holds the latest records.
    */
   save(): Promise<void> {
-    this.#saving = this.#saving
+    // Saves asked for while one is waiting to start share it: it will write
+    // the latest records anyway. So a burst of swaps costs two writes, not one each.
+    if (this.#queued !== undefined) return this.#queued;
+    const next = this.#saving
       .catch(() => undefined)
-      .then(() => writeRecordAsync(this.#path, "inventory", { services: this.#services } satisfies InventoryFile));
-    return this.#saving;
+      .then(() => {
+        this.#queued = undefined;
+        return writeRecordAsync(this.#path, "inventory", { services: this.#services } satisfies InventoryFile);
+      });
+    this.#queued = next;
+    this.#saving = next;
+    return next;
   }
+
+  #queued: Promise<void> | undefined;
 
   /** Resolves when every write asked for so far has landed. */
   flush(): Promise<void> {

@@ -6,50 +6,8 @@
 // service answers every call.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventually, rejection, startKernel, type TestKernel } from "../support/kernel.ts";
+import { underLoad, expectHealthy, restarts } from "../support/hostile.ts";
 
-interface Load<T> {
-  value: T;
-  answered: number;
-  failed: number;
-  errors: string[];
-}
-
-/**
- * Runs `hostile` while a loop calls `healthy.echo` back to back; counts the
- * calls answered (with the right value) and the calls that failed.
- */
-async function underLoad<T>(t: TestKernel, hostile: () => Promise<T>): Promise<Load<T>> {
-  let going = true;
-  let answered = 0;
-  const errors: string[] = [];
-  const loop = (async () => {
-    for (let i = 0; (going || answered === 0) && errors.length < 100; i++) {
-      try {
-        const echoed = await t.kernel.call("healthy", "echo", i);
-        if (echoed !== i) throw Object.assign(new Error("wrong answer"), { code: `WRONG_ANSWER ${String(echoed)} for ${i}` });
-        answered++;
-      } catch (err) {
-        errors.push(String((err as { code?: unknown }).code ?? err));
-      }
-    }
-  })();
-  let value: T;
-  try {
-    value = await hostile();
-  } finally {
-    going = false;
-    await loop;
-  }
-  return { value, answered, failed: errors.length, errors };
-}
-
-function expectHealthy(load: Load<unknown>): void {
-  expect(load.errors).toEqual([]);
-  expect(load.failed).toBe(0);
-  expect(load.answered).toBeGreaterThan(0);
-}
-
-const restarts = (t: TestKernel, name: string): number => t.kernel.status().find((s) => s.name === name)?.restarts ?? -1;
 describe("hostile services: floods", () => {
   let t: TestKernel;
   beforeAll(async () => {

@@ -10,53 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventually, rejection, startKernel, type TestKernel } from "../support/kernel.ts";
-
-interface Load<T> {
-  value: T;
-  answered: number;
-  failed: number;
-  errors: string[];
-}
-
-/**
- * Runs `hostile` while loops call `healthy.echo` (and, when `beside` is
- * given, `beside.get`, which must answer `besideValue`) back to back;
- * counts the calls answered with the right value and the calls that failed.
- */
-async function underLoad<T>(t: TestKernel, hostile: () => Promise<T>, beside?: { service: string; value: unknown }): Promise<Load<T>> {
-  let going = true;
-  let answered = 0;
-  const errors: string[] = [];
-  const loop = async (call: (i: number) => Promise<unknown>, expected: (i: number) => unknown): Promise<void> => {
-    for (let i = 0; (going || answered === 0) && errors.length < 100; i++) {
-      try {
-        const got = await call(i);
-        if (got !== expected(i)) throw Object.assign(new Error("wrong answer"), { code: `WRONG_ANSWER ${String(got)}` });
-        answered++;
-      } catch (err) {
-        errors.push(String((err as { code?: unknown }).code ?? err));
-      }
-    }
-  };
-  const loops = [loop((i) => t.kernel.call("healthy", "echo", i), (i) => i)];
-  if (beside !== undefined) loops.push(loop(() => t.kernel.call(beside.service, "get"), () => beside.value));
-  let value: T;
-  try {
-    value = await hostile();
-  } finally {
-    going = false;
-    await Promise.all(loops);
-  }
-  return { value, answered, failed: errors.length, errors };
-}
-
-function expectHealthy(load: Load<unknown>): void {
-  expect(load.errors).toEqual([]);
-  expect(load.failed).toBe(0);
-  expect(load.answered).toBeGreaterThan(0);
-}
-
-const restarts = (t: TestKernel, name: string): number => t.kernel.status().find((s) => s.name === name)?.restarts ?? -1;
+import { underLoad, expectHealthy, restarts } from "../support/hostile.ts";
 
 /** The cells (child processes running core/cell-main.ts) this test process has now. */
 const cells = (): string[] =>

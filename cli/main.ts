@@ -4,6 +4,7 @@
 import { parseArgs } from "node:util";
 import { MoltError } from "../core/errors.ts";
 import { historyCommand, rollbackCommand, snapshotCommand, statusCommand, swapCommand } from "./commands.ts";
+import { fleetCommand } from "./fleet.ts";
 import { run } from "./run.ts";
 
 const USAGE = `molt — a hot-reloadable microkernel runtime for TypeScript services
@@ -17,6 +18,8 @@ Commands:
   status [--json]                   every service: version, stateVersion, uptime, queue, last swap
   history <service> [--json]        every version of a service: parent, when, outcome, blackout
   snapshot [service]                write a snapshot of one service, or of all, now
+  fleet rollout <service> <entry>   roll a new version out across a fleet of runtimes (NATS)
+  fleet status                      every runtime of a fleet and the versions it runs
 
 Options:
   --config <path>  the runtime's config file (default: ./molt.config.ts)
@@ -60,6 +63,25 @@ The inventory of one service: every version that ran or was tried, its
 parent, how it came (start, swap, rollback), when it started and was
 replaced, the outcome with its error code, and the blackout.
 `,
+  fleet: `Usage: molt fleet rollout <service> <entry> --nats <url> [--canary N] [--batch M] [--max-failures K] [--json]
+       molt fleet status --nats <url> [--service <name>] [--json]
+
+rollout: bundles <entry>, publishes it to the fleet by content hash, and
+swaps <service> live on every runtime that runs it: N runtimes first (the
+canary, default 1), then M at a time (default 1). Each swap is the one
+\`molt swap\` does, rolled back on the runtime if it fails. More than K failed
+swaps (default 0) halt the rollout: every runtime it swapped goes back to its
+previous version, and the command exits 1 with ERR_ROLLOUT_HALTED. A runtime
+that does not answer is skipped and converges once the rollout completes.
+Progress is printed as it happens (--json: one JSON object per line).
+
+status: every runtime that announced itself, its services, each one's
+version, semver, stateVersion and recent history, and its last heartbeat.
+With --service, the runtimes grouped by the version they run, the ones on a
+version a later rollout superseded flagged.
+
+--nats defaults to $MOLT_NATS.
+`,
   snapshot: `Usage: molt snapshot [service] [--config <path>] [--json]
 
 Writes a snapshot of one service (or of every service) to dataDir now.
@@ -78,6 +100,11 @@ async function main(argv: string[]): Promise<number> {
       config: { type: "string" },
       json: { type: "boolean" },
       to: { type: "string" },
+      nats: { type: "string" },
+      service: { type: "string" },
+      canary: { type: "string" },
+      batch: { type: "string" },
+      "max-failures": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -112,6 +139,15 @@ async function main(argv: string[]): Promise<number> {
       return historyCommand(rest[0] as string, common);
     case "snapshot":
       return snapshotCommand(rest[0], common);
+    case "fleet":
+      return fleetCommand(rest[0], rest.slice(1), {
+        nats: values.nats,
+        json: common.json,
+        service: values.service,
+        canary: values.canary,
+        batch: values.batch,
+        maxFailures: values["max-failures"],
+      });
     default:
       console.error(`molt: unknown command "${command}"\n\n${USAGE}`);
       return 1;

@@ -7,6 +7,7 @@ import { findConfig, loadConfig } from "../core/config.ts";
 import { writeAtomic } from "../core/disk.ts";
 import { HttpIngress } from "../core/http-ingress.ts";
 import { Kernel } from "../core/kernel.ts";
+import { jsonLog } from "../core/log.ts";
 
 /** How long a graceful stop may take before the process exits anyway. */
 const STOP_DEADLINE_MS = 30_000;
@@ -28,7 +29,13 @@ export async function run(configArg: string | undefined): Promise<void> {
   process.on("SIGTERM", () => onSignal("SIGTERM"));
 
   const config = await loadConfig(findConfig(configArg));
-  const kernel = new Kernel(config);
+  const log = jsonLog();
+  const kernel = new Kernel(config, { log });
+  // Only a runtime in a fleet loads the fleet's code (and NATS's).
+  const member =
+    config.fleet === null
+      ? undefined
+      : new (await import("../fleet/member.ts")).FleetMember({ kernel, fleet: config.fleet, dataDir: config.dataDir, log });
   let ingress: HttpIngress | undefined;
   let admin: AdminServer | undefined;
   const stop = async (signal: string): Promise<void> => {
@@ -37,6 +44,8 @@ export async function run(configArg: string | undefined): Promise<void> {
       console.error(`molt: stop took longer than ${STOP_DEADLINE_MS} ms, exiting`);
       process.exit(1);
     }, STOP_DEADLINE_MS).unref();
+    // Other runtimes' calls stop coming here first, and those running finish.
+    await member?.leave();
     await ingress?.close();
     await admin?.close();
     await kernel.stop();
@@ -56,7 +65,9 @@ export async function run(configArg: string | undefined): Promise<void> {
       // With port 0 the CLI cannot know the port from the config: it reads it here.
       writeAtomic(join(config.dataDir, "admin.json"), `${JSON.stringify({ url: admin.url, pid: process.pid })}\n`);
     }
+    member?.join();
   } catch (err) {
+    await member?.leave().catch(() => undefined);
     await ingress?.close().catch(() => undefined);
     await admin?.close().catch(() => undefined);
     await kernel.stop();
@@ -67,6 +78,7 @@ export async function run(configArg: string | undefined): Promise<void> {
 
   if (ingress !== undefined && config.http !== null) console.log(`molt: http listening on ${ingress.url} (service ${config.http.service})`);
   if (admin !== undefined) console.log(`molt: admin listening on ${admin.url}`);
+  if (member !== undefined && config.fleet !== null) console.log(`molt: fleet node ${member.node}, joining ${config.fleet.nats}`);
   const names = Object.keys(config.services);
   console.log(`molt: ready, ${names.length} service${names.length === 1 ? "" : "s"} (${names.join(", ")})`);
 }

@@ -48,7 +48,19 @@ export interface ResolvedConfig {
   swap: { drainTimeoutMs: number; blackoutTimeoutMs: number; probationMs: number; probationMaxErrors: number };
   snapshot: { everyMs: number };
   restart: { maxRestarts: number; windowMs: number };
-  fleet: { nats?: string; node?: string };
+  /** Membership of a fleet of runtimes over NATS; null when the runtime runs alone. */
+  fleet: ResolvedFleet | null;
+}
+
+export interface ResolvedFleet {
+  /** NATS server URL(s), comma-separated as NATS clients take them. */
+  nats: string;
+  /** This runtime's name in the fleet; null: a stable id kept in dataDir. */
+  node: string | null;
+  /** How often the runtime announces itself (with ±10% jitter). */
+  heartbeatMs: number;
+  /** How often it checks the desired versions on its own (with ±25% jitter). */
+  reconcileMs: number;
 }
 
 export const DEFAULTS = {
@@ -142,7 +154,7 @@ export function resolveConfig(raw: unknown, dir: string, path: string | null = n
 
   const services: Record<string, ResolvedService> = {};
   for (const [name, svc] of Object.entries(config.services)) {
-    if (!/^[A-Za-z][\w-]*$/.test(name)) fail(`service name "${name}" must be a letter then letters, digits, _ or -`);
+    if (!SERVICE_NAME.test(name)) fail(`service name "${name}" must be a letter then letters, digits, _ or -`);
     if (!isObject(svc)) fail(`services.${name} must be an object`);
     for (const key of Object.keys(svc)) if (!SERVICE_KEYS.has(key)) fail(`services.${name}: unknown key "${key}"`);
     if (typeof svc.entry !== "string" || svc.entry === "") fail(`services.${name}.entry must be a path`);
@@ -172,11 +184,14 @@ export function resolveConfig(raw: unknown, dir: string, path: string | null = n
       },
     };
   }
+  const fleet = config.fleet === undefined ? null : resolveFleet(config.fleet, fail);
   for (const svc of Object.values(services)) {
     for (const [binding, target] of Object.entries(svc.bindings)) {
-      if (services[target] === undefined) {
-        fail(`services.${svc.name}.bindings.${binding} names "${target}", which is not a service`);
+      // In a fleet, a binding may name a service that runs on another runtime.
+      if (services[target] === undefined && fleet === null) {
+        fail(`services.${svc.name}.bindings.${binding} names "${target}", which is not a service (or join a fleet to reach one on another runtime)`);
       }
+      if (fleet !== null && !SERVICE_NAME.test(target)) fail(`services.${svc.name}.bindings.${binding}: "${target}" is not a service name`);
     }
   }
 
@@ -217,7 +232,30 @@ export function resolveConfig(raw: unknown, dir: string, path: string | null = n
     },
     snapshot: { everyMs: config.snapshot?.everyMs ?? 0 },
     restart: { maxRestarts: config.restart?.maxRestarts ?? 5, windowMs: config.restart?.windowMs ?? 60_000 },
-    fleet: { ...(config.fleet ?? {}) },
+    fleet,
+  };
+}
+
+const SERVICE_NAME = /^[A-Za-z][\w-]*$/;
+const FLEET_KEYS = new Set(["nats", "node", "heartbeatMs", "reconcileMs"]);
+
+function resolveFleet(raw: unknown, fail: (m: string) => never): ResolvedFleet {
+  if (!isObject(raw)) fail("fleet must be an object");
+  const fleet = raw as Record<string, unknown>;
+  for (const key of Object.keys(fleet)) if (!FLEET_KEYS.has(key)) fail(`fleet: unknown key "${key}"`);
+  const nats = fleet.nats;
+  if (typeof nats !== "string" || !nats.split(",").every((url) => /^(nats|tls):\/\/[^\s/]+$/.test(url.trim()))) {
+    fail('fleet.nats must be a NATS URL such as "nats://127.0.0.1:4222" (several separated by commas)');
+  }
+  // Node names become NATS subject tokens: no dots, spaces or wildcards.
+  if (fleet.node !== undefined && (typeof fleet.node !== "string" || !/^[A-Za-z0-9][\w-]*$/.test(fleet.node))) {
+    fail("fleet.node must be letters, digits, _ or - (it names the runtime in NATS subjects)");
+  }
+  return {
+    nats: nats as string,
+    node: (fleet.node as string | undefined) ?? null,
+    heartbeatMs: positiveInt(fleet.heartbeatMs ?? 5000, "fleet.heartbeatMs", fail, 100),
+    reconcileMs: positiveInt(fleet.reconcileMs ?? 60_000, "fleet.reconcileMs", fail, 100),
   };
 }
 

@@ -41,6 +41,9 @@ export const ErrorCode = {
   NO_VERSION: "ERR_NO_VERSION",
   UNAUTHORIZED: "ERR_UNAUTHORIZED",
   ADMIN: "ERR_ADMIN",
+  // The fleet: NATS could not be reached or answered wrongly; a rollout stopped and rolled back.
+  FLEET: "ERR_FLEET",
+  ROLLOUT_HALTED: "ERR_ROLLOUT_HALTED",
   INTERNAL: "ERR_INTERNAL",
 } as const;
 

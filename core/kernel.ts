@@ -12,11 +12,12 @@ import { bootIsolate } from "./isolate-host.ts";
 import { jsonLog, type KernelLog } from "./log.ts";
 import { Live } from "./live.ts";
 import { Metrics } from "./metrics.ts";
-import { Router } from "./router.ts";
+import { Router, type RemoteServices } from "./router.ts";
 import { Slot } from "./slot.ts";
 import { SnapshotStore } from "./snapshots.ts";
 import { Supervisor } from "./supervisor.ts";
 import { swap, type Phase, type SwapReport } from "./swap.ts";
+import type { DeliveryKind } from "../protocol/wire.ts";
 import { decodeReply, encodeRequest } from "./wire.ts";
 
 export interface KernelOptions {
@@ -163,6 +164,30 @@ export class Kernel {
     });
   }
 
+  /**
+   * Hot-swaps a service to code bundled elsewhere (a fleet rollout brings
+   * it). `bundle.hash` must be the sha256 of `bundle.code`.
+   */
+  async swapBundle(service: string, bundle: Bundle, via: Via = Via.SWAP): Promise<SwapReport> {
+    const slot = this.#slot(service);
+    return this.#exclusive(slot, () => this.#swap(slot, bundle, via));
+  }
+
+  /** A bundle that ran here before, from dataDir; ERR_NO_VERSION when it is not stored. */
+  storedBundle(version: string, entry: string): Bundle {
+    return this.#snapshotStore.loadBundle(version, entry);
+  }
+
+  /** Plugs in the way to services on other runtimes, for bindings that name no local service. */
+  useRemote(remote: RemoteServices | undefined): void {
+    this.#router.useRemote(remote);
+  }
+
+  /** True when a service of this name runs here. */
+  has(service: string): boolean {
+    return this.#slots.has(service);
+  }
+
   /** Swaps back to the previous version, or to a recorded one (`to`: a version id or a unique prefix of one). */
   async rollback(service: string, to?: string, options: { onPhase?: (phase: Phase, ms: number) => void } = {}): Promise<SwapReport> {
     const slot = this.#slot(service);
@@ -205,6 +230,11 @@ export class Kernel {
   async call(service: string, method: string, payload?: unknown): Promise<unknown> {
     const reply = await this.#slot(service).deliver("call", encodeRequest(method, payload));
     return decodeReply(reply as Uint8Array);
+  }
+
+  /** Delivers an encoded request as it came (from another runtime); a call resolves with the encoded reply. */
+  deliver(service: string, kind: DeliveryKind, request: Uint8Array): Promise<Uint8Array | undefined> {
+    return this.#slot(service).deliver(kind, request);
   }
 
   /** Sends a one-way message to a service from the host. */

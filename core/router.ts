@@ -12,6 +12,16 @@ import { permittedFetch } from "./permissions.ts";
 import type { Slot } from "./slot.ts";
 import { encodeErrorReply, encodeRequest } from "./wire.ts";
 
+/**
+ * Services on other runtimes, reached when a binding names a service that
+ * does not run here (the fleet plugs this in; the kernel knows no transport).
+ * `call` resolves with reply bytes and never rejects.
+ */
+export interface RemoteServices {
+  call(service: string, request: Uint8Array, timeoutMs: number): Promise<Uint8Array>;
+  send(service: string, request: Uint8Array): void;
+}
+
 export interface RouterOptions {
   slots: ReadonlyMap<string, Slot>;
   /** The service that receives console output, if any. */
@@ -23,9 +33,15 @@ export interface RouterOptions {
 export class Router {
   readonly #options: RouterOptions;
   readonly #sendFailures = new Map<string, { count: number }>();
+  #remote: RemoteServices | undefined;
 
   constructor(options: RouterOptions) {
     this.#options = options;
+  }
+
+  /** Plugs in the way to services on other runtimes (or unplugs it with undefined). */
+  useRemote(remote: RemoteServices | undefined): void {
+    this.#remote = remote;
   }
 
   /** The bridge for one instance of `slot`; `exited` is called when it dies on its own. */
@@ -34,7 +50,11 @@ export class Router {
     return {
       call: async (binding, request) => {
         try {
-          const reply = (await this.#route(slot, binding).deliver("call", request)) as Uint8Array;
+          const to = this.#route(slot, binding);
+          const reply =
+            typeof to === "string"
+              ? await (this.#remote as RemoteServices).call(to, request, slot.spec.limits.timeoutMs)
+              : ((await to.deliver("call", request)) as Uint8Array);
           const max = slot.spec.limits.maxMessageBytes;
           if (reply.byteLength > max) {
             throw new MoltError(ErrorCode.MESSAGE_TOO_LARGE, `reply of ${reply.byteLength} bytes exceeds ${slot.name}'s maxMessageBytes (${max})`, {
@@ -83,35 +103,46 @@ export class Router {
     sink.deliver("send", encodeRequest("write", record)).catch(() => stdout(`${JSON.stringify(record)}\n`));
   }
 
-  #route(slot: Slot, binding: string): Slot {
+  /** The local slot a binding leads to, or the name of a service on another runtime. */
+  #route(slot: Slot, binding: string): Slot | string {
     const target = Object.hasOwn(slot.spec.bindings, binding) ? slot.spec.bindings[binding] : undefined;
-    const to = target === undefined ? undefined : this.#options.slots.get(target);
-    if (to === undefined) {
+    if (target === undefined) {
       throw new MoltError(ErrorCode.NO_BINDING, `service "${slot.name}" has no binding "${binding}"`, { service: slot.name });
     }
-    return to;
+    // A local instance is preferred; otherwise the fleet, if this runtime is in one.
+    const local = this.#options.slots.get(target);
+    if (local !== undefined) return local;
+    if (this.#remote !== undefined) return target;
+    throw new MoltError(ErrorCode.NO_SERVICE, `"${target}" (binding "${binding}" of ${slot.name}) runs on no runtime this one can reach`, {
+      service: slot.name,
+    });
   }
 
   #send(slot: Slot, binding: string, request: Uint8Array): void {
     const { log } = this.#options;
-    let to: Slot;
+    let to: Slot | string;
     try {
       to = this.#route(slot, binding);
     } catch (err) {
       log.log("warn", "send refused", { service: slot.name, code: toMoltError(err).code });
       return;
     }
-    to.deliver("send", request).catch((err: unknown) => {
+    if (typeof to === "string") {
+      (this.#remote as RemoteServices).send(to, request);
+      return;
+    }
+    const local = to;
+    local.deliver("send", request).catch((err: unknown) => {
       const e = toMoltError(err);
       // A flood of failing sends logs the first failure, then once a second
       // how many more failed the same way: not once per message.
-      const key = `${slot.name}>${to.name}:${e.code}`;
+      const key = `${slot.name}>${local.name}:${e.code}`;
       const seen = this.#sendFailures.get(key);
       if (seen !== undefined) {
         seen.count++;
         return;
       }
-      const fields = { service: slot.name, to: to.name, code: e.code, error: e.message };
+      const fields = { service: slot.name, to: local.name, code: e.code, error: e.message };
       log.log("warn", "send failed", fields);
       const window = { count: 0 };
       this.#sendFailures.set(key, window);

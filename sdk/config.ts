@@ -74,7 +74,8 @@ export interface MoltConfig {
   };
   snapshot?: { everyMs?: number };
   restart?: { maxRestarts?: number; windowMs?: number };
-  fleet?: { nats?: string; node?: string };
+  /** Join a fleet of runtimes over NATS (see README, "The fleet"). */
+  fleet?: { nats: string; node?: string; heartbeatMs?: number; reconcileMs?: number };
 }
 
 /** Gives a config its types; the object is returned unchanged. */

@@ -43,6 +43,26 @@ describe("config", () => {
     expect(code(() => resolveConfig({ services: { a: { entry: 3 } } }, "/"))).toBe("ERR_CONFIG");
   });
 
+  it("takes a fleet section: defaults, checks, and bindings to services on other runtimes", () => {
+    const ok = { entry: "./a.ts" };
+    const alone = resolveConfig({ services: { a: ok } }, "/");
+    expect(alone.fleet).toBeNull();
+    const joined = resolveConfig({ services: { a: { ...ok, bindings: { b: "elsewhere" } } }, fleet: { nats: "nats://10.0.0.1:4222" } }, "/");
+    expect(joined.fleet).toEqual({ nats: "nats://10.0.0.1:4222", node: null, heartbeatMs: 5000, reconcileMs: 60_000 });
+    // In a fleet a binding may name a service that is not local; alone it may not.
+    expect(joined.services.a?.bindings).toEqual({ b: "elsewhere" });
+    const fleet = (f: unknown) => code(() => resolveConfig({ services: { a: ok }, fleet: f }, "/"));
+    expect(fleet({ nats: "http://x:4222" })).toBe("ERR_CONFIG");
+    expect(fleet({})).toBe("ERR_CONFIG");
+    expect(fleet({ nats: "nats://x:4222", node: "has.dot" })).toBe("ERR_CONFIG");
+    expect(fleet({ nats: "nats://x:4222", nodes: "a" })).toBe("ERR_CONFIG");
+    expect(fleet({ nats: "nats://x:4222", heartbeatMs: 5 })).toBe("ERR_CONFIG");
+    expect(fleet({ nats: "nats://a:4222, nats://b:4222", node: "edge-1" })).toBeUndefined();
+    expect(code(() => resolveConfig({ services: { a: { ...ok, bindings: { b: "not a name" } } }, fleet: { nats: "nats://x:1" } }, "/"))).toBe(
+      "ERR_CONFIG",
+    );
+  });
+
   it("loads a TypeScript config file and finds the default name", async () => {
     const dir = mkdtempSync(join(tmpdir(), "molt-config-"));
     writeFileSync(

@@ -1,0 +1,75 @@
+// One NATS connection and the JetStream stores the fleet keeps, opened the
+// same way by a runtime and by the rollout tool. Reconnects never give up and
+// wait a jittered while between attempts, so that when a NATS server comes
+// back, tens of thousands of runtimes do not all reconnect in the same
+// instant.
+
+import { hostname } from "node:os";
+import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
+import { Kvm, type KV } from "@nats-io/kv";
+import { Objm, type ObjectStore } from "@nats-io/obj";
+import { connect, errors, type NatsConnection } from "@nats-io/transport-node";
+import { ErrorCode, MoltError } from "../core/errors.ts";
+import { Bucket, NODE_RECORD_MAX_AGE_MS } from "./protocol.ts";
+
+export interface FleetStores {
+  nodes: KV;
+  desired: KV;
+  rollouts: KV;
+  bundles: ObjectStore;
+}
+
+export interface ConnectOptions {
+  servers: string;
+  name: string;
+  /** false: fail at once when no server answers (a CLI); true: keep trying (a runtime). */
+  waitOnFirstConnect: boolean;
+}
+
+export async function connectFleet(options: ConnectOptions): Promise<NatsConnection> {
+  try {
+    return await connect({
+      servers: options.servers.split(",").map((s) => s.trim()),
+      name: `molt ${options.name} (${hostname()})`,
+      waitOnFirstConnect: options.waitOnFirstConnect,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 1000,
+      reconnectJitter: 1000,
+      timeout: 5000,
+      pingInterval: 10_000,
+    });
+  } catch (cause) {
+    throw new MoltError(ErrorCode.FLEET, `cannot connect to NATS at ${options.servers}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** Opens (creating where missing) the fleet's KV buckets and object store. */
+export async function openStores(nc: NatsConnection): Promise<FleetStores> {
+  const js: JetStreamClient = jetstream(nc, { timeout: 10_000 });
+  const kvm = new Kvm(js);
+  try {
+    const [nodes, desired, rollouts, bundles] = await Promise.all([
+      kvm.create(Bucket.nodes, { history: 1, ttl: NODE_RECORD_MAX_AGE_MS }),
+      kvm.create(Bucket.desired, { history: 5 }),
+      kvm.create(Bucket.rollouts, { history: 1 }),
+      new Objm(js).create(Bucket.bundles),
+    ]);
+    return { nodes, desired, rollouts, bundles };
+  } catch (cause) {
+    throw new MoltError(ErrorCode.FLEET, `cannot open the fleet's JetStream stores (is nats-server running with -js?): ${(cause as Error).message}`, {
+      cause,
+    });
+  }
+}
+
+/** What a NATS request failure means for a molt caller. */
+export function requestFailure(err: unknown, subject: string, timeoutMs: number): MoltError {
+  const e = err as Error & { cause?: unknown };
+  if (e instanceof errors.NoRespondersError || (e instanceof errors.RequestError && e.isNoResponders())) {
+    return new MoltError(ErrorCode.NO_SERVICE, `no runtime answers on ${subject}`, { cause: err });
+  }
+  if (e instanceof errors.TimeoutError || e.cause instanceof errors.TimeoutError) {
+    return new MoltError(ErrorCode.TIMEOUT, `no answer on ${subject} within ${timeoutMs} ms`, { cause: err });
+  }
+  return new MoltError(ErrorCode.FLEET, `request on ${subject} failed: ${e.message}`, { cause: err });
+}

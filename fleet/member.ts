@@ -1,0 +1,402 @@
+// A runtime's membership in the fleet. It answers calls for the services it
+// runs, carries its own services' calls to other runtimes, announces itself
+// with a heartbeat, swaps when a rollout asks it to, and converges on its own
+// to the version the fleet should run. Loaded only when the config has
+// `fleet`: a runtime alone never loads NATS code.
+//
+// Built for many thousands of runtimes: no JetStream watch per runtime; a
+// change of desired version is a plain broadcast, acted on after a random
+// delay; every runtime also reconciles on a jittered period, which is what
+// brings back one that missed the broadcast (down, partitioned, late).
+
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import { headers, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import type { Bundle } from "../core/bundle.ts";
+import type { ResolvedFleet } from "../core/config.ts";
+import { writeAtomic } from "../core/disk.ts";
+import { ErrorCode, MoltError, toMoltError } from "../core/errors.ts";
+import { Via } from "../core/inventory.ts";
+import type { Kernel } from "../core/kernel.ts";
+import type { KernelLog } from "../core/log.ts";
+import type { RemoteServices } from "../core/router.ts";
+import { encodeErrorReply } from "../core/wire.ts";
+import { connectFleet, openStores, requestFailure, type FleetStores } from "./connection.ts";
+import {
+  CHAIN_LENGTH,
+  decodeRecord,
+  encodeRecord,
+  Header,
+  Subject,
+  type DesiredRecord,
+  type NodeRecord,
+  type NodeService,
+  type SwapAnswer,
+  type SwapRequest,
+} from "./protocol.ts";
+
+export interface MemberOptions {
+  kernel: Kernel;
+  fleet: ResolvedFleet;
+  dataDir: string;
+  log: KernelLog;
+}
+
+export class FleetMember implements RemoteServices {
+  readonly node: string;
+  readonly #kernel: Kernel;
+  readonly #fleet: ResolvedFleet;
+  readonly #log: KernelLog;
+  readonly #startedAt = new Date().toISOString();
+  #nc: NatsConnection | undefined;
+  #stores: FleetStores | undefined;
+  readonly #subscriptions: Subscription[] = [];
+  /** Deliveries from other runtimes still running here. */
+  readonly #inFlight = new Set<Promise<unknown>>();
+  readonly #timers = new Set<NodeJS.Timeout>();
+  /** Reconciles and requested swaps run one at a time. */
+  #serial: Promise<unknown> = Promise.resolve();
+  /** Desired revisions this runtime tried and could not run: not tried again until the next decision. */
+  readonly #refused = new Map<string, number>();
+  #lastError: NodeRecord["lastError"] = null;
+  #leaving = false;
+  #connected: Promise<void> | undefined;
+
+  /** Plugs the fleet into the kernel's routing; call before the kernel starts, then `join`. */
+  constructor(options: MemberOptions) {
+    this.#kernel = options.kernel;
+    this.#fleet = options.fleet;
+    this.#log = options.log;
+    this.node = options.fleet.node ?? stableNodeId(options.dataDir);
+    this.#kernel.useRemote(this);
+  }
+
+  /**
+   * Connects in the background and returns at once: a runtime serves its own
+   * services whether or not NATS is up, and joins as soon as it is.
+   */
+  join(): void {
+    this.#connected = this.#connect().catch((err: unknown) => {
+      if (!this.#leaving) this.#log.log("error", "fleet: could not join", { node: this.node, error: String(err) });
+    });
+  }
+
+  /** Resolves once the runtime has joined (for tests and tools; `join` does not wait). */
+  async joined(): Promise<void> {
+    await this.#connected;
+    if (this.#stores === undefined) throw new MoltError(ErrorCode.FLEET, `${this.node} has not joined the fleet`);
+  }
+
+  async call(service: string, request: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    const nc = this.#nc;
+    const subject = Subject.service(service);
+    if (nc === undefined || nc.isClosed()) {
+      return encodeErrorReply(new MoltError(ErrorCode.NO_SERVICE, `"${service}" does not run here and this runtime is not connected to the fleet`));
+    }
+    const h = headers();
+    h.set(Header.kind, "call");
+    h.set(Header.from, this.node);
+    try {
+      const reply = await nc.request(subject, request, { timeout: timeoutMs, headers: h });
+      return exact(reply.data);
+    } catch (err) {
+      return encodeErrorReply(requestFailure(err, subject, timeoutMs));
+    }
+  }
+
+  send(service: string, request: Uint8Array): void {
+    const nc = this.#nc;
+    if (nc === undefined || nc.isClosed()) {
+      this.#log.log("warn", "fleet: send dropped, not connected", { to: service });
+      return;
+    }
+    const h = headers();
+    h.set(Header.kind, "send");
+    h.set(Header.from, this.node);
+    nc.publish(Subject.service(service), request, { headers: h });
+  }
+
+  /**
+   * Stops answering for this runtime's services, lets deliveries from other
+   * runtimes finish, writes a last heartbeat that says it stopped, and closes
+   * the connection. The kernel stops after this.
+   */
+  async leave(): Promise<void> {
+    this.#leaving = true;
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+    const nc = this.#nc;
+    if (nc === undefined) {
+      this.#kernel.useRemote(undefined);
+      return;
+    }
+    await Promise.allSettled(this.#subscriptions.map((s) => s.drain()));
+    await Promise.allSettled([...this.#inFlight]);
+    await this.#heartbeat(true).catch(() => undefined);
+    this.#kernel.useRemote(undefined);
+    await nc.drain().catch(() => undefined);
+  }
+
+  async #connect(): Promise<void> {
+    const nc = await connectFleet({ servers: this.#fleet.nats, name: this.node, waitOnFirstConnect: true });
+    if (this.#leaving) {
+      await nc.close();
+      return;
+    }
+    this.#nc = nc;
+    void this.#watchStatus(nc);
+    // The stores need JetStream, which a server that has just come up may
+    // not offer yet: try until it does.
+    for (let attempt = 0; this.#stores === undefined && !this.#leaving; attempt++) {
+      try {
+        this.#stores = await openStores(nc);
+      } catch (err) {
+        if (attempt === 0) this.#log.log("warn", "fleet: JetStream not ready, retrying", { node: this.node, error: String(err) });
+        await delay(1000 + Math.random() * 1000);
+      }
+    }
+    if (this.#leaving) return;
+    for (const { name } of this.#kernel.status()) {
+      const subject = Subject.service(name);
+      this.#subscriptions.push(nc.subscribe(subject, { queue: subject, callback: (err, msg) => void (err === null && this.#serve(name, msg)) }));
+    }
+    this.#subscriptions.push(
+      nc.subscribe(Subject.swap(this.node), { callback: (err, msg) => void (err === null && this.#onSwapRequest(msg)) }),
+      nc.subscribe(Subject.desired, { callback: (err, msg) => void (err === null && this.#onDesired(msg)) }),
+    );
+    await nc.flush();
+    await this.#heartbeat(false).catch(() => undefined);
+    this.#log.log("info", "fleet: joined", { node: this.node, nats: this.#fleet.nats, services: this.#kernel.status().map((s) => s.name) });
+    this.#every(this.#fleet.heartbeatMs, 0.1, () => this.#heartbeat(false));
+    this.#every(this.#fleet.reconcileMs, 0.25, () => this.#reconcileAll());
+    // A runtime that was down during a rollout converges as it comes up.
+    void this.#reconcileAll();
+  }
+
+  async #watchStatus(nc: NatsConnection): Promise<void> {
+    for await (const status of nc.status()) {
+      if (status.type === "disconnect") this.#log.log("warn", "fleet: disconnected from NATS, reconnecting", { node: this.node });
+      else if (status.type === "reconnect") {
+        this.#log.log("info", "fleet: reconnected to NATS", { node: this.node });
+        void this.#heartbeat(false).catch(() => undefined);
+      }
+    }
+  }
+
+  /** A call or send from another runtime to one of this runtime's services. */
+  #serve(service: string, msg: Msg): void {
+    const kind = msg.headers?.get(Header.kind) === "send" ? "send" : "call";
+    const delivery = this.#kernel.deliver(service, kind, exact(msg.data)).then(
+      (reply) => {
+        if (kind === "call" && reply !== undefined) msg.respond(reply);
+      },
+      (err: unknown) => {
+        if (kind === "call") msg.respond(encodeErrorReply(toMoltError(err)));
+      },
+    );
+    this.#inFlight.add(delivery);
+    void delivery.finally(() => this.#inFlight.delete(delivery));
+  }
+
+  #onSwapRequest(msg: Msg): void {
+    let request: SwapRequest;
+    try {
+      request = decodeRecord<SwapRequest>(msg.data, "swap request");
+    } catch (err) {
+      msg.respond(encodeRecord(this.#answerError(toMoltError(err))));
+      return;
+    }
+    const entry = `${request.via} by rollout ${request.rollout}`;
+    void this.#queue(() => this.#swapTo(request.service, request.version, request.entry, request.via === "rollback" ? Via.ROLLBACK : Via.SWAP))
+      .then((answer) => {
+        this.#log.log(answer.outcome === "error" ? "warn" : "info", `fleet: ${entry}: ${answer.outcome}`, { service: request.service, code: answer.code });
+        msg.respond(encodeRecord(answer));
+      });
+  }
+
+  #onDesired(msg: Msg): void {
+    let change: { service: string; revision: number };
+    try {
+      change = decodeRecord(msg.data, "desired-version broadcast");
+    } catch {
+      return;
+    }
+    if (!this.#kernel.has(change.service)) return;
+    // Spread out over a few seconds, so that a whole fleet does not read the
+    // desired version in the same instant.
+    const spread = Math.min(5000, this.#fleet.heartbeatMs);
+    this.#after(Math.random() * spread, () => this.#queue(() => this.#reconcile(change.service)));
+  }
+
+  #reconcileAll(): Promise<unknown> {
+    return this.#queue(async () => {
+      for (const { name } of this.#kernel.status()) await this.#reconcile(name);
+    });
+  }
+
+  /** Converges one service to its desired version, when the fleet has settled on one. */
+  async #reconcile(service: string): Promise<void> {
+    const stores = this.#stores;
+    if (stores === undefined || this.#leaving) return;
+    let desired: DesiredRecord;
+    try {
+      const entry = await stores.desired.get(service);
+      if (entry === null || entry.operation !== "PUT") return;
+      desired = decodeRecord<DesiredRecord>(entry.value, "desired version");
+    } catch (err) {
+      this.#log.log("warn", "fleet: cannot read the desired version", { service, error: String(err) });
+      return;
+    }
+    if (desired.state !== "settled") return;
+    const running = this.#running(service);
+    if (running === desired.version) {
+      if (this.#lastError?.service === service) this.#lastError = null;
+      return;
+    }
+    if (this.#refused.get(service) === desired.revision) return;
+    this.#log.log("info", "fleet: converging", { service, from: running?.slice(0, 12), to: desired.version.slice(0, 12), rollout: desired.rollout });
+    const answer = await this.#swapTo(service, desired.version, desired.entry, Via.SWAP);
+    if (answer.outcome !== "committed" && answer.outcome !== "unchanged") this.#refused.set(service, desired.revision);
+  }
+
+  async #swapTo(service: string, version: string, entry: string, via: Via): Promise<SwapAnswer> {
+    if (!this.#kernel.has(service)) return this.#answerError(new MoltError(ErrorCode.NO_SERVICE, `${this.node} runs no service "${service}"`));
+    const from = this.#running(service);
+    if (from === version) return { node: this.node, outcome: "unchanged", from, to: version, blackoutMs: null };
+    try {
+      const bundle = await this.#bundle(version, entry);
+      const report = await this.#kernel.swapBundle(service, bundle, via);
+      const answer: SwapAnswer = {
+        node: this.node,
+        outcome: report.outcome,
+        from: report.from.version,
+        to: report.to?.version ?? null,
+        blackoutMs: report.blackoutMs,
+        ...(report.error === undefined ? {} : { code: report.error.code, message: report.error.message }),
+      };
+      if (report.error !== undefined) this.#noteError(service, version, report.error);
+      return answer;
+    } catch (err) {
+      const e = toMoltError(err);
+      this.#noteError(service, version, e);
+      return { ...this.#answerError(e), from };
+    } finally {
+      // Announce the change at once rather than at the next heartbeat.
+      await this.#heartbeat(false).catch(() => undefined);
+    }
+  }
+
+  /** The bundle of a version: from this runtime's own store if it ran here, else from the fleet's. */
+  async #bundle(version: string, entry: string): Promise<Bundle> {
+    try {
+      return this.#kernel.storedBundle(version, entry);
+    } catch {
+      // Not here: fetch it.
+    }
+    const stores = this.#stores;
+    if (stores === undefined) throw new MoltError(ErrorCode.FLEET, "not connected to the fleet");
+    const bytes = await stores.bundles.getBlob(version);
+    if (bytes === null) throw new MoltError(ErrorCode.NO_VERSION, `no bundle ${version.slice(0, 12)} in the fleet's object store`);
+    const code = new TextDecoder().decode(bytes);
+    if (createHash("sha256").update(code).digest("hex") !== version) {
+      throw new MoltError(ErrorCode.CORRUPT, `bundle ${version.slice(0, 12)} from the fleet does not match its content hash`);
+    }
+    return { code, hash: version, entry };
+  }
+
+  async #heartbeat(stopped: boolean): Promise<void> {
+    const stores = this.#stores;
+    if (stores === undefined) return;
+    const record: NodeRecord & { stoppedAt: string | null } = {
+      node: this.node,
+      pid: process.pid,
+      host: hostname(),
+      startedAt: this.#startedAt,
+      heartbeatAt: new Date().toISOString(),
+      heartbeatMs: this.#fleet.heartbeatMs,
+      services: this.#kernel.status().map((s): NodeService => ({
+        name: s.name,
+        state: s.state,
+        version: s.version,
+        semver: s.semver,
+        stateVersion: s.stateVersion,
+        chain: this.#kernel.inventory
+          .history(s.name)
+          .slice(-CHAIN_LENGTH)
+          .reverse()
+          .map((r) => ({
+            version: r.version,
+            semver: r.semver,
+            stateVersion: r.stateVersion,
+            parent: r.parent,
+            via: r.via,
+            outcome: r.outcome,
+            startedAt: r.startedAt,
+          })),
+      })),
+      lastError: this.#lastError,
+      stoppedAt: stopped ? new Date().toISOString() : null,
+    };
+    await stores.nodes.put(this.node, encodeRecord(record));
+  }
+
+  #running(service: string): string | null {
+    return this.#kernel.status().find((s) => s.name === service)?.version ?? null;
+  }
+
+  #noteError(service: string, version: string, error: { code: string; message: string }): void {
+    this.#lastError = { service, version, code: error.code, message: error.message, at: new Date().toISOString() };
+  }
+
+  #answerError(e: MoltError): SwapAnswer {
+    return { node: this.node, outcome: "error", from: null, to: null, blackoutMs: null, code: e.code, message: e.message };
+  }
+
+  #queue<T>(run: () => Promise<T>): Promise<T> {
+    const next = this.#serial.then(run, run);
+    this.#serial = next.catch(() => undefined);
+    return next;
+  }
+
+  #every(periodMs: number, jitter: number, run: () => Promise<unknown>): void {
+    const schedule = (): void =>
+      this.#after(periodMs * (1 - jitter + Math.random() * 2 * jitter), async () => {
+        await run().catch(() => undefined);
+        if (!this.#leaving) schedule();
+      });
+    schedule();
+  }
+
+  #after(ms: number, run: () => unknown): void {
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      if (!this.#leaving) void run();
+    }, ms);
+    timer.unref();
+    this.#timers.add(timer);
+  }
+}
+
+/** A name for this runtime that survives restarts: made once, kept in dataDir. */
+function stableNodeId(dataDir: string): string {
+  const path = join(dataDir, "fleet-node");
+  if (existsSync(path)) {
+    const id = readFileSync(path, "utf8").trim();
+    if (/^[A-Za-z0-9][\w-]*$/.test(id)) return id;
+  }
+  const host = hostname().replace(/[^\w-]/g, "-").replace(/^[^A-Za-z0-9]+/, "") || "molt";
+  const id = `${host}-${randomBytes(3).toString("hex")}`;
+  writeAtomic(path, `${id}\n`);
+  return id;
+}
+
+/** An exact-size copy: isolated-vm copies a view's whole underlying buffer. */
+function exact(bytes: Uint8Array): Uint8Array {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}

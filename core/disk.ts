@@ -58,6 +58,36 @@ export async function writeAtomicAsync(path: string, bytes: Uint8Array, options:
   }
 }
 
+/**
+ * Appends bytes to a file and waits until they are on disk (fdatasync: the
+ * data and the file's new size). A file this call creates also has its
+ * folder synced, so that its name survives a crash as well as its content.
+ * A crash during the append can leave a torn tail: readers of an
+ * append-only file must detect it (see inventory-log.ts).
+ */
+export async function appendDurably(path: string, bytes: Uint8Array): Promise<void> {
+  const created = !existsSync(path);
+  if (created) await mkdir(dirname(path), { recursive: true });
+  const file = await open(path, "a", 0o644);
+  try {
+    await file.writeFile(bytes);
+    await file.datasync();
+  } finally {
+    await file.close();
+  }
+  if (created) await syncDirAsync(dirname(path));
+}
+
+/** Makes the renames, creations and removals in a folder durable. */
+export async function syncDirAsync(dir: string): Promise<void> {
+  const handle = await open(dir, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
 function syncDir(dir: string): void {
   const fd = openSync(dir, "r");
   try {

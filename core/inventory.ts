@@ -1,10 +1,10 @@
 // The inventory: the history of versions of every service — what runs now,
 // what ran, what replaced what, and how each swap ended. It answers "which
 // version runs here, and how did it get there", and survives restarts in
-// dataDir. Writes happen after a swap's blackout, never during it.
+// dataDir (as a base and an append-only log of changes: inventory-log.ts).
+// Writes happen after a swap's blackout, never during it.
 
-import { join } from "node:path";
-import { readRecord, writeRecordAsync } from "./disk.ts";
+import { InventoryLog, type CompactionPolicy, type Frame } from "./inventory-log.ts";
 import type { KernelLog } from "./log.ts";
 
 /** How a record came to be. */
@@ -47,31 +47,43 @@ export interface VersionRecord {
   phases?: Record<string, number>;
 }
 
-interface InventoryFile {
-  services: Record<string, VersionRecord[]>;
+export interface InventoryOptions {
+  /** When the log is folded into a new base (default: inventory-log.ts); tests and benchmarks lower it. */
+  compaction?: CompactionPolicy;
 }
 
 export class Inventory {
-  readonly #path: string;
-  readonly #services: Record<string, VersionRecord[]>;
+  readonly #files: InventoryLog<VersionRecord>;
+  readonly #log: KernelLog | undefined;
+  /** The records as they are written, per service. */
+  readonly #records: Record<string, VersionRecord[]>;
+  /** The same records as callers get them: views that note each change (see #view). */
+  readonly #views: Record<string, VersionRecord[]> = {};
+  /** Records changed since the last write, in the order of their first change: a new record follows its predecessor in a frame. */
+  readonly #changed = new Set<VersionRecord>();
+  /** The seq of the last frame written or replayed. */
+  #lastSeq: number;
 
-  private constructor(path: string, services: Record<string, VersionRecord[]>) {
-    this.#path = path;
-    this.#services = services;
+  private constructor(files: InventoryLog<VersionRecord>, records: Record<string, VersionRecord[]>, lastSeq: number, log: KernelLog | undefined) {
+    this.#files = files;
+    this.#records = records;
+    this.#lastSeq = lastSeq;
+    this.#log = log;
+    for (const [service, list] of Object.entries(records)) this.#views[service] = list.map((r) => this.#view(r));
   }
 
-  /** Opens the inventory in `dataDir`, or an empty one. A corrupt file falls back to the previous copy. */
-  static open(dataDir: string, log?: KernelLog): Inventory {
-    const path = join(dataDir, "inventory.msgpack");
-    const read = readRecord<InventoryFile>(path, "inventory");
-    if (read?.recoveredFrom !== undefined) {
-      log?.log("error", "inventory file corrupt; using the previous copy", { path, error: read.recoveredFrom.message });
-    }
-    return new Inventory(path, read?.value.services ?? {});
+  /**
+   * Opens the inventory in `dataDir`, or an empty one. A corrupt base falls
+   * back to the previous copy; a damaged log is replayed up to the damage.
+   * Either is reported on `log`.
+   */
+  static open(dataDir: string, log?: KernelLog, options: InventoryOptions = {}): Inventory {
+    const { files, services, lastSeq } = InventoryLog.load<VersionRecord>(dataDir, log, options.compaction);
+    return new Inventory(files, services, lastSeq, log);
   }
 
   history(service: string): readonly VersionRecord[] {
-    return this.#services[service] ?? [];
+    return this.#views[service] ?? [];
   }
 
   /** The record of the version running now (the last live one). */
@@ -111,10 +123,35 @@ export class Inventory {
 
   /** Appends a record for an attempt; returns it for later updates. */
   add(record: Omit<VersionRecord, "seq">): VersionRecord {
-    const records = (this.#services[record.service] ??= []);
-    const full = { seq: records.length + 1, ...record };
+    const records = (this.#records[record.service] ??= []);
+    const full: VersionRecord = structuredClone({ seq: records.length + 1, ...record });
     records.push(full);
-    return full;
+    const view = this.#view(full);
+    (this.#views[record.service] ??= []).push(view);
+    this.#changed.add(full);
+    return view;
+  }
+
+  /**
+   * Callers update records in place (swap.ts sets a record's outcome when
+   * its probation ends), and every change must reach the log. A view is the
+   * record behind a proxy that notes each assignment. Values are copied in,
+   * so an object the caller goes on mutating (the swap report's phases)
+   * changes the record only by being assigned again, which is noted too:
+   * what is in memory is always what replay rebuilds.
+   */
+  #view(record: VersionRecord): VersionRecord {
+    const changed = this.#changed;
+    return new Proxy(record, {
+      set(target, key, value: unknown): boolean {
+        changed.add(target);
+        return Reflect.set(target, key, typeof value === "object" && value !== null ? structuredClone(value) : value);
+      },
+      deleteProperty(target, key): boolean {
+        changed.add(target);
+        return Reflect.deleteProperty(target, key);
+      },
+    });
   }
 
   /** Records an instance that has just gone live, replacing the running record of the service, if any. */
@@ -144,19 +181,20 @@ export class Inventory {
   }
 
   /**
-   * Writes the inventory without blocking the event loop (it grows with
-   * every swap). Writes are chained: each one writes the inventory as it is
-   * when its turn comes, so the last write always holds the latest records.
+   * Writes what changed since the last write, without blocking the event
+   * loop: one frame holding the changed records, appended to the log and
+   * synced, so a write costs the same however long the history. Writes are
+   * chained: each one writes the changes there are when its turn comes.
    */
   save(): Promise<void> {
     // Saves asked for while one is waiting to start share it: it will write
-    // the latest records anyway. So a burst of swaps costs two writes, not one each.
+    // the latest changes anyway. So a burst of swaps costs two writes, not one each.
     if (this.#queued !== undefined) return this.#queued;
     const next = this.#saving
       .catch(() => undefined)
       .then(() => {
         this.#queued = undefined;
-        return writeRecordAsync(this.#path, "inventory", { services: this.#services } satisfies InventoryFile);
+        return this.#write();
       });
     this.#queued = next;
     this.#saving = next;
@@ -165,6 +203,39 @@ export class Inventory {
 
   #queued: Promise<void> | undefined;
 
+  /**
+   * Folds everything into a new base now and starts a fresh log, after the
+   * writes already asked for. Writes do this on their own when the log is
+   * long enough; this is for a quiet moment (or a test) that wants it done.
+   */
+  compact(): Promise<void> {
+    const next = this.#saving.catch(() => undefined).then(() => this.#compactAll());
+    this.#saving = next;
+    return next;
+  }
+
+  async #write(): Promise<void> {
+    // Nothing can follow damage in the log: everything goes into a new base instead.
+    if (this.#files.damaged) return this.#compactAll();
+    if (this.#changed.size > 0) {
+      const frame: Frame<VersionRecord> = { seq: ++this.#lastSeq, records: [...this.#changed] };
+      this.#changed.clear();
+      await this.#files.append(frame);
+    }
+    if (this.#files.due) {
+      // The changes are on disk already: a failed compaction costs only a longer log, and is tried again on the next write.
+      await this.#files.compact(this.#records, this.#lastSeq).catch((err: unknown) => {
+        this.#log?.log("error", "cannot compact the inventory log", { error: (err as Error).message });
+      });
+    }
+  }
+
+  /** The base is encoded at the call: it holds every change made so far, frame or no frame, as of frame #lastSeq. */
+  #compactAll(): Promise<void> {
+    this.#changed.clear();
+    return this.#files.compact(this.#records, this.#lastSeq);
+  }
+
   /** Resolves when every write asked for so far has landed. */
   flush(): Promise<void> {
     return this.#saving.catch(() => undefined);
@@ -172,7 +243,12 @@ export class Inventory {
 
   #saving: Promise<void> = Promise.resolve();
 
-  toJSON(): InventoryFile {
-    return { services: this.#services };
+  /** Frames in the current log, for tests and benchmarks. */
+  get logFrames(): number {
+    return this.#files.frames;
+  }
+
+  toJSON(): { services: Record<string, VersionRecord[]> } {
+    return { services: this.#records };
   }
 }

@@ -37,6 +37,10 @@ describe("durability", () => {
     await first.kernel.call("counter", "incr", 1);
     await first.kernel.swap("counter", `${first.kernel.config.dir}/swap/counter-v2.ts`);
     await first.kernel.stop();
+    // The inventory's base and its previous copy, as a runtime that has compacted its log twice leaves them.
+    const written = Inventory.open(dataDir);
+    await written.compact();
+    await written.compact();
     for (const f of readdirSync(join(dataDir, "snapshots")).filter((f) => f.startsWith("counter"))) writeFileSync(join(dataDir, "snapshots", f), "garbage");
     const inventory = join(dataDir, "inventory.msgpack");
     writeFileSync(inventory, readFileSync(inventory).subarray(0, 10));
@@ -44,7 +48,7 @@ describe("durability", () => {
     const logs: Record<string, unknown>[] = [];
     const recovered = Inventory.open(dataDir, { log: (level, msg, fields) => logs.push({ level, msg, ...fields }) });
     expect(logs.some((l) => l.msg === "inventory file corrupt; using the previous copy")).toBe(true);
-    expect(recovered.history("counter").length).toBeGreaterThan(0);
+    expect(recovered.history("counter")).toEqual(written.history("counter"));
 
     const second = await startKernel({ services, dataDir });
     try {

@@ -17,6 +17,7 @@ import { FIXTURES, ROOT, runCli, startRuntime, type RunningRuntime } from "../su
 const V1 = join(ROOT, "services", "counter", "index.ts");
 const V2 = join(ROOT, "services", "counter", "v2.ts");
 const BROKEN = join(FIXTURES, "fleet", "counter-start-fails.ts");
+const WHERE_V2 = join(FIXTURES, "fleet", "where-v2.ts");
 
 interface Node {
   name: string;
@@ -136,6 +137,28 @@ describe("the fleet", () => {
     expect(ghost.status).toBeGreaterThanOrEqual(500);
     expect(((await ghost.json()) as { error: { code: string } }).error.code).toBe("ERR_NO_SERVICE");
   });
+
+  it("holds calls from other runtimes while the service they reach is swapped: none fails", async () => {
+    const a = nodes.get("a") as Node;
+    const b = nodes.get("b") as Node;
+    // Clients on a and b reach "where", which runs only on c, through NATS.
+    const loads = [a, b].map((n) =>
+      startLoad({ url: `${n.runtime.url}/where`, clients: 2, next: () => ({ method: "GET" }), maxDurationMs: 60_000 }),
+    );
+    await Promise.all(loads.map((l) => l.moreOk(50)));
+    const out = await runCli(["fleet", "rollout", "where", WHERE_V2, "--nats", nats.url]);
+    const results = await Promise.all(loads.map((l) => l.stop()));
+    console.log(out.stdout);
+    expect(out.code, out.stdout + out.stderr).toBe(0);
+    expect(out.stdout).toMatch(/canary\s+c\s+committed/);
+    expect(out.stdout).toMatch(/rollout completed: 1 on the new version, 0 failed/);
+    expectNoFailures(results);
+    // The state came across: the count goes on from where v1 left it.
+    const answered = results.reduce((n, r) => n + r.ok, 0);
+    const body = await (await fetch(`${a.runtime.url}/where`)).text();
+    expect(body.split(" ")[0]).toBe("c");
+    expect(Number(body.split(" ")[1])).toBeGreaterThan(answered);
+  }, 60_000);
 
   it("halts a rollout whose new version fails on the canary and leaves every runtime on v1", async () => {
     const before = await counterVersions();

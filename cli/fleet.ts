@@ -3,7 +3,7 @@
 // when run.
 
 import { shortId } from "../core/bundle.ts";
-import { ErrorCode, MoltError } from "../core/errors.ts";
+import { MoltError } from "../core/errors.ts";
 import type { RolloutEvent } from "../fleet/rollout.ts";
 
 export interface FleetFlags {
@@ -61,7 +61,7 @@ export async function fleetCommand(sub: string | undefined, args: string[], flag
 function count(value: string | undefined, flag: string, fallback: number, min = 1): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new MoltError(ErrorCode.CONFIG, `${flag} must be an integer ≥ ${min}`);
+  if (!Number.isInteger(n) || n < min) throw new MoltError("ERR_USAGE", `${flag} must be an integer ≥ ${min}`);
   return n;
 }
 

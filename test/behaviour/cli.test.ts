@@ -73,6 +73,23 @@ describe("molt help and commands", () => {
     expect(result.stdout).toMatch(/molt run/);
   });
 
+  it("`molt fleet --help` explains rollout and status; without NATS the fleet commands fail with a code", async () => {
+    const help = await runCli(["fleet", "--help"]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/molt fleet rollout <service> <entry> --nats/);
+    expect(help.stdout).toMatch(/molt fleet status --nats/);
+    const noUrl = await runCli(["fleet", "status"]);
+    expect(noUrl.code).toBe(1);
+    expect(noUrl.stderr).toMatch(/ERR_USAGE/);
+    // Nothing listens on port 1: a clear ERR_FLEET, not a hang or a stack trace.
+    const unreachable = await runCli(["fleet", "status", "--nats", "nats://127.0.0.1:1"]);
+    expect(unreachable.code).toBe(1);
+    expect(unreachable.stderr).toMatch(/ERR_FLEET: cannot connect to NATS/);
+    const badCount = await runCli(["fleet", "rollout", "counter", "services/counter/v2.ts", "--nats", "nats://127.0.0.1:1", "--batch", "0"]);
+    expect(badCount.code).toBe(1);
+    expect(badCount.stderr).toMatch(/ERR_USAGE: --batch must be an integer/);
+  });
+
   it("an unknown command exits non-zero", async () => {
     const result = await runCli(["no-such-command"]);
     expect(result.code).not.toBe(0);

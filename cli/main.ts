@@ -18,8 +18,8 @@ Commands:
   status [--json]                   every service: version, stateVersion, uptime, queue, last swap
   history <service> [--json]        every version of a service: parent, when, outcome, blackout
   snapshot [service]                write a snapshot of one service, or of all, now
-  fleet rollout <service> <entry>   roll a new version out across a fleet of runtimes (NATS)
-  fleet status                      every runtime of a fleet and the versions it runs
+  fleet rollout <service> <entry>   roll a new version out across a fleet of runtimes (--nats <url>)
+  fleet status                      every runtime of a fleet and the versions it runs (--nats <url>)
 
 Options:
   --config <path>  the runtime's config file (default: ./molt.config.ts)
@@ -63,24 +63,34 @@ The inventory of one service: every version that ran or was tried, its
 parent, how it came (start, swap, rollback), when it started and was
 replaced, the outcome with its error code, and the blackout.
 `,
-  fleet: `Usage: molt fleet rollout <service> <entry> --nats <url> [--canary N] [--batch M] [--max-failures K] [--json]
+  fleet: `Usage: molt fleet rollout <service> <entry> --nats <url> [--canary N] [--batch M]
+                          [--max-failures K] [--pause <ms>] [--force] [--json]
        molt fleet status --nats <url> [--service <name>] [--json]
 
 rollout: bundles <entry>, publishes it to the fleet by content hash, and
-swaps <service> live on every runtime that runs it: N runtimes first (the
-canary, default 1), then M at a time (default 1). Each swap is the one
-\`molt swap\` does, rolled back on the runtime if it fails. More than K failed
-swaps (default 0) halt the rollout: every runtime it swapped goes back to its
-previous version, and the command exits 1 with ERR_ROLLOUT_HALTED. A runtime
-that does not answer is skipped and converges once the rollout completes.
-Progress is printed as it happens (--json: one JSON object per line).
+swaps <service> live on every runtime that runs it: canaries first, one at
+a time, until N of them took the new version (default 1), then M runtimes at
+a time (default 1), with --pause milliseconds between steps. Each swap is
+the one \`molt swap\` does, rolled back on the runtime if it fails. More than
+K failed swaps (default 0) halt the rollout: every runtime it asked goes
+back to its previous version and the fleet's desired version to what it
+was. A runtime that does not answer is skipped and converges once the
+rollout completes. Ctrl-C halts the same way. Progress is printed as it
+happens (--json: one JSON object per line).
+Exit 0: completed. Exit 1 with ERR_ROLLOUT_HALTED (halted, runtimes taken
+back), ERR_ROLLOUT_BUSY (another rollout of the service runs or was
+interrupted: --force takes over), ERR_NO_SERVICE (no live runtime runs it),
+ERR_FLEET (NATS unreachable, or lost for more than 30 s mid-rollout: the
+runtimes stay as they are; run again with --force), ERR_SWAP_COMPILE.
 
 status: every runtime that announced itself, its services, each one's
 version, semver, stateVersion and recent history, and its last heartbeat.
 With --service, the runtimes grouped by the version they run, the ones on a
 version a later rollout superseded flagged.
 
---nats defaults to $MOLT_NATS.
+--nats defaults to $MOLT_NATS. A runtime in a fleet converges to the fleet's
+settled version on its own: a local \`molt swap\` there lasts until its next
+reconcile (fleet.reconcileMs).
 `,
   snapshot: `Usage: molt snapshot [service] [--config <path>] [--json]
 
@@ -105,6 +115,8 @@ async function main(argv: string[]): Promise<number> {
       canary: { type: "string" },
       batch: { type: "string" },
       "max-failures": { type: "string" },
+      pause: { type: "string" },
+      force: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -147,6 +159,8 @@ async function main(argv: string[]): Promise<number> {
         canary: values.canary,
         batch: values.batch,
         maxFailures: values["max-failures"],
+        pause: values.pause,
+        force: values.force,
       });
     default:
       console.error(`molt: unknown command "${command}"\n\n${USAGE}`);

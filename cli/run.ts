@@ -30,6 +30,9 @@ export async function run(configArg: string | undefined): Promise<void> {
 
   const config = await loadConfig(findConfig(configArg));
   const log = jsonLog();
+  // A daemon that serves many services does not die of one stray rejection:
+  // it is logged, loudly, and the runtime keeps serving.
+  process.on("unhandledRejection", (reason) => log.log("error", "unhandled promise rejection (a bug in molt: please report it)", { error: String(reason) }));
   const kernel = new Kernel(config, { log });
   // Only a runtime in a fleet loads the fleet's code (and NATS's).
   const member =

@@ -44,6 +44,7 @@ export const ErrorCode = {
   // The fleet: NATS could not be reached or answered wrongly; a rollout stopped and rolled back.
   FLEET: "ERR_FLEET",
   ROLLOUT_HALTED: "ERR_ROLLOUT_HALTED",
+  ROLLOUT_BUSY: "ERR_ROLLOUT_BUSY",
   INTERNAL: "ERR_INTERNAL",
 } as const;
 

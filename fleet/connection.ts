@@ -43,7 +43,7 @@ export async function connectFleet(options: ConnectOptions): Promise<NatsConnect
   }
 }
 
-/** Opens (creating where missing) the fleet's KV buckets and object store. */
+/** Opens (creating where missing) the fleet's KV buckets and object store: what a runtime and a rollout do. */
 export async function openStores(nc: NatsConnection): Promise<FleetStores> {
   const js: JetStreamClient = jetstream(nc, { timeout: 10_000 });
   const kvm = new Kvm(js);
@@ -56,10 +56,31 @@ export async function openStores(nc: NatsConnection): Promise<FleetStores> {
     ]);
     return { nodes, desired, rollouts, bundles };
   } catch (cause) {
-    throw new MoltError(ErrorCode.FLEET, `cannot open the fleet's JetStream stores (is nats-server running with -js?): ${(cause as Error).message}`, {
-      cause,
-    });
+    throw storesFailure(cause);
   }
+}
+
+/** Opens the buckets a reader needs without creating anything; null when no runtime has made them yet. */
+export async function openExistingStores(nc: NatsConnection): Promise<Omit<FleetStores, "bundles"> | null> {
+  const kvm = new Kvm(jetstream(nc, { timeout: 10_000 }));
+  try {
+    const [nodes, desired, rollouts] = await Promise.all([kvm.open(Bucket.nodes), kvm.open(Bucket.desired), kvm.open(Bucket.rollouts)]);
+    return { nodes, desired, rollouts };
+  } catch (cause) {
+    if (/stream not found/i.test((cause as Error).message)) return null;
+    throw storesFailure(cause);
+  }
+}
+
+function storesFailure(cause: unknown): MoltError {
+  return new MoltError(ErrorCode.FLEET, `cannot open the fleet's JetStream stores (is nats-server running with -js?): ${(cause as Error).message}`, {
+    cause,
+  });
+}
+
+/** The largest message the connected server takes (NATS's max_payload, 1 MiB by default), less room for headers. */
+export function maxPayload(nc: NatsConnection): number {
+  return (nc.info?.max_payload ?? 1024 * 1024) - 4096;
 }
 
 /** What a NATS request failure means for a molt caller. */

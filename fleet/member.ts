@@ -23,13 +23,16 @@ import type { Kernel } from "../core/kernel.ts";
 import type { KernelLog } from "../core/log.ts";
 import type { RemoteServices } from "../core/router.ts";
 import { encodeErrorReply } from "../core/wire.ts";
-import { connectFleet, openStores, requestFailure, type FleetStores } from "./connection.ts";
+import { connectFleet, maxPayload, openStores, requestFailure, type FleetStores } from "./connection.ts";
+import { readNode } from "./nodes.ts";
 import {
   CHAIN_LENGTH,
   decodeRecord,
   encodeRecord,
   Header,
+  HEARTBEAT_LIMITS,
   Subject,
+  type DesiredChange,
   type DesiredRecord,
   type NodeRecord,
   type NodeService,
@@ -62,13 +65,18 @@ export class FleetMember implements RemoteServices {
   readonly #refused = new Map<string, number>();
   #lastError: NodeRecord["lastError"] = null;
   #leaving = false;
+  /** True while the connection is down and the client reconnects. */
+  #disconnected = false;
   #connected: Promise<void> | undefined;
+  readonly #instance = randomBytes(8).toString("hex");
+  readonly #dataDir: string;
 
   /** Plugs the fleet into the kernel's routing; call before the kernel starts, then `join`. */
   constructor(options: MemberOptions) {
     this.#kernel = options.kernel;
     this.#fleet = options.fleet;
     this.#log = options.log;
+    this.#dataDir = options.dataDir;
     this.node = options.fleet.node ?? stableNodeId(options.dataDir);
     this.#kernel.useRemote(this);
   }
@@ -95,6 +103,11 @@ export class FleetMember implements RemoteServices {
     if (nc === undefined || nc.isClosed()) {
       return encodeErrorReply(new MoltError(ErrorCode.NO_SERVICE, `"${service}" does not run here and this runtime is not connected to the fleet`));
     }
+    if (request.byteLength > maxPayload(nc)) {
+      return encodeErrorReply(
+        new MoltError(ErrorCode.MESSAGE_TOO_LARGE, `a call of ${request.byteLength} bytes to "${service}" on another runtime exceeds what NATS carries (${maxPayload(nc)})`),
+      );
+    }
     const h = headers();
     h.set(Header.kind, "call");
     h.set(Header.from, this.node);
@@ -115,13 +128,20 @@ export class FleetMember implements RemoteServices {
     const h = headers();
     h.set(Header.kind, "send");
     h.set(Header.from, this.node);
-    nc.publish(Subject.service(service), request, { headers: h });
+    try {
+      nc.publish(Subject.service(service), request, { headers: h });
+    } catch (err) {
+      this.#log.log("warn", "fleet: send dropped", { to: service, error: String(err) });
+    }
   }
 
   /**
    * Stops answering for this runtime's services, lets deliveries from other
    * runtimes finish, writes a last heartbeat that says it stopped, and closes
-   * the connection. The kernel stops after this.
+   * the connection; a swap a rollout queued here is answered ERR_STOPPING.
+   * Bounded: with NATS away the goodbye is skipped, and after a few seconds
+   * the connection is closed whatever is left, so a graceful stop of the
+   * runtime is never held up by the fleet. The kernel stops after this.
    */
   async leave(): Promise<void> {
     this.#leaving = true;
@@ -132,11 +152,16 @@ export class FleetMember implements RemoteServices {
       this.#kernel.useRemote(undefined);
       return;
     }
-    await Promise.allSettled(this.#subscriptions.map((s) => s.drain()));
-    await Promise.allSettled([...this.#inFlight]);
-    await this.#heartbeat(true).catch(() => undefined);
+    const goodbye = async (): Promise<void> => {
+      if (this.#disconnected) return;
+      await Promise.allSettled(this.#subscriptions.map((s) => s.drain()));
+      await Promise.allSettled([...this.#inFlight, this.#serial]);
+      await this.#heartbeat(true).catch(() => undefined);
+      await nc.drain().catch(() => undefined);
+    };
+    await Promise.race([goodbye(), delay(LEAVE_BOUND_MS)]);
     this.#kernel.useRemote(undefined);
-    await nc.drain().catch(() => undefined);
+    if (!nc.isClosed()) await nc.close().catch(() => undefined);
   }
 
   async #connect(): Promise<void> {
@@ -146,7 +171,7 @@ export class FleetMember implements RemoteServices {
       return;
     }
     this.#nc = nc;
-    void this.#watchStatus(nc);
+    this.#safely("watching the connection", this.#watchStatus(nc));
     // The stores need JetStream, which a server that has just come up may
     // not offer yet: try until it does.
     for (let attempt = 0; this.#stores === undefined && !this.#leaving; attempt++) {
@@ -157,7 +182,19 @@ export class FleetMember implements RemoteServices {
         await delay(1000 + Math.random() * 1000);
       }
     }
-    if (this.#leaving) return;
+    if (this.#leaving || this.#stores === undefined) return;
+    // Two live runtimes with one node id would both act on every swap request
+    // and overwrite each other's heartbeat: the second one stays out.
+    const holder = await readNode(this.#stores.nodes, this.node).catch(() => null);
+    if (holder !== null && holder.live && holder.instance !== this.#instance && (holder.host !== hostname() || holder.dataDir !== this.#dataDir)) {
+      this.#log.log("error", "fleet: node id already in use by a live runtime; not joining", {
+        node: this.node,
+        holder: { host: holder.host, pid: holder.pid, dataDir: holder.dataDir },
+      });
+      this.#stores = undefined;
+      await nc.close();
+      return;
+    }
     for (const { name } of this.#kernel.status()) {
       const subject = Subject.service(name);
       this.#subscriptions.push(nc.subscribe(subject, { queue: subject, callback: (err, msg) => void (err === null && this.#serve(name, msg)) }));
@@ -172,13 +209,16 @@ export class FleetMember implements RemoteServices {
     this.#every(this.#fleet.heartbeatMs, 0.1, () => this.#heartbeat(false));
     this.#every(this.#fleet.reconcileMs, 0.25, () => this.#reconcileAll());
     // A runtime that was down during a rollout converges as it comes up.
-    void this.#reconcileAll();
+    this.#safely("reconciling", this.#reconcileAll());
   }
 
   async #watchStatus(nc: NatsConnection): Promise<void> {
     for await (const status of nc.status()) {
-      if (status.type === "disconnect") this.#log.log("warn", "fleet: disconnected from NATS, reconnecting", { node: this.node });
-      else if (status.type === "reconnect") {
+      if (status.type === "disconnect") {
+        this.#disconnected = true;
+        this.#log.log("warn", "fleet: disconnected from NATS, reconnecting", { node: this.node });
+      } else if (status.type === "reconnect") {
+        this.#disconnected = false;
         this.#log.log("info", "fleet: reconnected to NATS", { node: this.node });
         void this.#heartbeat(false).catch(() => undefined);
       }
@@ -188,16 +228,40 @@ export class FleetMember implements RemoteServices {
   /** A call or send from another runtime to one of this runtime's services. */
   #serve(service: string, msg: Msg): void {
     const kind = msg.headers?.get(Header.kind) === "send" ? "send" : "call";
-    const delivery = this.#kernel.deliver(service, kind, exact(msg.data)).then(
-      (reply) => {
-        if (kind === "call" && reply !== undefined) msg.respond(reply);
-      },
-      (err: unknown) => {
-        if (kind === "call") msg.respond(encodeErrorReply(toMoltError(err)));
-      },
-    );
+    const delivery = this.#kernel
+      .deliver(service, kind, exact(msg.data))
+      .then(
+        (reply) => {
+          if (kind === "call" && reply !== undefined) this.#respond(msg, reply, service);
+        },
+        (err: unknown) => {
+          if (kind === "call") this.#respond(msg, encodeErrorReply(toMoltError(err)), service);
+        },
+      )
+      .catch((err: unknown) => this.#log.log("error", "fleet: delivery from another runtime failed", { service, error: String(err) }));
     this.#inFlight.add(delivery);
     void delivery.finally(() => this.#inFlight.delete(delivery));
+  }
+
+  /**
+   * Answers a request from another runtime. A reply NATS cannot carry is
+   * answered with ERR_MESSAGE_TOO_LARGE instead; a connection that closed
+   * meanwhile loses the answer (the caller's deadline covers it). Never throws.
+   */
+  #respond(msg: Msg, reply: Uint8Array, service: string): void {
+    const nc = this.#nc;
+    try {
+      if (nc !== undefined && reply.byteLength > maxPayload(nc)) {
+        reply = encodeErrorReply(
+          new MoltError(ErrorCode.MESSAGE_TOO_LARGE, `${service}'s reply of ${reply.byteLength} bytes exceeds what NATS carries (${maxPayload(nc)})`, {
+            service,
+          }),
+        );
+      }
+      msg.respond(reply);
+    } catch (err) {
+      this.#log.log("warn", "fleet: could not answer a request", { service, error: String(err) });
+    }
   }
 
   #onSwapRequest(msg: Msg): void {
@@ -205,28 +269,38 @@ export class FleetMember implements RemoteServices {
     try {
       request = decodeRecord<SwapRequest>(msg.data, "swap request");
     } catch (err) {
-      msg.respond(encodeRecord(this.#answerError(toMoltError(err))));
+      this.#respond(msg, encodeRecord(this.#answerError(toMoltError(err))), "-");
       return;
     }
-    const entry = `${request.via} by rollout ${request.rollout}`;
-    void this.#queue(() => this.#swapTo(request.service, request.version, request.entry, request.via === "rollback" ? Via.ROLLBACK : Via.SWAP))
+    const what = `${request.via} by rollout ${request.rollout}`;
+    const via = request.via === "rollback" ? Via.ROLLBACK : Via.SWAP;
+    // A rollback takes the version back under the entry it was recorded with here.
+    const entry = (request.via === "rollback" ? this.#kernel.inventory.find(request.service, request.version)?.entry : undefined) ?? request.entry;
+    void this.#queue(() =>
+      this.#leaving
+        ? Promise.resolve(this.#answerError(new MoltError(ErrorCode.STOPPING, `${this.node} is stopping`)))
+        : this.#swapTo(request.service, request.version, entry, via),
+    )
       .then((answer) => {
-        this.#log.log(answer.outcome === "error" ? "warn" : "info", `fleet: ${entry}: ${answer.outcome}`, { service: request.service, code: answer.code });
-        msg.respond(encodeRecord(answer));
-      });
+        this.#log.log(answer.outcome === "error" ? "warn" : "info", `fleet: ${what}: ${answer.outcome}`, { service: request.service, code: answer.code });
+        this.#respond(msg, encodeRecord(answer), request.service);
+      })
+      .catch((err: unknown) => this.#log.log("error", "fleet: swap request failed", { service: request.service, error: String(err) }));
   }
 
   #onDesired(msg: Msg): void {
-    let change: { service: string; revision: number };
+    let change: DesiredChange;
     try {
-      change = decodeRecord(msg.data, "desired-version broadcast");
+      change = decodeRecord<DesiredChange>(msg.data, "desired-version broadcast");
     } catch {
       return;
     }
     if (!this.#kernel.has(change.service)) return;
-    // Spread out over a few seconds, so that a whole fleet does not read the
-    // desired version in the same instant.
-    const spread = Math.min(5000, this.#fleet.heartbeatMs);
+    // A runtime already on the version has nothing to read.
+    if (change.state === "settled" && this.#running(change.service) === change.version) return;
+    // The others read the desired record after a random delay, so that a
+    // whole fleet does not read it in the same instant.
+    const spread = Math.min(BROADCAST_SPREAD_MS, this.#fleet.reconcileMs / 2);
     this.#after(Math.random() * spread, () => this.#queue(() => this.#reconcile(change.service)));
   }
 
@@ -258,7 +332,12 @@ export class FleetMember implements RemoteServices {
     if (this.#refused.get(service) === desired.revision) return;
     this.#log.log("info", "fleet: converging", { service, from: running?.slice(0, 12), to: desired.version.slice(0, 12), rollout: desired.rollout });
     const answer = await this.#swapTo(service, desired.version, desired.entry, Via.SWAP);
-    if (answer.outcome !== "committed" && answer.outcome !== "unchanged") this.#refused.set(service, desired.revision);
+    // A version that fails here is not tried again until the fleet decides
+    // anew; a failure that may pass (busy, NATS away, stopping) is retried at
+    // the next reconcile.
+    if (answer.outcome === "rolled-back" || answer.outcome === "unhealthy" || (answer.code !== undefined && DETERMINISTIC.has(answer.code))) {
+      this.#refused.set(service, desired.revision);
+    }
   }
 
   async #swapTo(service: string, version: string, entry: string, via: Via): Promise<SwapAnswer> {
@@ -309,14 +388,16 @@ export class FleetMember implements RemoteServices {
   async #heartbeat(stopped: boolean): Promise<void> {
     const stores = this.#stores;
     if (stores === undefined) return;
-    const record: NodeRecord & { stoppedAt: string | null } = {
+    const record: NodeRecord = {
       node: this.node,
+      instance: this.#instance,
+      dataDir: this.#dataDir,
       pid: process.pid,
       host: hostname(),
       startedAt: this.#startedAt,
       heartbeatAt: new Date().toISOString(),
       heartbeatMs: this.#fleet.heartbeatMs,
-      services: this.#kernel.status().map((s): NodeService => ({
+      services: this.#kernel.status().slice(0, HEARTBEAT_LIMITS.services).map((s): NodeService => ({
         name: s.name,
         state: s.state,
         version: s.version,
@@ -347,7 +428,7 @@ export class FleetMember implements RemoteServices {
   }
 
   #noteError(service: string, version: string, error: { code: string; message: string }): void {
-    this.#lastError = { service, version, code: error.code, message: error.message, at: new Date().toISOString() };
+    this.#lastError = { service, version, code: error.code, message: error.message.slice(0, HEARTBEAT_LIMITS.message), at: new Date().toISOString() };
   }
 
   #answerError(e: MoltError): SwapAnswer {
@@ -369,15 +450,29 @@ export class FleetMember implements RemoteServices {
     schedule();
   }
 
+  /** Logs instead of leaving a rejection unhandled: nothing in the fleet may take the runtime down. */
+  #safely(what: string, promise: Promise<unknown>): void {
+    promise.catch((err: unknown) => this.#log.log("error", `fleet: ${what} failed`, { node: this.node, error: String(err) }));
+  }
+
   #after(ms: number, run: () => unknown): void {
     const timer = setTimeout(() => {
       this.#timers.delete(timer);
-      if (!this.#leaving) void run();
+      if (!this.#leaving) this.#safely("a timed task", Promise.resolve().then(run));
     }, ms);
     timer.unref();
     this.#timers.add(timer);
   }
 }
+
+/** How long `leave` may take before the connection is closed whatever is left. */
+const LEAVE_BOUND_MS = 3000;
+
+/** The longest random delay before a runtime acts on a broadcast. */
+const BROADCAST_SPREAD_MS = 5000;
+
+/** Failures that will happen again with the same version: not retried until the fleet decides anew. */
+const DETERMINISTIC = new Set<string>([ErrorCode.CORRUPT, ErrorCode.STATE_VERSION, ErrorCode.SWAP_COMPILE, ErrorCode.NO_VERSION]);
 
 /** A name for this runtime that survives restarts: made once, kept in dataDir. */
 function stableNodeId(dataDir: string): string {

@@ -65,6 +65,10 @@ export const CHAIN_LENGTH = 8;
 /** What a runtime announces about itself at every heartbeat. */
 export interface NodeRecord {
   node: string;
+  /** Differs for every process: tells a restart of this runtime from another runtime using the same node id. */
+  instance: string;
+  /** The runtime's dataDir: the same node id from the same host and dataDir is the same runtime, restarted. */
+  dataDir: string;
   pid: number;
   host: string;
   startedAt: string;
@@ -73,7 +77,12 @@ export interface NodeRecord {
   services: NodeService[];
   /** The last thing that went wrong converging to a desired version, if anything did. */
   lastError: { service: string; version: string; code: string; message: string; at: string } | null;
+  /** Set by the last heartbeat of a runtime that stopped gracefully. */
+  stoppedAt: string | null;
 }
+
+/** Bounds on what a heartbeat carries, so that it stays far below NATS's 1 MiB message limit. */
+export const HEARTBEAT_LIMITS = { services: 200, message: 300 } as const;
 
 /** The version a service should run across the fleet. */
 export interface DesiredRecord {
@@ -88,6 +97,23 @@ export interface DesiredRecord {
   state: "rolling" | "settled";
   rollout: string;
   at: string;
+  /** While rolling: the decision the fleet had settled on before, which a halted rollout restores. */
+  lastSettled: SettledVersion | null;
+}
+
+export interface SettledVersion {
+  version: string;
+  semver: string | null;
+  entry: string;
+  rollout: string;
+}
+
+/** The broadcast that a service's desired version changed: enough for a runtime already on it to do nothing. */
+export interface DesiredChange {
+  service: string;
+  revision: number;
+  version: string | null;
+  state: DesiredRecord["state"] | "cleared";
 }
 
 export interface RolloutRecord {

@@ -1,11 +1,12 @@
 // A rollout: one service to a new version across the fleet, a canary first,
 // then batches, each runtime swapping live (the same swap as `molt swap`,
 // with its rollback on failure). Failures past the threshold halt it and
-// take every runtime it swapped back to the version it ran before. The
+// take every runtime it touched back to the version it ran before. The
 // desired version is settled only when the rollout completes, so runtimes
 // that were down or joined late converge to it on their own.
 
 import { randomBytes } from "node:crypto";
+import type { KvEntry } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { bundleService, shortId, type Bundle } from "../core/bundle.ts";
 import { ErrorCode, MoltError, toMoltError } from "../core/errors.ts";
@@ -16,9 +17,11 @@ import {
   encodeRecord,
   ROLLOUT_HISTORY,
   Subject,
+  type DesiredChange,
   type DesiredRecord,
   type RolloutHistory,
   type RolloutRecord,
+  type SettledVersion,
   type SwapAnswer,
   type SwapRequest,
 } from "./protocol.ts";
@@ -27,16 +30,22 @@ export interface RolloutOptions {
   nats: string;
   service: string;
   entry: string;
-  /** Runtimes swapped first, alone (default 1). */
+  /** Runtimes that must take the new version, one at a time, before any batch (default 1). */
   canary?: number;
   /** Runtimes swapped at once after the canary (default 1). */
   batch?: number;
   /** Failed swaps tolerated; one more halts the rollout (default 0). */
   maxFailures?: number;
+  /** A pause after the canary and after each batch, to watch the fleet before going on (default 0). */
+  pauseMs?: number;
+  /** Take over from a rollout of the same service that is running or was interrupted. */
+  force?: boolean;
   /** How long one runtime may take to answer a swap (default 60 s). */
   swapTimeoutMs?: number;
-  /** How long to wait for a lost NATS connection before halting (default 30 s). */
+  /** How long to wait for a lost NATS connection before stopping (default 30 s). */
   reconnectWaitMs?: number;
+  /** Aborting halts the rollout after the step in progress, and takes the runtimes back. */
+  signal?: AbortSignal;
   onEvent?: (event: RolloutEvent) => void;
 }
 
@@ -46,7 +55,15 @@ export type RolloutEvent =
   | { type: "waiting"; message: string }
   | { type: "halt"; message: string }
   | { type: "rollback"; node: string; outcome: SwapAnswer["outcome"] | "skipped"; code?: string }
-  | { type: "end"; outcome: "completed" | "halted"; swapped: number; failed: number; skipped: number; ms: number };
+  | {
+      type: "end";
+      id: string;
+      outcome: "completed" | "halted";
+      swapped: string[];
+      failed: RolloutRecord["failed"];
+      skipped: string[];
+      ms: number;
+    };
 
 /** Runs a rollout to the end; resolves with its record when it completes, rejects with ERR_ROLLOUT_HALTED when it halts. */
 export async function rollout(options: RolloutOptions): Promise<RolloutRecord> {
@@ -72,13 +89,21 @@ class Rollout {
   readonly #nc: NatsConnection;
   readonly #stores: FleetStores;
   readonly #bundle: Bundle;
-  readonly #options: Required<Omit<RolloutOptions, "onEvent">> & Pick<RolloutOptions, "onEvent">;
+  readonly #options: Required<Omit<RolloutOptions, "onEvent" | "signal">> & Pick<RolloutOptions, "onEvent" | "signal">;
   readonly #record: RolloutRecord;
   /** What each runtime ran before this rollout touched it. */
   readonly #from = new Map<string, string | null>();
+  /** Runtimes asked to swap, whatever they answered (a lost answer may hide a swap that happened). */
+  readonly #attempted = new Set<string>();
   #disconnected = false;
   readonly #reconnected = new Set<() => void>();
+  readonly #onDisconnect = new Set<() => void>();
   readonly #started = performance.now();
+  /** The desired record as this rollout last wrote it: its revision, and the KV entry revision to update against. */
+  #revision = 0;
+  #entryRevision = 0;
+  /** What the fleet had settled on before: restored if the rollout halts. */
+  #lastSettled: SettledVersion | null = null;
 
   constructor(nc: NatsConnection, stores: FleetStores, bundle: Bundle, options: RolloutOptions) {
     this.#nc = nc;
@@ -88,6 +113,8 @@ class Rollout {
       canary: 1,
       batch: 1,
       maxFailures: 0,
+      pauseMs: 0,
+      force: false,
       swapTimeoutMs: 60_000,
       reconnectWaitMs: 30_000,
       ...options,
@@ -109,62 +136,72 @@ class Rollout {
 
   async run(): Promise<RolloutRecord> {
     const { service, canary, batch, maxFailures } = this.#options;
-    void this.#watchConnection();
+    this.#watchConnection().catch(() => undefined);
     const runtimes = (await readNodes(this.#stores.nodes)).filter((n) => n.live && runningVersion(n, service) !== undefined);
     if (runtimes.length === 0) throw new MoltError(ErrorCode.NO_SERVICE, `no live runtime in the fleet runs "${service}"`, { service });
     for (const n of runtimes) this.#from.set(n.node, runningVersion(n, service) ?? null);
     this.#record.from = [...new Set([...this.#from.values()].filter((v): v is string => v !== null))];
 
+    await this.#claim();
     if ((await this.#stores.bundles.info(this.#bundle.hash)) === null) {
       await this.#stores.bundles.putBlob({ name: this.#bundle.hash, description: this.#bundle.entry }, new TextEncoder().encode(this.#bundle.code));
     }
-    const previous = await this.#desired();
-    await this.#setDesired("rolling", previous);
     await this.#saveRecord();
     this.#emit({ type: "start", id: this.#record.id, service, version: this.#bundle.hash, runtimes: runtimes.map((n) => n.node), canary, batch, maxFailures });
 
-    const attempted = new Set<string>();
     let stage = 0;
+    let tried = false;
     let halted: string | undefined;
     while (halted === undefined) {
-      // The plan is re-read before each batch: a runtime that joined meanwhile is included.
-      const pending = await this.#pending(attempted);
-      if (pending.length === 0) break;
-      const size = stage === 0 ? canary : batch;
-      const group = pending.slice(0, Math.max(1, size));
-      const label = stage === 0 ? "canary" : `batch ${stage}`;
-      stage++;
-      for (const n of group) attempted.add(n.node);
-      const results = await Promise.all(group.map((n) => this.#swapOne(n.node, { via: "swap", version: this.#bundle.hash })));
-      for (const { node, answer } of results) {
-        if (answer === "skipped") {
-          this.#record.skipped.push(node);
-          this.#emit({ type: "runtime", stage: label, node, outcome: "skipped", blackoutMs: null, message: "not reachable; it converges when it comes back" });
-          continue;
-        }
-        const ok = answer.outcome === "committed" || answer.outcome === "unchanged";
-        if (ok) this.#record.swapped.push(node);
-        else this.#record.failed.push({ node, code: answer.code ?? "ERR_SWAP", message: answer.message ?? answer.outcome });
-        this.#emit({
-          type: "runtime",
-          stage: label,
-          node,
-          outcome: answer.outcome,
-          blackoutMs: answer.blackoutMs,
-          ...(answer.code === undefined ? {} : { code: answer.code }),
-          ...(answer.message === undefined ? {} : { message: answer.message }),
-        });
+      if (this.#options.signal?.aborted === true) {
+        halted = "interrupted";
+        break;
       }
+      // The plan is re-read before each step: a runtime that joined meanwhile is included.
+      const pending = await this.#pending();
+      if (pending.length === 0) break;
+      // Canaries go one at a time until enough of them took the new version;
+      // one that does not answer is replaced by the next runtime, never counted.
+      const inCanary = this.#record.swapped.length < canary;
+      const group = pending.slice(0, inCanary ? 1 : Math.max(1, batch));
+      const label = inCanary ? "canary" : `batch ${++stage}`;
+      for (const n of group) this.#attempted.add(n.node);
+      tried = true;
+      const results = await Promise.all(group.map((n) => this.#swapOne(n.node, { via: "swap", version: this.#bundle.hash, entry: this.#bundle.entry })));
+      for (const result of results) this.#tally(label, result);
       if (this.#record.failed.length > maxFailures) {
         halted = `${this.#record.failed.length} failed swap${this.#record.failed.length === 1 ? "" : "s"} (at most ${maxFailures} allowed)`;
+      } else if (this.#options.pauseMs > 0 && (await this.#pending()).length > 0) {
+        this.#emit({ type: "waiting", message: `pausing ${this.#options.pauseMs / 1000} s before the next step` });
+        await this.#sleep(this.#options.pauseMs);
       }
     }
-    if (halted !== undefined) return this.#halt(halted, previous);
+    // A rollout in which no runtime took the new version (all skipped) settles nothing.
+    if (halted === undefined && tried && this.#record.swapped.length === 0) halted = "no runtime took the new version (none answered)";
+    if (halted !== undefined) return this.#halt(halted);
 
-    await this.#setDesired("settled", previous);
-    this.#nc.publish(Subject.desired, encodeRecord({ service, revision: this.#revision }));
-    await this.#nc.flush();
+    await this.#writeDesired(this.#desired("settled", this.#bundle.hash, this.#bundle.entry, null, this.#record.id));
+    this.#broadcast({ service, revision: this.#revision, version: this.#bundle.hash, state: "settled" });
     return this.#end("completed");
+  }
+
+  #tally(stage: string, { node, answer }: Result): void {
+    if (answer === "skipped") {
+      this.#record.skipped.push(node);
+      this.#emit({ type: "runtime", stage, node, outcome: "skipped", blackoutMs: null, message: "not reachable; it converges when it comes back" });
+      return;
+    }
+    if (answer.outcome === "committed" || answer.outcome === "unchanged") this.#record.swapped.push(node);
+    else this.#record.failed.push({ node, code: answer.code ?? "ERR_SWAP", message: answer.message ?? answer.outcome });
+    this.#emit({
+      type: "runtime",
+      stage,
+      node,
+      outcome: answer.outcome,
+      blackoutMs: answer.blackoutMs,
+      ...(answer.code === undefined ? {} : { code: answer.code }),
+      ...(answer.message === undefined ? {} : { message: answer.message }),
+    });
   }
 
   /**
@@ -173,11 +210,11 @@ class Rollout {
    * NATS restart makes every heartbeat late; one that is really gone is
    * skipped when it does not answer), and live ones that joined since.
    */
-  async #pending(attempted: Set<string>): Promise<SeenNode[]> {
+  async #pending(): Promise<SeenNode[]> {
     const { service } = this.#options;
     const nodes = await this.#retrying("reading the fleet's runtimes", () => readNodes(this.#stores.nodes));
     return nodes.filter((n) => {
-      if (attempted.has(n.node) || n.stoppedAt !== null) return false;
+      if (this.#attempted.has(n.node) || n.stoppedAt !== null) return false;
       const running = runningVersion(n, service);
       if (running === undefined) return false;
       if (!this.#from.has(n.node)) {
@@ -188,12 +225,15 @@ class Rollout {
     });
   }
 
-  async #halt(reason: string, previous: DesiredRecord | null): Promise<never> {
-    this.#emit({ type: "halt", message: `halting: ${reason}; taking ${this.#record.swapped.length} runtime(s) back` });
-    for (const node of this.#record.swapped) {
+  async #halt(reason: string): Promise<never> {
+    const { service } = this.#options;
+    this.#emit({ type: "halt", message: `halting: ${reason}; taking the runtimes this rollout asked back` });
+    // Every runtime asked, whatever it answered: one whose answer was lost may have swapped.
+    for (const node of this.#attempted) {
       const from = this.#from.get(node);
       if (from === null || from === undefined || from === this.#bundle.hash) continue;
-      const { answer } = await this.#swapOne(node, { via: "rollback", version: from });
+      const { answer } = await this.#swapOne(node, { via: "rollback", version: from, entry: this.#bundle.entry });
+      if (answer !== "skipped" && answer.outcome === "unchanged" && !this.#record.swapped.includes(node)) continue;
       this.#emit({
         type: "rollback",
         node,
@@ -201,14 +241,20 @@ class Rollout {
         ...(answer !== "skipped" && answer.code !== undefined ? { code: answer.code } : {}),
       });
     }
-    // The fleet goes back to what it was told before; with no earlier decision, to none.
-    if (previous === null) await this.#retrying("clearing the desired version", () => this.#stores.desired.delete(this.#options.service));
-    else await this.#setDesired("settled", previous, previous.version);
+    // The fleet goes back to what it had settled on before; with no earlier decision, to none.
+    const back = this.#lastSettled;
+    if (back === null) {
+      await this.#retrying("clearing the desired version", () => this.#stores.desired.delete(service));
+      this.#broadcast({ service, revision: this.#revision + 1, version: null, state: "cleared" });
+    } else {
+      await this.#writeDesired(this.#desired("settled", back.version, back.entry, back.semver, back.rollout));
+      this.#broadcast({ service, revision: this.#revision, version: back.version, state: "settled" });
+    }
     this.#record.message = reason;
     await this.#end("halted");
     const failures = this.#record.failed.map((f) => `${f.node}: ${f.code} ${f.message}`).join("; ");
-    throw new MoltError(ErrorCode.ROLLOUT_HALTED, `rollout ${this.#record.id} of ${this.#options.service} halted: ${reason} — ${failures}`, {
-      service: this.#options.service,
+    throw new MoltError(ErrorCode.ROLLOUT_HALTED, `rollout ${this.#record.id} of ${service} halted: ${reason}${failures === "" ? "" : ` — ${failures}`}`, {
+      service,
     });
   }
 
@@ -216,32 +262,38 @@ class Rollout {
     this.#record.outcome = outcome;
     this.#record.endedAt = new Date().toISOString();
     await this.#saveRecord();
-    const { swapped, failed, skipped } = this.#record;
-    this.#emit({ type: "end", outcome, swapped: swapped.length, failed: failed.length, skipped: skipped.length, ms: performance.now() - this.#started });
+    const { id, swapped, failed, skipped } = this.#record;
+    this.#emit({ type: "end", id, outcome, swapped, failed, skipped, ms: performance.now() - this.#started });
     return this.#record;
   }
 
   /**
    * Asks one runtime to swap. The request is idempotent (a runtime already
    * on the version answers "unchanged"), so it is asked again after a lost
-   * connection comes back. A runtime that no longer answers at all is
-   * skipped: it converges once the rollout settles.
+   * connection comes back or while the runtime is busy with another swap. A
+   * runtime that does not answer at all is skipped: it converges once the
+   * rollout settles.
    */
-  async #swapOne(node: string, target: { via: "swap" | "rollback"; version: string }): Promise<Result> {
-    const request: SwapRequest = { service: this.#options.service, version: target.version, entry: this.#bundle.entry, via: target.via, rollout: this.#record.id };
+  async #swapOne(node: string, target: { via: "swap" | "rollback"; version: string; entry: string }): Promise<Result> {
+    const request: SwapRequest = { service: this.#options.service, version: target.version, entry: target.entry, via: target.via, rollout: this.#record.id };
     for (let attempt = 1; ; attempt++) {
       await this.#connected();
+      let failure: MoltError;
       try {
         const reply = await this.#request(Subject.swap(node), encodeRecord(request));
-        return { node, answer: decodeRecord<SwapAnswer>(reply, `swap answer of ${node}`) };
+        const answer = decodeRecord<SwapAnswer>(reply, `swap answer of ${node}`);
+        if (answer.code !== ErrorCode.SWAP_BUSY || attempt >= 3) return { node, answer };
+        failure = new MoltError(ErrorCode.SWAP_BUSY, answer.message ?? "busy");
       } catch (err) {
-        const e = toMoltError(err);
-        // Nobody answers for it: gone, or still reconnecting after a NATS restart. Asked again a little later, then skipped.
-        if (e.code === ErrorCode.NO_SERVICE && attempt >= 3) return { node, answer: "skipped" };
-        if (attempt >= 3) return { node, answer: { node, outcome: "error", from: null, to: null, blackoutMs: null, code: e.code, message: e.message } };
-        this.#emit({ type: "waiting", message: `${node}: ${e.message}; asking again` });
-        if (e.code === ErrorCode.NO_SERVICE) await new Promise((r) => setTimeout(r, 1000 * attempt));
+        failure = toMoltError(err);
       }
+      // Nobody answers for it: gone, or still reconnecting after a NATS restart. Asked again a little later, then skipped.
+      if (failure.code === ErrorCode.NO_SERVICE && attempt >= 3) return { node, answer: "skipped" };
+      if (attempt >= 3) {
+        return { node, answer: { node, outcome: "error", from: null, to: null, blackoutMs: null, code: failure.code, message: failure.message } };
+      }
+      this.#emit({ type: "waiting", message: `${node}: ${failure.message}; asking again` });
+      if (failure.code === ErrorCode.NO_SERVICE || failure.code === ErrorCode.SWAP_BUSY) await this.#sleep(1000 * attempt);
     }
   }
 
@@ -251,14 +303,15 @@ class Rollout {
     return new Promise((resolve, reject) => {
       const dropped = (): void => reject(new MoltError(ErrorCode.FLEET, "the NATS connection dropped while waiting for the answer"));
       this.#onDisconnect.add(dropped);
-      this.#nc.request(subject, data, { timeout }).then(
-        (msg) => resolve(msg.data),
-        (err: unknown) => reject(requestFailure(err, subject, timeout)),
-      ).finally(() => this.#onDisconnect.delete(dropped));
+      this.#nc
+        .request(subject, data, { timeout })
+        .then(
+          (msg) => resolve(msg.data),
+          (err: unknown) => reject(requestFailure(err, subject, timeout)),
+        )
+        .finally(() => this.#onDisconnect.delete(dropped));
     });
   }
-
-  readonly #onDisconnect = new Set<() => void>();
 
   async #watchConnection(): Promise<void> {
     for await (const status of this.#nc.status()) {
@@ -274,7 +327,7 @@ class Rollout {
     }
   }
 
-  /** Waits for a lost connection to come back; halts with ERR_FLEET when it does not in time. */
+  /** Waits for a lost connection to come back; stops the rollout with ERR_FLEET when it does not in time. */
   async #connected(): Promise<void> {
     if (!this.#disconnected) return;
     const back = await new Promise<boolean>((resolve) => {
@@ -295,7 +348,7 @@ class Rollout {
         ErrorCode.FLEET,
         `rollout ${this.#record.id} stopped: NATS did not come back within ${this.#options.reconnectWaitMs / 1000} s. ` +
           `Runtimes on ${shortId(this.#bundle.hash)}: ${swapped.join(", ") || "none"}; the others run what they ran. ` +
-          `The desired version stays "rolling" (runtimes do not act on it); run the rollout again to finish it.`,
+          `The desired version stays "rolling" (runtimes do not act on it): run the rollout again with --force to finish it.`,
         { service: this.#options.service },
       );
     }
@@ -308,6 +361,7 @@ class Rollout {
       try {
         return await run();
       } catch (err) {
+        if (err instanceof MoltError && err.code === ErrorCode.ROLLOUT_BUSY) throw err;
         if (attempt >= 3) throw new MoltError(ErrorCode.FLEET, `${what} failed: ${(err as Error).message}`, { cause: err });
         this.#emit({ type: "waiting", message: `${what} failed (${(err as Error).message}); trying again` });
         await new Promise((r) => setTimeout(r, 500 * attempt));
@@ -315,43 +369,109 @@ class Rollout {
     }
   }
 
-  #revision = 0;
-
-  async #desired(): Promise<DesiredRecord | null> {
-    const entry = await this.#stores.desired.get(this.#options.service);
-    if (entry === null || entry.operation !== "PUT") return null;
-    const record = decodeRecord<DesiredRecord>(entry.value, "desired version");
-    this.#revision = record.revision;
-    return record;
+  /**
+   * Marks the service "rolling", atomically against the desired record as
+   * read: a second rollout of the same service, started at the same moment,
+   * fails here rather than interleaving. A record already "rolling" belongs
+   * to a rollout that runs or was interrupted; only --force takes it over.
+   */
+  async #claim(): Promise<void> {
+    const { service } = this.#options;
+    const entry: KvEntry | null = await this.#stores.desired.get(service);
+    const current = entry === null || entry.operation !== "PUT" ? null : decodeRecord<DesiredRecord>(entry.value, "desired version");
+    if (current?.state === "rolling" && !this.#options.force) {
+      throw new MoltError(
+        ErrorCode.ROLLOUT_BUSY,
+        `rollout ${current.rollout} of ${service} started at ${current.at} and has not ended (running, or interrupted); pass --force to take over from it`,
+        { service },
+      );
+    }
+    this.#revision = current?.revision ?? 0;
+    this.#entryRevision = entry === null ? 0 : entry.revision;
+    this.#lastSettled =
+      current === null
+        ? null
+        : current.state === "settled"
+          ? { version: current.version, semver: current.semver, entry: current.entry, rollout: current.rollout }
+          : current.lastSettled;
+    await this.#writeDesired(this.#desired("rolling", this.#bundle.hash, this.#bundle.entry, null, this.#record.id));
   }
 
-  async #setDesired(state: DesiredRecord["state"], previous: DesiredRecord | null, version = this.#bundle.hash): Promise<void> {
-    this.#revision++;
-    const back = previous !== null && version === previous.version;
-    const record: DesiredRecord = {
+  #desired(state: DesiredRecord["state"], version: string, entry: string, semver: string | null, rollout: string): DesiredRecord {
+    return {
       service: this.#options.service,
       version,
-      semver: back ? previous.semver : null,
-      entry: back ? previous.entry : this.#bundle.entry,
-      revision: this.#revision,
+      semver,
+      entry,
+      revision: this.#revision + 1,
       state,
-      rollout: back ? previous.rollout : this.#record.id,
+      rollout,
       at: new Date().toISOString(),
+      lastSettled: state === "rolling" ? this.#lastSettled : null,
     };
-    await this.#retrying("writing the desired version", () => this.#stores.desired.put(this.#options.service, encodeRecord(record)));
+  }
+
+  /** Writes the desired record against the revision this rollout last saw; another writer meanwhile is ERR_ROLLOUT_BUSY. */
+  async #writeDesired(record: DesiredRecord): Promise<void> {
+    const { service } = this.#options;
+    const bytes = encodeRecord(record);
+    try {
+      this.#entryRevision = await this.#retrying("writing the desired version", async () => {
+        try {
+          return this.#entryRevision === 0
+            ? await this.#stores.desired.create(service, bytes)
+            : await this.#stores.desired.update(service, bytes, this.#entryRevision);
+        } catch (err) {
+          if (/wrong last sequence|key exists/i.test((err as Error).message)) {
+            throw new MoltError(ErrorCode.ROLLOUT_BUSY, `another rollout of ${service} changed the desired version meanwhile`, { service, cause: err });
+          }
+          throw err;
+        }
+      });
+      this.#revision = record.revision;
+    } catch (err) {
+      throw toMoltError(err);
+    }
+  }
+
+  #broadcast(change: DesiredChange): void {
+    try {
+      this.#nc.publish(Subject.desired, encodeRecord(change));
+    } catch {
+      // Runtimes that miss it reconcile on their own period.
+    }
   }
 
   async #saveRecord(): Promise<void> {
     const { service } = this.#options;
+    // Read-modify-write against the revision read, so two rollouts' records never overwrite each other.
     await this.#retrying("writing the rollout's record", async () => {
-      const entry = await this.#stores.rollouts.get(service);
-      const history: RolloutHistory =
-        entry === null || entry.operation !== "PUT" ? { service, rollouts: [] } : decodeRecord<RolloutHistory>(entry.value, "rollout history");
-      const at = history.rollouts.findIndex((r) => r.id === this.#record.id);
-      if (at === -1) history.rollouts.push({ ...this.#record });
-      else history.rollouts[at] = { ...this.#record };
-      history.rollouts = history.rollouts.slice(-ROLLOUT_HISTORY);
-      await this.#stores.rollouts.put(service, encodeRecord(history));
+      for (;;) {
+        const entry = await this.#stores.rollouts.get(service);
+        const history: RolloutHistory =
+          entry === null || entry.operation !== "PUT" ? { service, rollouts: [] } : decodeRecord<RolloutHistory>(entry.value, "rollout history");
+        const at = history.rollouts.findIndex((r) => r.id === this.#record.id);
+        if (at === -1) history.rollouts.push({ ...this.#record });
+        else history.rollouts[at] = { ...this.#record };
+        history.rollouts = history.rollouts.slice(-ROLLOUT_HISTORY);
+        try {
+          if (entry === null) await this.#stores.rollouts.create(service, encodeRecord(history));
+          else await this.#stores.rollouts.update(service, encodeRecord(history), entry.revision);
+          return;
+        } catch (err) {
+          if (!/wrong last sequence|key exists/i.test((err as Error).message)) throw err;
+        }
+      }
+    });
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.#options.signal?.addEventListener("abort", () => {
+        clearTimeout(timer);
+        resolve();
+      }, { once: true });
     });
   }
 

@@ -3,7 +3,7 @@
 // later rollout superseded.
 
 import { shortId } from "../core/bundle.ts";
-import { connectFleet, openStores } from "./connection.ts";
+import { connectFleet, openExistingStores } from "./connection.ts";
 import { readNodes, runningVersion, type SeenNode } from "./nodes.ts";
 import { decodeRecord, type DesiredRecord, type RolloutHistory, type RolloutRecord } from "./protocol.ts";
 
@@ -36,7 +36,9 @@ export interface ServiceView {
 export async function readFleet(nats: string): Promise<FleetStatus> {
   const nc = await connectFleet({ servers: nats, name: "status", waitOnFirstConnect: false });
   try {
-    const stores = await openStores(nc);
+    // A reader creates nothing: before any runtime joined, the fleet is empty.
+    const stores = await openExistingStores(nc);
+    if (stores === null) return { at: new Date().toISOString(), nodes: [], desired: {}, rollouts: {} };
     const nodes = await readNodes(stores.nodes);
     const services = new Set(nodes.flatMap((n) => n.services.map((s) => s.name)));
     const desired: Record<string, DesiredRecord> = {};

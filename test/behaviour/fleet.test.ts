@@ -38,32 +38,66 @@ interface ServiceViewJson {
 let nats: NatsServer;
 const nodes = new Map<string, Node>();
 
-function config(name: string, withWhere: boolean): string {
+/** Every runtime runs the gateway and the counter; "where" runs on b and c, "big" only on c. */
+function config(name: string): string {
+  const where = name === "b" || name === "c";
+  const big = name === "c";
   return `import { defineConfig } from "molt";
 export default defineConfig({
   services: {
     gateway: {
       entry: ${JSON.stringify(join(ROOT, "services", "gateway", "index.ts"))},
-      bindings: { counter: "counter", where: "where", ghost: "ghost" },
-      config: { routes: { "/counter": "counter", "/where": "where", "/ghost": "ghost" } },
+      bindings: { counter: "counter", where: "where", ghost: "ghost", big: "big" },
+      config: { routes: { "/counter": "counter", "/where": "where", "/ghost": "ghost", "/big": "big" } },
     },
     counter: { entry: ${JSON.stringify(V1)} },
-    ${withWhere ? `where: { entry: ${JSON.stringify(join(FIXTURES, "fleet", "where.ts"))}, config: { node: ${JSON.stringify(name)} } },` : ""}
+    ${where ? `where: { entry: ${JSON.stringify(join(FIXTURES, "fleet", "where.ts"))}, config: { node: ${JSON.stringify(name)} } },` : ""}
+    ${big ? `big: { entry: ${JSON.stringify(join(FIXTURES, "fleet", "big.ts"))} },` : ""}
   },
   http: { port: 0, service: "gateway" },
   dataDir: "./data",
-  fleet: { nats: ${JSON.stringify(nats.url)}, node: ${JSON.stringify(name)}, heartbeatMs: 300, reconcileMs: 1500 },
+  fleet: { nats: ${JSON.stringify(nats.url)}, node: ${JSON.stringify(name)}, heartbeatMs: 1000, reconcileMs: 2000 },
 });
 `;
 }
 
-async function startNode(name: string, withWhere = false, dir?: string): Promise<Node> {
+async function startNode(name: string, dir?: string): Promise<Node> {
   const folder = dir ?? mkdtempSync(join(tmpdir(), `molt-fleet-${name}-`));
   const path = join(folder, "molt.config.ts");
-  writeFileSync(path, config(name, withWhere));
+  writeFileSync(path, config(name));
   const node = { name, dir: folder, runtime: await startRuntime(path) };
   nodes.set(name, node);
   return node;
+}
+
+/** `molt fleet rollout …` in the background, with its output as it comes. */
+function startRollout(args: string[]): { stdout: () => string; stderr: () => string; exited: Promise<number | null>; seen: (re: RegExp) => Promise<void>; kill: (s: NodeJS.Signals) => void } {
+  const child = spawn(process.execPath, [join(ROOT, "bin", "molt.js"), "fleet", "rollout", ...args, "--nats", nats.url], { cwd: ROOT });
+  let stdout = "";
+  let stderr = "";
+  const watchers: { re: RegExp; resolve: () => void }[] = [];
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  child.stdout.on("data", (d: Buffer) => {
+    stdout += d.toString();
+    for (const w of [...watchers]) if (w.re.test(stdout)) w.resolve();
+  });
+  const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+  return {
+    stdout: () => stdout,
+    stderr: () => stderr,
+    exited,
+    // Rejects if the rollout ends without printing it, rather than hanging the test.
+    seen: (re) =>
+      re.test(stdout)
+        ? Promise.resolve()
+        : Promise.race([
+            new Promise<void>((resolve) => watchers.push({ re, resolve })),
+            exited.then(() => {
+              if (!re.test(stdout)) throw new Error(`the rollout ended without ${re}:\n${stdout}\n${stderr}`);
+            }),
+          ]),
+    kill: (signal) => child.kill(signal),
+  };
 }
 
 async function fleetStatus(): Promise<FleetStatusJson> {
@@ -111,7 +145,7 @@ async function allJoined(names: string[]): Promise<void> {
 
 beforeAll(async () => {
   nats = await NatsServer.start();
-  await Promise.all([startNode("a"), startNode("b"), startNode("c", true)]);
+  await Promise.all([startNode("a"), startNode("b"), startNode("c")]);
   await allJoined(["a", "b", "c"]);
 }, 90_000);
 
@@ -120,46 +154,48 @@ afterAll(async () => {
   await nats?.stop();
 });
 
+const node = (name: string): Node => nodes.get(name) as Node;
+const answeredBy = async (url: string): Promise<string> => (await (await fetch(url)).text()).split(" ")[0] as string;
+
 describe("the fleet", () => {
-  it("carries a call through a binding to a service that runs only on another runtime", async () => {
-    const a = nodes.get("a") as Node;
-    const b = nodes.get("b") as Node;
-    const viaA = await fetch(`${a.runtime.url}/where`);
-    expect(viaA.status).toBe(200);
-    expect((await viaA.text()).split(" ")[0]).toBe("c");
-    const viaB = await fetch(`${b.runtime.url}/where`);
-    expect((await viaB.text()).split(" ")[0]).toBe("c");
-    // A local instance is preferred: c answers its own calls.
-    const viaC = await fetch(`${(nodes.get("c") as Node).runtime.url}/where`);
-    expect((await viaC.text()).split(" ")[0]).toBe("c");
+  it("carries a call through a binding to a service that runs only on other runtimes; a local one is preferred", async () => {
+    // a does not run "where": its calls reach b or c, through NATS.
+    const viaA = new Set<string>();
+    for (let i = 0; i < 20; i++) viaA.add(await answeredBy(`${node("a").runtime.url}/where`));
+    expect([...viaA].every((n) => n === "b" || n === "c")).toBe(true);
+    // b and c both run it: each answers its own calls, never the other's.
+    for (let i = 0; i < 10; i++) {
+      expect(await answeredBy(`${node("b").runtime.url}/where`)).toBe("b");
+      expect(await answeredBy(`${node("c").runtime.url}/where`)).toBe("c");
+    }
     // A binding to a service no runtime offers: ERR_NO_SERVICE, as a call to an unknown local service would be.
-    const ghost = await fetch(`${a.runtime.url}/ghost`);
+    const ghost = await fetch(`${node("a").runtime.url}/ghost`);
     expect(ghost.status).toBeGreaterThanOrEqual(500);
     expect(((await ghost.json()) as { error: { code: string } }).error.code).toBe("ERR_NO_SERVICE");
   });
 
+  it("answers a reply too large for NATS with ERR_MESSAGE_TOO_LARGE, and the runtime that made it keeps serving", async () => {
+    const big = await fetch(`${node("a").runtime.url}/big`);
+    expect(big.status).toBeGreaterThanOrEqual(500);
+    expect(((await big.json()) as { error: { code: string } }).error.code).toBe("ERR_MESSAGE_TOO_LARGE");
+    // Locally the same reply fits (maxMessageBytes is 4 MiB): only the hop over NATS refuses it.
+    expect((await fetch(`${node("c").runtime.url}/big`)).status).toBe(200);
+    expect(node("c").runtime.process.exitCode).toBeNull();
+    expect(await answeredBy(`${node("a").runtime.url}/counter`)).toMatch(/^\d+/);
+  });
+
   it("holds calls from other runtimes while the service they reach is swapped: none fails", async () => {
-    const a = nodes.get("a") as Node;
-    const b = nodes.get("b") as Node;
-    // Clients on a and b reach "where", which runs only on c, through NATS.
-    const loads = [a, b].map((n) =>
-      startLoad({ url: `${n.runtime.url}/where`, clients: 2, next: () => ({ method: "GET" }), maxDurationMs: 60_000 }),
-    );
-    await Promise.all(loads.map((l) => l.moreOk(50)));
+    // Clients on a reach "where" on b and c through NATS while it is rolled out on both.
+    const load = startLoad({ url: `${node("a").runtime.url}/where`, clients: 4, next: () => ({ method: "GET" }), maxDurationMs: 60_000 });
+    await load.moreOk(50);
     const out = await runCli(["fleet", "rollout", "where", WHERE_V2, "--nats", nats.url]);
-    const results = await Promise.all(loads.map((l) => l.stop()));
+    const result = await load.stop();
     console.log(out.stdout);
     expect(out.code, out.stdout + out.stderr).toBe(0);
-    expect(out.stdout).toMatch(/canary\s+c\s+committed/);
-    expect(out.stdout).toMatch(/rollout completed: 1 on the new version, 0 failed/);
-    expectNoFailures(results);
-    // The state came across: the count goes on from where v1 left it.
-    const answered = results.reduce((n, r) => n + r.ok, 0);
-    const body = await (await fetch(`${a.runtime.url}/where`)).text();
-    expect(body.split(" ")[0]).toBe("c");
-    expect(Number(body.split(" ")[1])).toBeGreaterThan(answered);
+    expect(out.stdout).toMatch(/canary\s+b\s+committed/);
+    expect(out.stdout).toMatch(/rollout completed: 2 on the new version, 0 failed/);
+    expectNoFailures([result]);
   }, 60_000);
-
   it("halts a rollout whose new version fails on the canary and leaves every runtime on v1", async () => {
     const before = await counterVersions();
     const v1 = before.a as string;
@@ -200,34 +236,26 @@ describe("the fleet", () => {
     expect(view.groups[0]).toMatchObject({ nodes: ["a", "b", "c"], desired: true, superseded: null });
   }, 60_000);
 
-  it("a runtime killed during a rollout is flagged as superseded, and converges when it comes back", async () => {
-    const c = nodes.get("c") as Node;
-    const before = await counterVersions();
-    const v2 = before.c as string;
-    const loads = [...nodes.values()].filter((n) => n.name !== "c").map((n) => startLoad({ url: `${n.runtime.url}/counter/incr`, clients: 2, maxDurationMs: 120_000 }));
-    // Back to v1 (it migrates v2's state down), killing c as soon as the canary is done.
-    const rollout = spawn(process.execPath, [join(ROOT, "bin", "molt.js"), "fleet", "rollout", "counter", V1, "--nats", nats.url], { cwd: ROOT });
-    let stdout = "";
-    let stderr = "";
-    rollout.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    const killed = new Promise<void>((resolve) => {
-      rollout.stdout.on("data", (d: Buffer) => {
-        stdout += d.toString();
-        if (/canary\s+a\s+committed/.test(stdout) && c.runtime.process.exitCode === null) {
-          void c.runtime.stop("SIGKILL").then(() => resolve());
-        }
-      });
-    });
-    const code = await new Promise<number | null>((resolve) => rollout.on("exit", resolve));
-    await killed;
+  it("a runtime killed during a rollout is flagged as superseded, and converges when it comes back; a second rollout meanwhile is refused", async () => {
+    const c = node("c");
+    const v2 = (await counterVersions()).c as string;
+    const loads = ["a", "b"].map((n) => startLoad({ url: `${node(n).runtime.url}/counter/incr`, clients: 2, maxDurationMs: 120_000 }));
+    // Back to v1 (it migrates v2's state down). The pause after the canary is when c dies.
+    const rollout = startRollout(["counter", V1, "--batch", "2", "--pause", "5000"]);
+    await rollout.seen(/canary\s+a\s+committed/);
+    await c.runtime.stop("SIGKILL");
+    // While it runs, another rollout of the same service is refused, not interleaved.
+    const second = await runCli(["fleet", "rollout", "counter", V2, "--nats", nats.url]);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/ERR_ROLLOUT_BUSY/);
+    const code = await rollout.exited;
     const results = await Promise.all(loads.map((l) => l.stop()));
-    console.log(stdout);
-    expect(code, stdout + stderr).toBe(0);
+    console.log(rollout.stdout());
+    expect(code, rollout.stdout() + rollout.stderr()).toBe(0);
     expectNoFailures(results);
-    expect(stdout).toMatch(/canary\s+a\s+committed/);
     // c was killed: skipped, not failed.
-    expect(stdout).toMatch(/c\s+skipped/);
-    expect(stdout).toMatch(/rollout completed: 2 on the new version, 0 failed, 1 skipped/);
+    expect(rollout.stdout()).toMatch(/batch 1\s+c\s+skipped/);
+    expect(rollout.stdout()).toMatch(/rollout completed: 2 on the new version, 0 failed, 1 skipped/);
 
     const view = await serviceView("counter");
     const v1 = view.desired?.version as string;
@@ -238,7 +266,7 @@ describe("the fleet", () => {
     expect(view.groups.find((g) => g.version === v1)?.nodes).toEqual(["a", "b"]);
 
     // c comes back on its own dataDir: at its committed v2 first, then converging to v1.
-    await startNode("c", true, c.dir);
+    await startNode("c", c.dir);
     await eventually(async () => {
       const versions = await counterVersions();
       if (versions.c !== v1) throw new Error(`c runs ${versions.c}`);
@@ -250,37 +278,42 @@ describe("the fleet", () => {
 
   it("a rollout goes on when the NATS server restarts in the middle of it", async () => {
     const loads = loadEverywhere();
-    const rollout = spawn(process.execPath, [join(ROOT, "bin", "molt.js"), "fleet", "rollout", "counter", V2, "--nats", nats.url], { cwd: ROOT });
-    let stdout = "";
-    let stderr = "";
-    rollout.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    let restarted: Promise<void> | undefined;
-    rollout.stdout.on("data", (d: Buffer) => {
-      stdout += d.toString();
-      if (restarted === undefined && /canary\s+a\s+committed/.test(stdout)) {
-        restarted = (async () => {
-          await nats.kill();
-          await new Promise((r) => setTimeout(r, 1000));
-          await nats.restart();
-        })();
-      }
-    });
-    const code = await new Promise<number | null>((resolve) => rollout.on("exit", resolve));
-    await restarted;
+    const rollout = startRollout(["counter", V2, "--batch", "2", "--pause", "4000"]);
+    await rollout.seen(/canary\s+a\s+committed/);
+    // Killed and started again during the pause after the canary.
+    await nats.kill();
+    await new Promise((r) => setTimeout(r, 1000));
+    await nats.restart();
+    const code = await rollout.exited;
     const results = await Promise.all(loads.map((l) => l.stop()));
-    console.log(stdout);
-    expect(code, stdout + stderr).toBe(0);
-    expect(stdout).toMatch(/lost the NATS connection/);
-    expect(stdout).toMatch(/rollout completed: 3 on the new version, 0 failed/);
+    console.log(rollout.stdout());
+    expect(code, rollout.stdout() + rollout.stderr()).toBe(0);
+    expect(rollout.stdout()).toMatch(/lost the NATS connection/);
+    expect(rollout.stdout()).toMatch(/rollout completed: 3 on the new version, 0 failed/);
     // Calls between the runtimes' own services never went through NATS: none failed.
     expectNoFailures(results);
-    await eventually(async () => {
-      const versions = await counterVersions();
-      const desired = (await fleetStatus()).desired.counter?.version;
-      if (!(versions.a === desired && versions.b === desired && versions.c === desired)) throw new Error(JSON.stringify(versions));
-    }, 20_000);
+    const desired = (await fleetStatus()).desired.counter?.version;
+    expect(await counterVersions()).toEqual({ a: desired, b: desired, c: desired });
     // Calls across runtimes work again after the server came back.
-    const where = await fetch(`${(nodes.get("a") as Node).runtime.url}/where`);
-    expect((await where.text()).split(" ")[0]).toBe("c");
+    await eventually(async () => {
+      const by = await answeredBy(`${node("a").runtime.url}/where`);
+      if (by !== "b" && by !== "c") throw new Error(by);
+    }, 10_000);
   }, 90_000);
+
+  it("Ctrl-C halts a rollout and takes the runtimes it swapped back; the fleet's decision stays as it was", async () => {
+    const before = await counterVersions();
+    const settled = (await fleetStatus()).desired.counter?.version;
+    const rollout = startRollout(["counter", V1, "--batch", "2", "--pause", "4000"]);
+    await rollout.seen(/canary\s+a\s+committed/);
+    rollout.kill("SIGINT");
+    const code = await rollout.exited;
+    console.log(rollout.stdout());
+    expect(code).toBe(1);
+    expect(rollout.stderr()).toMatch(/ERR_ROLLOUT_HALTED/);
+    expect(rollout.stdout()).toMatch(/rollback\s+a\s+committed/);
+    expect(await counterVersions()).toEqual(before);
+    const status = await fleetStatus();
+    expect(status.desired.counter).toMatchObject({ version: settled, state: "settled" });
+  }, 60_000);
 });

@@ -13,6 +13,8 @@ const V3 = "3".repeat(64);
 function node(name: string, version: string | null, live = true): SeenNode {
   return {
     node: name,
+    instance: name,
+    dataDir: "/d",
     pid: 1,
     host: "h",
     startedAt: "",
@@ -39,6 +41,7 @@ const desired = (version: string, rollout: string, state: DesiredRecord["state"]
   state,
   rollout,
   at: "",
+  lastSettled: null,
 });
 
 describe("fleet status", () => {

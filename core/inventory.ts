@@ -5,6 +5,7 @@
 // Writes happen after a swap's blackout, never during it.
 
 import { InventoryLog, type CompactionPolicy, type Frame } from "./inventory-log.ts";
+import { ErrorCode, MoltError } from "./errors.ts";
 import type { KernelLog } from "./log.ts";
 
 /** How a record came to be. */
@@ -57,8 +58,6 @@ export class Inventory {
   readonly #log: KernelLog | undefined;
   /** The records as they are written, per service. */
   readonly #records: Record<string, VersionRecord[]>;
-  /** The same records as callers get them: views that note each change (see #view). */
-  readonly #views: Record<string, VersionRecord[]> = {};
   /** Records changed since the last write, in the order of their first change: a new record follows its predecessor in a frame. */
   readonly #changed = new Set<VersionRecord>();
   /** The seq of the last frame written or replayed. */
@@ -69,7 +68,6 @@ export class Inventory {
     this.#records = records;
     this.#lastSeq = lastSeq;
     this.#log = log;
-    for (const [service, list] of Object.entries(records)) this.#views[service] = list.map((r) => this.#view(r));
   }
 
   /**
@@ -82,12 +80,13 @@ export class Inventory {
     return new Inventory(files, services, lastSeq, log);
   }
 
-  history(service: string): readonly VersionRecord[] {
-    return this.#views[service] ?? [];
+  /** Every record of a service, oldest first. Read-only: changes go through `update`, so that each reaches the log. */
+  history(service: string): readonly Readonly<VersionRecord>[] {
+    return this.#records[service] ?? [];
   }
 
   /** The record of the version running now (the last live one). */
-  current(service: string): VersionRecord | undefined {
+  current(service: string): Readonly<VersionRecord> | undefined {
     const records = this.history(service);
     for (let i = records.length - 1; i >= 0; i--) {
       const r = records[i] as VersionRecord;
@@ -103,7 +102,7 @@ export class Inventory {
    * or never started are passed over: going "back" to one of them would
    * redeploy a failure.
    */
-  previous(service: string): VersionRecord | undefined {
+  previous(service: string): Readonly<VersionRecord> | undefined {
     const records = this.history(service);
     const current = this.current(service);
     if (current === undefined) return undefined;
@@ -115,50 +114,35 @@ export class Inventory {
   }
 
   /** A recorded version by full id or unique prefix (as `molt history` prints it). */
-  find(service: string, version: string): VersionRecord | undefined {
+  find(service: string, version: string): Readonly<VersionRecord> | undefined {
     const matches = this.history(service).filter((r) => r.version.startsWith(version) && r.startedAt !== null);
     const ids = new Set(matches.map((r) => r.version));
     return ids.size === 1 ? matches[matches.length - 1] : undefined;
   }
 
   /** Appends a record for an attempt; returns it for later updates. */
-  add(record: Omit<VersionRecord, "seq">): VersionRecord {
+  add(record: Omit<VersionRecord, "seq">): Readonly<VersionRecord> {
     const records = (this.#records[record.service] ??= []);
+    // A copy: an object the caller goes on changing (a swap report's phases) changes the record only through `update`.
     const full: VersionRecord = structuredClone({ seq: records.length + 1, ...record });
     records.push(full);
-    const view = this.#view(full);
-    (this.#views[record.service] ??= []).push(view);
     this.#changed.add(full);
-    return view;
+    return full;
   }
 
-  /**
-   * Callers update records in place (swap.ts sets a record's outcome when
-   * its probation ends), and every change must reach the log. A view is the
-   * record behind a proxy that notes each assignment. Values are copied in,
-   * so an object the caller goes on mutating (the swap report's phases)
-   * changes the record only by being assigned again, which is noted too:
-   * what is in memory is always what replay rebuilds.
-   */
-  #view(record: VersionRecord): VersionRecord {
-    const changed = this.#changed;
-    return new Proxy(record, {
-      set(target, key, value: unknown): boolean {
-        changed.add(target);
-        return Reflect.set(target, key, typeof value === "object" && value !== null ? structuredClone(value) : value);
-      },
-      deleteProperty(target, key): boolean {
-        changed.add(target);
-        return Reflect.deleteProperty(target, key);
-      },
-    });
+  /** Changes fields of a record (its outcome when a probation ends, its phase times); written by the next `save`. */
+  update(record: Readonly<VersionRecord>, fields: Partial<Omit<VersionRecord, "seq" | "service" | "version">>): void {
+    const own = this.#records[record.service]?.[record.seq - 1];
+    if (own !== record) throw new MoltError(ErrorCode.INTERNAL, `inventory: ${record.service} #${record.seq} is not a record of this inventory`);
+    Object.assign(own, structuredClone(fields));
+    this.#changed.add(own);
   }
 
   /** Records an instance that has just gone live, replacing the running record of the service, if any. */
   live(
     instance: { service: string; versionId: string; meta: { semver: string; stateVersion: number } },
     fields: { entry: string; parent: string | null; via: Via; code?: string; message?: string },
-  ): VersionRecord {
+  ): Readonly<VersionRecord> {
     const now = new Date().toISOString();
     this.replaced(instance.service, now);
     return this.add({
@@ -177,7 +161,7 @@ export class Inventory {
   /** Marks the running record replaced, as of now. */
   replaced(service: string, at: string): void {
     const current = this.current(service);
-    if (current !== undefined) current.replacedAt = at;
+    if (current !== undefined) this.update(current, { replacedAt: at });
   }
 
   /**

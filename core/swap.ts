@@ -130,7 +130,7 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
     req.onPhase?.(p, report.phases[p] as number);
     mark = now;
   };
-  const record = (outcome: Outcome, fields: Partial<VersionRecord>, next: Instance | undefined): VersionRecord =>
+  const record = (outcome: Outcome, fields: Partial<VersionRecord>, next: Instance | undefined): Readonly<VersionRecord> =>
     inventory.add({
       service: slot.name,
       version: next?.versionId ?? req.bundle.hash,
@@ -233,7 +233,7 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
     report.error = { code: verdict.error.code, message: verdict.error.message, phase: Phase.COMMIT };
   }
   done(Phase.COMMIT);
-  committed.phases = report.phases;
+  inventory.update(committed, { phases: report.phases });
   saveQuietly(inventory, log);
   return report;
 }
@@ -322,9 +322,11 @@ async function probation(
         // The old version cannot take the newer state back: the new one keeps serving, marked.
         await next.start().catch(() => undefined);
         slot.mailbox.resume();
-        committed.outcome = Outcome.UNHEALTHY;
-        committed.code = error.code;
-        committed.message = `${error.message}; rollback impossible: ${toMoltError(err).message}`;
+        inventory.update(committed, {
+          outcome: Outcome.UNHEALTHY,
+          code: error.code,
+          message: `${error.message}; rollback impossible: ${toMoltError(err).message}`,
+        });
         old.dispose();
         if (back !== undefined) req.onSettled?.(next, back, next.meta.stateVersion);
         log.log("error", "probation failed and the old version cannot take the state back; keeping the new one", {
@@ -342,9 +344,7 @@ async function probation(
         via: Via.ROLLBACK,
         message: "automatic rollback after failed probation",
       });
-      committed.outcome = Outcome.PROBATION_FAILED;
-      committed.code = error.code;
-      committed.message = error.message;
+      inventory.update(committed, { outcome: Outcome.PROBATION_FAILED, code: error.code, message: error.message });
       next.dispose();
       req.onSettled?.(old, back, next.meta.stateVersion);
       log.log("warn", "probation failed; rolled back", { service: slot.name, error: error.message });

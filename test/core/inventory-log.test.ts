@@ -54,7 +54,7 @@ function swapTo(inventory: Inventory, service: string, n: number): VersionRecord
     blackoutMs: 0.61,
   });
   phases.commit = 12.5;
-  committed.phases = phases;
+  inventory.update(committed, { phases });
   return committed;
 }
 
@@ -77,7 +77,7 @@ describe("the inventory's log", () => {
     expect(lines).toEqual([]);
   });
 
-  it("keeps every update made to a record in place, including ones made between saves", async () => {
+  it("keeps every update made to a record, including ones made between saves", async () => {
     const dir = dataDir();
     const inventory = Inventory.open(dir);
     start(inventory, "counter");
@@ -96,14 +96,12 @@ describe("the inventory's log", () => {
           via: Via.ROLLBACK,
           message: "automatic rollback after failed probation",
         });
-        committed.outcome = Outcome.PROBATION_FAILED;
-        committed.code = "ERR_SWAP_PROBATION";
-        committed.message = "3 error(s) during probation";
+        inventory.update(committed, { outcome: Outcome.PROBATION_FAILED, code: "ERR_SWAP_PROBATION", message: "3 error(s) during probation" });
         void inventory.save();
       }
       if (n % 11 === 0) {
         await inventory.save();
-        delete committed.blackoutMs;
+        inventory.update(committed, { blackoutMs: n / 100 });
       }
     }
     await inventory.flush();
@@ -114,14 +112,14 @@ describe("the inventory's log", () => {
     expect(inventory.logFrames).toBeLessThan(100);
   });
 
-  it("does not let a caller's later change to an object it passed in escape the log", async () => {
+  it("does not let a caller's later change to an object it passed in reach the record", async () => {
     const dir = dataDir();
     const inventory = Inventory.open(dir);
     start(inventory, "counter");
     const phases: Record<string, number> = { prepare: 1 };
     const record = swapTo(inventory, "counter", 1);
-    record.phases = phases;
-    phases.commit = 99; // not assigned again: neither the record nor the log sees it
+    inventory.update(record, { phases });
+    phases.commit = 99; // not passed to update again: neither the record nor the log sees it
     await inventory.save();
     expect(inventory.current("counter")?.phases).toEqual({ prepare: 1 });
     expect(contents(reopen(dir).inventory)).toEqual(contents(inventory));

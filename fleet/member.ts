@@ -56,6 +56,8 @@ export class FleetMember implements RemoteServices {
   #nc: NatsConnection | undefined;
   #stores: FleetStores | undefined;
   readonly #subscriptions: Subscription[] = [];
+  /** One queue-group subscription per local service that is up. */
+  readonly #offered = new Map<string, Subscription>();
   /** Deliveries from other runtimes still running here. */
   readonly #inFlight = new Set<Promise<unknown>>();
   readonly #timers = new Set<NodeJS.Timeout>();
@@ -154,7 +156,7 @@ export class FleetMember implements RemoteServices {
     }
     const goodbye = async (): Promise<void> => {
       if (this.#disconnected) return;
-      await Promise.allSettled(this.#subscriptions.map((s) => s.drain()));
+      await Promise.allSettled([...this.#subscriptions, ...this.#offered.values()].map((s) => s.drain()));
       await Promise.allSettled([...this.#inFlight, this.#serial]);
       await this.#heartbeat(true).catch(() => undefined);
       await nc.drain().catch(() => undefined);
@@ -195,10 +197,7 @@ export class FleetMember implements RemoteServices {
       await nc.close();
       return;
     }
-    for (const { name } of this.#kernel.status()) {
-      const subject = Subject.service(name);
-      this.#subscriptions.push(nc.subscribe(subject, { queue: subject, callback: (err, msg) => void (err === null && this.#serve(name, msg)) }));
-    }
+    this.#offer(nc);
     this.#subscriptions.push(
       nc.subscribe(Subject.swap(this.node), { callback: (err, msg) => void (err === null && this.#onSwapRequest(msg)) }),
       nc.subscribe(Subject.desired, { callback: (err, msg) => void (err === null && this.#onDesired(msg)) }),
@@ -206,10 +205,34 @@ export class FleetMember implements RemoteServices {
     await nc.flush();
     await this.#heartbeat(false).catch(() => undefined);
     this.#log.log("info", "fleet: joined", { node: this.node, nats: this.#fleet.nats, services: this.#kernel.status().map((s) => s.name) });
-    this.#every(this.#fleet.heartbeatMs, 0.1, () => this.#heartbeat(false));
+    this.#every(this.#fleet.heartbeatMs, 0.1, async () => {
+      this.#offer(nc);
+      await this.#heartbeat(false);
+    });
     this.#every(this.#fleet.reconcileMs, 0.25, () => this.#reconcileAll());
     // A runtime that was down during a rollout converges as it comes up.
     this.#safely("reconciling", this.#reconcileAll());
+  }
+
+  /**
+   * Keeps this runtime in the queue group of each of its services that is
+   * up, and out of it while one is down (past its restart limit): a down
+   * service would otherwise take its share of the fleet's calls and fail
+   * them while other runtimes could answer. Checked at every heartbeat.
+   */
+  #offer(nc: NatsConnection): void {
+    if (this.#leaving) return;
+    for (const { name, state } of this.#kernel.status()) {
+      const offered = this.#offered.get(name);
+      if (state === "down" && offered !== undefined) {
+        offered.unsubscribe();
+        this.#offered.delete(name);
+        this.#log.log("warn", "fleet: service down, no longer answering for it", { node: this.node, service: name });
+      } else if (state !== "down" && offered === undefined) {
+        const subject = Subject.service(name);
+        this.#offered.set(name, nc.subscribe(subject, { queue: subject, callback: (err, msg) => void (err === null && this.#serve(name, msg)) }));
+      }
+    }
   }
 
   async #watchStatus(nc: NatsConnection): Promise<void> {

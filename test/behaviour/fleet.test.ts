@@ -38,7 +38,7 @@ interface ServiceViewJson {
 let nats: NatsServer;
 const nodes = new Map<string, Node>();
 
-/** Every runtime runs the gateway and the counter; "where" runs on b and c, "big" only on c. */
+/** Every runtime runs the gateway and the counter; "where" and "fragile" run on b and c, "big" only on c. */
 function config(name: string): string {
   const where = name === "b" || name === "c";
   const big = name === "c";
@@ -47,12 +47,13 @@ export default defineConfig({
   services: {
     gateway: {
       entry: ${JSON.stringify(join(ROOT, "services", "gateway", "index.ts"))},
-      bindings: { counter: "counter", where: "where", ghost: "ghost", big: "big" },
-      config: { routes: { "/counter": "counter", "/where": "where", "/ghost": "ghost", "/big": "big" } },
+      bindings: { counter: "counter", where: "where", ghost: "ghost", big: "big", fragile: "fragile" },
+      config: { routes: { "/counter": "counter", "/where": "where", "/ghost": "ghost", "/big": "big", "/fragile": "fragile" } },
     },
     counter: { entry: ${JSON.stringify(V1)} },
     ${where ? `where: { entry: ${JSON.stringify(join(FIXTURES, "fleet", "where.ts"))}, config: { node: ${JSON.stringify(name)} } },` : ""}
     ${big ? `big: { entry: ${JSON.stringify(join(FIXTURES, "fleet", "big.ts"))} },` : ""}
+    ${where ? `fragile: { entry: ${JSON.stringify(join(FIXTURES, "fleet", "fragile.ts"))}, config: { node: ${JSON.stringify(name)} }, limits: { memoryMb: 16 } },` : ""}
   },
   http: { port: 0, service: "gateway" },
   dataDir: "./data",
@@ -183,6 +184,24 @@ describe("the fleet", () => {
     expect(node("c").runtime.process.exitCode).toBeNull();
     expect(await answeredBy(`${node("a").runtime.url}/counter`)).toMatch(/^\d+/);
   });
+
+  it("a runtime whose service is down leaves that service's queue group: other runtimes' calls reach one that is up", async () => {
+    // c's fragile crashes past its restart limit (5 in 60 s) and is marked down.
+    await eventually(async () => {
+      const res = await fetch(`${node("c").runtime.url}/fragile/crash`);
+      const body = (await res.json()) as { error: { code: string } };
+      if (body.error.code !== "ERR_SERVICE_DOWN") throw new Error(body.error.code);
+    }, 30_000);
+    // Within a heartbeat c stops answering for it: every call from a reaches b.
+    await eventually(async () => {
+      const by = new Set<string>();
+      for (let i = 0; i < 20; i++) {
+        const res = await fetch(`${node("a").runtime.url}/fragile`);
+        by.add(res.status === 200 ? ((await res.text()).split(" ")[0] as string) : `${res.status}`);
+      }
+      expect([...by]).toEqual(["b"]);
+    }, 10_000);
+  }, 60_000);
 
   it("holds calls from other runtimes while the service they reach is swapped: none fails", async () => {
     // Clients on a reach "where" on b and c through NATS while it is rolled out on both.

@@ -33,21 +33,19 @@ const OLD_COMMIT = "cd58c3d7488db0300d538086266209cfbea28249";
 
 /** What both implementations offer and a swap uses. */
 interface Recorder {
-  current(service: string): VersionRecord | undefined;
-  add(record: Omit<VersionRecord, "seq">): VersionRecord;
+  current(service: string): Readonly<VersionRecord> | undefined;
+  add(record: Omit<VersionRecord, "seq">): Readonly<VersionRecord>;
+  update(record: Readonly<VersionRecord>, fields: Partial<VersionRecord>): void;
   replaced(service: string, at: string): void;
   save(): Promise<void>;
 }
 
-/** One committed swap, as swap.ts records it. Returns the wall and CPU ms it cost. */
-async function swap(inventory: Recorder, n: number): Promise<{ wall: number; cpu: number }> {
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
+/** Records swap number `n` going live, as swap.ts does; returns its record. */
+function commit(inventory: Recorder, n: number, phases: Record<string, number>): Readonly<VersionRecord> {
   const now = new Date().toISOString();
-  const phases: Record<string, number> = { prepare: 3.1, quiesce: 0.2, dump: 0.1, restore: 0.3, cutover: 0.01 };
   const parent = inventory.current("counter")?.version ?? null;
   inventory.replaced("counter", now);
-  const committed = inventory.add({
+  return inventory.add({
     service: "counter",
     version: `${n.toString(16).padStart(8, "0")}${"0".repeat(56)}`,
     semver: `1.${n}.0`,
@@ -62,9 +60,17 @@ async function swap(inventory: Recorder, n: number): Promise<{ wall: number; cpu
     phases,
     blackoutMs: 0.61,
   });
+}
+
+const PHASES = { prepare: 3.1, quiesce: 0.2, dump: 0.1, restore: 0.3, cutover: 0.01 };
+
+/** One committed swap, as swap.ts records it (two writes: at commit, then the phase times). Returns the wall and CPU ms it cost. */
+async function swap(inventory: Recorder, n: number): Promise<{ wall: number; cpu: number }> {
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const committed = commit(inventory, n, PHASES);
   await inventory.save();
-  phases.commit = 12.5;
-  committed.phases = phases;
+  inventory.update(committed, { phases: { ...PHASES, commit: 12.5 } });
   await inventory.save();
   const cpu = process.cpuUsage(cpu0);
   return { wall: performance.now() - t0, cpu: (cpu.user + cpu.system) / 1000 };
@@ -115,8 +121,15 @@ async function loadOldInventory(): Promise<{ open(dataDir: string): Recorder } |
       .replace(`from "./disk.ts"`, `from ${JSON.stringify(pathToFileURL(join(ROOT, "core/disk.ts")).href)}`)
       .replace(`from "./log.ts"`, `from ${JSON.stringify(pathToFileURL(join(ROOT, "core/log.ts")).href)}`),
   );
-  const module = (await import(pathToFileURL(path).href)) as { Inventory: { open(dataDir: string): Recorder } };
-  return module.Inventory;
+  type Old = Omit<Recorder, "update">;
+  const module = (await import(pathToFileURL(path).href)) as { Inventory: { open(dataDir: string): Old } };
+  // It had no update(): its callers changed records in place.
+  return {
+    open: (dataDir) =>
+      Object.assign(module.Inventory.open(dataDir), {
+        update: (record: Readonly<VersionRecord>, fields: Partial<VersionRecord>) => Object.assign(record, fields),
+      }),
+  };
 }
 
 async function measureOld(old: { open(dataDir: string): Recorder }, history: number): Promise<{ wall: number; cpu: number }> {
@@ -124,26 +137,7 @@ async function measureOld(old: { open(dataDir: string): Recorder }, history: num
   try {
     const inventory = old.open(dir);
     // The history as it stands after `history` swaps, built in memory and written once.
-    for (let n = 1; n < history - WINDOW / 2; n++) {
-      const now = new Date().toISOString();
-      const parent = inventory.current("counter")?.version ?? null;
-      inventory.replaced("counter", now);
-      inventory.add({
-        service: "counter",
-        version: `${n.toString(16).padStart(8, "0")}${"0".repeat(56)}`,
-        semver: `1.${n}.0`,
-        stateVersion: 1,
-        entry: "/srv/molt/services/counter/index.ts",
-        parent,
-        via: Via.SWAP,
-        requestedAt: now,
-        startedAt: now,
-        replacedAt: null,
-        outcome: Outcome.LIVE,
-        phases: { prepare: 3.1, quiesce: 0.2, dump: 0.1, restore: 0.3, cutover: 0.01, commit: 12.5 },
-        blackoutMs: 0.61,
-      });
-    }
+    for (let n = 1; n < history - WINDOW / 2; n++) commit(inventory, n, { ...PHASES, commit: 12.5 });
     await inventory.save();
     const samples: { wall: number; cpu: number }[] = [];
     for (let n = history - WINDOW / 2; n < history + WINDOW / 2; n++) samples.push(await swap(inventory, n));

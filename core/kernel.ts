@@ -183,6 +183,11 @@ export class Kernel {
     this.#router.useRemote(remote);
   }
 
+  /** The version id a service runs now, or null while it has no instance. */
+  running(service: string): string | null {
+    return this.#slot(service).instance?.versionId ?? null;
+  }
+
   /** True when a service of this name runs here. */
   has(service: string): boolean {
     return this.#slots.has(service);
@@ -335,8 +340,10 @@ export class Kernel {
 
   #lastSwap(service: string): VersionRecord | null {
     if (this.#started === undefined) return null;
-    const records = this.#started.inventory.history(service).filter((r) => r.via !== Via.START);
-    return records[records.length - 1] ?? null;
+    // From the end: the history grows with every swap and restart, status is asked for often.
+    const records = this.#started.inventory.history(service);
+    for (let i = records.length - 1; i >= 0; i--) if ((records[i] as VersionRecord).via !== Via.START) return records[i] as VersionRecord;
+    return null;
   }
 
   #slot(name: string): Slot {

@@ -447,7 +447,7 @@ export class FleetMember implements RemoteServices {
   }
 
   #running(service: string): string | null {
-    return this.#kernel.status().find((s) => s.name === service)?.version ?? null;
+    return this.#kernel.has(service) ? this.#kernel.running(service) : null;
   }
 
   #noteError(service: string, version: string, error: { code: string; message: string }): void {

@@ -4,6 +4,9 @@
 // Not part of `npm test`: it runs for minutes.
 //
 //   npm run soak                 (SOAK_SWAPS=2000 for a shorter run)
+//
+// It runs through bin/launch.js, as `molt run` does, so it measures the
+// allocator settings users get (MOLT_MALLOC=system for glibc's defaults).
 
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -64,32 +67,59 @@ const hostile = (async () => {
 })();
 
 const mb = (): number => Math.round(process.memoryUsage().rss / (1 << 20));
+// The host's own JS heap and its external memory, beside RSS: growth in RSS with both flat is native memory (V8 isolates, allocator).
+const heap = (): string => {
+  const m = process.memoryUsage();
+  return `heap ${String(Math.round(m.heapUsed / (1 << 20))).padStart(4)} MB  external ${String(Math.round(m.external / (1 << 20))).padStart(4)} MB`;
+};
+// The pace since the last line: a runtime that slows down as it ages shows here before it shows anywhere else.
+let mark = { at: performance.now(), swaps: 0, calls: 0 };
+let prepareMs: number[] = [];
+let blackoutMs: number[] = [];
+const median = (xs: number[]): string => (xs.length === 0 ? "-" : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!.toFixed(1));
+const pace = (swaps: number): string => {
+  const s = (performance.now() - mark.at) / 1000;
+  const text = `${((swaps - mark.swaps) / s).toFixed(1)} swaps/s  ${Math.round((calls - mark.calls) / s)} calls/s  prepare ${median(prepareMs)} ms  blackout ${median(blackoutMs)} ms`;
+  mark = { at: performance.now(), swaps, calls };
+  prepareMs = [];
+  blackoutMs = [];
+  return text;
+};
+// Host timers alive: every guest timer, deadline and probe is one, so a leak of any of them shows here.
+const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
 const line = (swaps: number): void =>
-  console.log(`swaps ${String(swaps).padStart(6)}  rss ${String(mb()).padStart(5)} MB  isolates ${liveIsolates()}  calls ${calls}  failed ${failed}  hostile rounds ${hostileRounds}`);
+  console.log(
+    `swaps ${String(swaps).padStart(6)}  rss ${String(mb()).padStart(5)} MB  ${heap()}  isolates ${liveIsolates()}  timers ${timers()}  calls ${calls}  failed ${failed}  hostile rounds ${hostileRounds}  ${pace(swaps)}`,
+  );
 
 // Warm up, then take the baseline.
 for (let i = 0; i < 20; i++) await kernel.swap("counter", join(FIX, `swap/counter-v${i % 2 === 0 ? 2 : 1}.ts`));
 global.gc?.();
-const before = { rss: mb(), isolates: liveIsolates() };
+const before = { rss: mb(), isolates: liveIsolates(), timers: timers() };
 line(0);
 let failedSwaps = 0;
 for (let i = 1; i <= SWAPS; i++) {
   const report = await kernel.swap("counter", join(FIX, `swap/counter-v${i % 2 === 0 ? 1 : 2}.ts`));
   if (report.outcome !== "committed") failedSwaps++;
+  prepareMs.push(report.phases.prepare ?? 0);
+  if (report.blackoutMs !== null) blackoutMs.push(report.blackoutMs);
   if (i % EVERY === 0) {
     global.gc?.();
     line(i);
   }
 }
+const timersUnderLoad = timers();
 running = false;
 await Promise.all([...load, hostile]);
 global.gc?.();
 await new Promise((r) => setTimeout(r, 500));
-const after = { rss: mb(), isolates: liveIsolates() };
+const after = { rss: mb(), isolates: liveIsolates(), timers: timersUnderLoad };
 const count = await kernel.call("counter", "get");
 console.log(`done: ${SWAPS} swaps (${failedSwaps} not committed), ${calls} calls answered, ${failed} failed`);
 console.log(`counter ${String(count)} after its increments; hostile rounds ${hostileRounds}`);
-console.log(`rss before ${before.rss} MB, after ${after.rss} MB; isolates before ${before.isolates}, after ${after.isolates}`);
+console.log(
+  `rss before ${before.rss} MB, after ${after.rss} MB; isolates before ${before.isolates}, after ${after.isolates}; timers under load before ${before.timers}, after ${after.timers}; timers once idle ${timers()}`,
+);
 await kernel.stop();
 console.log(`isolates after stop ${liveIsolates()}`);
 process.exit(failed === 0 && failedSwaps === 0 && after.isolates === before.isolates ? 0 : 1);

@@ -2,7 +2,7 @@
 // Starts one of molt's entry points (the CLI, the soak) in a child Node with
 // what molt needs and a user cannot be expected to pass: Node's
 // --no-node-snapshot flag (isolated-vm can crash without it), tsx for the
-// TypeScript sources, and the allocator settings below. The child is tied to
+// TypeScript sources, and the allocator setting chosen below. The child is tied to
 // this process through an IPC channel: if the launcher dies, even by SIGKILL,
 // the runtime goes with it instead of holding its ports as an orphan.
 //
@@ -10,11 +10,12 @@
 //
 // The allocator. Every swap creates and disposes a V8 isolate, and isolates
 // run on isolated-vm's threads; with glibc's defaults the freed memory stays
-// scattered through the threads' malloc arenas and resident memory climbs
+// scattered through the threads' malloc arenas, and resident memory climbs
 // with the number of swaps while nothing is leaked (ARCHITECTURE.md, "Memory
-// over many swaps"). A fixed mmap threshold keeps glibc from raising it as
-// blocks are freed, so large blocks keep going to mmap and back to the system
-// when freed. MOLT_MALLOC=system leaves the environment as it is.
+// over many swaps"). MOLT_MALLOC=compact fixes glibc's mmap threshold, so
+// large blocks keep going to mmap and back to the system when freed: memory
+// stays flat, but swaps under load run several times slower. The default,
+// "system", leaves glibc as it is.
 
 import { spawn } from "node:child_process";
 import { constants } from "node:os";
@@ -22,11 +23,11 @@ import { pathToFileURL } from "node:url";
 
 export const MMAP_THRESHOLD = "glibc.malloc.mmap_threshold=131072";
 
-/** The environment additions for MOLT_MALLOC ("tuned", the default, or "system"); throws on anything else. */
+/** The environment additions for MOLT_MALLOC ("system", the default, or "compact"); throws on anything else. */
 export function mallocEnv(env) {
-  const mode = env.MOLT_MALLOC ?? "tuned";
+  const mode = env.MOLT_MALLOC ?? "system";
   if (mode === "system") return {};
-  if (mode !== "tuned") throw new Error(`MOLT_MALLOC must be "tuned" or "system", not "${mode}"`);
+  if (mode !== "compact") throw new Error(`MOLT_MALLOC must be "system" or "compact", not "${mode}"`);
   const tunables = env.GLIBC_TUNABLES ?? "";
   // A threshold the user chose is theirs to keep.
   if (/(^|:)glibc\.malloc\.mmap_threshold=/.test(tunables)) return {};

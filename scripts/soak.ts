@@ -5,8 +5,8 @@
 //
 //   npm run soak                 (SOAK_SWAPS=2000 for a shorter run)
 //
-// It runs through bin/launch.js, as `molt run` does, so it measures the
-// allocator settings users get (MOLT_MALLOC=system for glibc's defaults).
+// It runs through bin/launch.js, as `molt` does, so it measures the allocator
+// users get: glibc's defaults, or MOLT_MALLOC=compact npm run soak.
 
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";

@@ -24,26 +24,30 @@ function launch(args: string[], env: Record<string, string | undefined> = {}): P
 }
 
 describe("mallocEnv", () => {
-  it("fixes glibc's mmap threshold by default", () => {
-    expect(mallocEnv({})).toEqual({ GLIBC_TUNABLES: MMAP_THRESHOLD });
-    expect(mallocEnv({ MOLT_MALLOC: "tuned" })).toEqual({ GLIBC_TUNABLES: MMAP_THRESHOLD });
+  it("leaves glibc's defaults by default and with MOLT_MALLOC=system", () => {
+    expect(mallocEnv({})).toEqual({});
+    expect(mallocEnv({ MOLT_MALLOC: "system" })).toEqual({});
+  });
+
+  it("fixes glibc's mmap threshold with MOLT_MALLOC=compact", () => {
+    expect(mallocEnv({ MOLT_MALLOC: "compact" })).toEqual({ GLIBC_TUNABLES: MMAP_THRESHOLD });
   });
 
   it("adds to the user's tunables and keeps a threshold the user chose", () => {
-    expect(mallocEnv({ GLIBC_TUNABLES: "glibc.malloc.arena_max=2" })).toEqual({ GLIBC_TUNABLES: `glibc.malloc.arena_max=2:${MMAP_THRESHOLD}` });
-    expect(mallocEnv({ GLIBC_TUNABLES: "glibc.malloc.mmap_threshold=65536" })).toEqual({});
-    expect(mallocEnv({ GLIBC_TUNABLES: "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=65536" })).toEqual({});
+    const env = { MOLT_MALLOC: "compact" };
+    expect(mallocEnv({ ...env, GLIBC_TUNABLES: "glibc.malloc.arena_max=2" })).toEqual({ GLIBC_TUNABLES: `glibc.malloc.arena_max=2:${MMAP_THRESHOLD}` });
+    expect(mallocEnv({ ...env, GLIBC_TUNABLES: "glibc.malloc.mmap_threshold=65536" })).toEqual({});
+    expect(mallocEnv({ ...env, GLIBC_TUNABLES: "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=65536" })).toEqual({});
   });
 
-  it("leaves the environment alone with MOLT_MALLOC=system and refuses anything else", () => {
-    expect(mallocEnv({ MOLT_MALLOC: "system" })).toEqual({});
+  it("refuses any other MOLT_MALLOC", () => {
     expect(() => mallocEnv({ MOLT_MALLOC: "jemalloc" })).toThrow(/MOLT_MALLOC/);
   });
 });
 
 describe("bin/launch.js", () => {
-  it("starts the script in a child Node with molt's flags, the caller's flags, its arguments and the tuned allocator", async () => {
-    const { code, stdout } = await launch(["--expose-gc", REPORT, "0", "a", "--b"], { GLIBC_TUNABLES: undefined, MOLT_MALLOC: undefined });
+  it("starts the script in a child Node with molt's flags, the caller's flags, its arguments and the allocator asked for", async () => {
+    const { code, stdout } = await launch(["--expose-gc", REPORT, "0", "a", "--b"], { GLIBC_TUNABLES: undefined, MOLT_MALLOC: "compact" });
     expect(code).toBe(0);
     const seen = JSON.parse(stdout) as { execArgv: string[]; args: string[]; tunables: string | null; launcher: string | null; gc: string };
     expect(seen.execArgv).toContain("--no-node-snapshot");
@@ -57,8 +61,8 @@ describe("bin/launch.js", () => {
     expect((await launch([REPORT, "7"])).code).toBe(7);
   });
 
-  it("gives glibc's defaults with MOLT_MALLOC=system", async () => {
-    const { code, stdout } = await launch([REPORT, "0"], { GLIBC_TUNABLES: undefined, MOLT_MALLOC: "system" });
+  it("gives glibc's defaults unless asked", async () => {
+    const { code, stdout } = await launch([REPORT, "0"], { GLIBC_TUNABLES: undefined, MOLT_MALLOC: undefined });
     expect(code).toBe(0);
     expect((JSON.parse(stdout) as { tunables: string | null }).tunables).toBeNull();
   });

@@ -14,7 +14,7 @@
 // with the number of swaps while nothing is leaked (ARCHITECTURE.md, "Memory
 // over many swaps"). MOLT_MALLOC=compact fixes glibc's mmap threshold, so
 // large blocks keep going to mmap and back to the system when freed: memory
-// stays flat, but swaps under load run several times slower. The default,
+// grows far less, but swaps under load run several times slower. The default,
 // "system", leaves glibc as it is.
 
 import { spawn } from "node:child_process";

@@ -14,10 +14,16 @@ const packr = new Packr({
   },
 });
 
-/** Encodes to an exact-size copy, since isolated-vm copies a view's whole underlying buffer. */
+/**
+ * Encodes to an exact-size copy, since isolated-vm copies a view's whole
+ * underlying buffer. On Node, msgpackr returns a Buffer that views its shared
+ * working buffer, and Buffer's `slice()` is a view too: a working buffer grown
+ * once by a large value (a cell's boot, a dump) would then be copied whole
+ * into the isolate on every call after it.
+ */
 export function encode(value: unknown): Uint8Array {
   try {
-    return packr.pack(value).slice();
+    return new Uint8Array(packr.pack(value));
   } catch (err) {
     if (err instanceof MoltError) throw err;
     throw new MoltError(ErrorCode.UNENCODABLE, `value cannot be encoded: ${(err as Error).message}`, { cause: err });

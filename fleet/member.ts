@@ -512,7 +512,8 @@ function stableNodeId(dataDir: string): string {
 
 /** An exact-size copy: isolated-vm copies a view's whole underlying buffer. */
 function exact(bytes: Uint8Array): Uint8Array {
-  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
+  // Not `slice()`: on a Node Buffer that is a view too.
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : new Uint8Array(bytes);
 }
 
 function delay(ms: number): Promise<void> {

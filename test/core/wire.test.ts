@@ -1,0 +1,26 @@
+// The kernel's side of the wire format: what it hands to isolated-vm must
+// be exact-size, because isolated-vm copies a view's whole underlying buffer.
+
+import { describe, expect, it } from "vitest";
+import { decode, encode, encodeRequest } from "../../core/wire.ts";
+
+const exact = (bytes: Uint8Array): boolean => bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+
+describe("encode", () => {
+  it("returns bytes that own their buffer, also after a large value grew the encoder's working buffer", () => {
+    expect(exact(encode({ small: 1 }))).toBe(true);
+    const big = encode({ blob: "x".repeat(4 << 20) });
+    expect(exact(big)).toBe(true);
+    const small = encodeRequest("incr", 1);
+    expect(exact(small)).toBe(true);
+    expect(small.buffer.byteLength).toBeLessThan(64);
+    expect(decode(small)).toEqual([expect.any(Number), "incr", 1]);
+  });
+
+  it("returns a copy: a later encode does not change earlier bytes", () => {
+    const first = encode(["first", 1]);
+    const before = Array.from(first);
+    for (let i = 0; i < 1000; i++) encode(["later", i, "y".repeat(100)]);
+    expect(Array.from(first)).toEqual(before);
+  });
+});

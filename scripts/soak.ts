@@ -5,8 +5,7 @@
 //
 //   npm run soak                 (SOAK_SWAPS=2000 for a shorter run)
 //
-// It runs through bin/launch.js, as `molt` does, so it measures the allocator
-// users get: glibc's defaults, or MOLT_MALLOC=compact npm run soak.
+// It runs through bin/launch.js, as `molt` does.
 
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";

@@ -16,10 +16,11 @@ const packr = new Packr({
 
 /**
  * Encodes to an exact-size copy, since isolated-vm copies a view's whole
- * underlying buffer. On Node, msgpackr returns a Buffer that views its shared
- * working buffer, and Buffer's `slice()` is a view too: a working buffer grown
- * once by a large value (a cell's boot, a dump) would then be copied whole
- * into the isolate on every call after it.
+ * underlying buffer. On Node, msgpackr returns a Buffer that views its
+ * working buffer (one for the whole process, shared by every Packr), and
+ * Buffer's `slice()` is a view too: a working buffer grown once by any large
+ * value (a cell's boot frame, a dump) would then be copied whole into the
+ * isolate on every call after it.
  */
 export function encode(value: unknown): Uint8Array {
   try {

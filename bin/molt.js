@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The installed `molt` command: the CLI, started by the launcher (launch.js)
-// in a child Node with the flags and allocator settings molt needs.
+// in a child Node with the flags molt needs.
 
 import { fileURLToPath } from "node:url";
 import { launch } from "./launch.js";

@@ -56,6 +56,17 @@ export async function bootIsolate(spec: BootSpec, bridge: InstanceBridge, runtim
   }
 }
 
+/**
+ * Bytes that own their whole buffer. isolated-vm copies a view's entire
+ * underlying buffer into the isolate, so a small message that views a large
+ * buffer (msgpackr's working buffer, a pooled Buffer's slab, a file read
+ * whole) would cost the large copy on every crossing. Everything that enters
+ * an isolate passes here; exact-size bytes pass as they are.
+ */
+export function own(bytes: Uint8Array): Uint8Array {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : new Uint8Array(bytes);
+}
+
 class IsolateInstance implements Instance {
   readonly service: string;
   readonly versionId: string;
@@ -93,7 +104,7 @@ class IsolateInstance implements Instance {
     const origin = performance.now();
     const bytes = (value: unknown): Uint8Array => (value instanceof Uint8Array ? value : new Uint8Array(0));
     const refs = [
-      new ivm.Reference(async (binding: unknown, request: unknown) => bridge.call(String(binding), bytes(request))),
+      new ivm.Reference(async (binding: unknown, request: unknown) => own(await bridge.call(String(binding), bytes(request)))),
       new ivm.Reference((binding: unknown, request: unknown) => bridge.send(String(binding), bytes(request))),
       new ivm.Reference((level: unknown, text: unknown) => bridge.console(String(level), String(text))),
       new ivm.Reference((op: unknown, id: unknown, ms: unknown, repeat: unknown) =>
@@ -101,7 +112,7 @@ class IsolateInstance implements Instance {
       ),
       new ivm.Reference((n: unknown) => new Uint8Array(randomBytes(Math.min(Math.max(Number(n) || 0, 0), 65536)))),
       new ivm.Reference(() => performance.now() - origin),
-      new ivm.Reference(async (request: unknown) => bridge.fetch(bytes(request))),
+      new ivm.Reference(async (request: unknown) => own(await bridge.fetch(bytes(request)))),
       new ivm.Reference((text: unknown) => bridge.stdout(String(text))),
     ];
     const info = {
@@ -157,7 +168,7 @@ class IsolateInstance implements Instance {
   async deliver(kind: DeliveryKind, request: Uint8Array): Promise<Uint8Array | undefined> {
     const dispatch = this.#live(this.#dispatch);
     const reply = await this.#guard(`message to ${this.service}`, undefined, (timeout) =>
-      dispatch.apply(undefined, [kind, request], {
+      dispatch.apply(undefined, [kind, own(request)], {
         arguments: { copy: true },
         result: { promise: true, copy: true },
         timeout,
@@ -193,7 +204,7 @@ class IsolateInstance implements Instance {
   async #controlOp(op: string, bytes?: Uint8Array, fromStateVersion?: number, timeoutMs?: number): Promise<unknown> {
     const control = this.#live(this.#control);
     const reply = await this.#guard(`${op} of ${this.service}`, timeoutMs, (timeout) =>
-      control.apply(undefined, bytes === undefined ? [op] : [op, bytes, fromStateVersion], {
+      control.apply(undefined, bytes === undefined ? [op] : [op, own(bytes), fromStateVersion], {
         arguments: { copy: true },
         result: { promise: true, copy: true },
         timeout,

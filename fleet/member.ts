@@ -115,7 +115,7 @@ export class FleetMember implements RemoteServices {
     h.set(Header.from, this.node);
     try {
       const reply = await nc.request(subject, request, { timeout: timeoutMs, headers: h });
-      return exact(reply.data);
+      return reply.data;
     } catch (err) {
       return encodeErrorReply(requestFailure(err, subject, timeoutMs));
     }
@@ -252,7 +252,7 @@ export class FleetMember implements RemoteServices {
   #serve(service: string, msg: Msg): void {
     const kind = msg.headers?.get(Header.kind) === "send" ? "send" : "call";
     const delivery = this.#kernel
-      .deliver(service, kind, exact(msg.data))
+      .deliver(service, kind, msg.data)
       .then(
         (reply) => {
           if (kind === "call" && reply !== undefined) this.#respond(msg, reply, service);
@@ -508,12 +508,6 @@ function stableNodeId(dataDir: string): string {
   const id = `${host}-${randomBytes(3).toString("hex")}`;
   writeAtomic(path, `${id}\n`);
   return id;
-}
-
-/** An exact-size copy: isolated-vm copies a view's whole underlying buffer. */
-function exact(bytes: Uint8Array): Uint8Array {
-  // Not `slice()`: on a Node Buffer that is a view too.
-  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : new Uint8Array(bytes);
 }
 
 function delay(ms: number): Promise<void> {

@@ -1,11 +1,11 @@
 // The commands that talk to a running runtime: swap, rollback, status,
-// history, snapshot. Human output by default, --json for scripts.
+// history, snapshot, restart. Human output by default, --json for scripts.
 
 import { resolve } from "node:path";
 import { shortId } from "../core/bundle.ts";
 import { ErrorCode, MoltError } from "../core/errors.ts";
 import type { VersionRecord } from "../core/inventory.ts";
-import type { ServiceStatus } from "../core/kernel.ts";
+import type { RestartResult, ServiceStatus, SnapshotResult } from "../core/kernel.ts";
 import type { SwapReport } from "../core/swap.ts";
 import { connect } from "./client.ts";
 
@@ -16,12 +16,14 @@ export interface CommonOptions {
 
 const out = (line = ""): void => void process.stdout.write(`${line}\n`);
 
-/** `molt swap <service> <entry>`: exits 0 when committed or unchanged, 1 otherwise. */
-export async function swapCommand(service: string, entry: string, options: CommonOptions): Promise<number> {
+/** `molt swap <service> <entry> [--fresh-state]`: exits 0 when committed or unchanged, 1 otherwise. */
+export async function swapCommand(service: string, entry: string, options: CommonOptions & { freshState?: boolean }): Promise<number> {
   const client = await connect(options.config);
   const absolute = resolve(process.cwd(), entry);
-  if (!options.json) out(`swap ${service} → ${entry}`);
-  return reportSwap(await streamSwap(client.stream, `/v1/services/${encodeURIComponent(service)}/swap`, { entry: absolute }, options), options);
+  const freshState = options.freshState === true;
+  if (!options.json) out(`swap ${service} → ${entry}${freshState ? " (fresh state: the current state is dropped)" : ""}`);
+  const body = freshState ? { entry: absolute, freshState } : { entry: absolute };
+  return reportSwap(await streamSwap(client.stream, `/v1/services/${encodeURIComponent(service)}/swap`, body, options), options);
 }
 
 /** `molt rollback <service> [--to <version>]` */
@@ -67,6 +69,7 @@ function reportSwap(report: SwapReport, options: CommonOptions): number {
       break;
     case "committed":
       out(`committed: ${report.service} ${from} → ${to}, stateVersion ${report.from.stateVersion} → ${report.to?.stateVersion}, blackout ${fmtMs(report.blackoutMs)}`);
+      if (report.freshState === true) out("state: fresh from init (the previous state was dropped)");
       out(`version ${report.to?.version}`);
       break;
     default:
@@ -126,14 +129,26 @@ export async function historyCommand(service: string, options: CommonOptions): P
   return 0;
 }
 
-/** `molt snapshot [service]` */
+/** `molt snapshot [service]`: every service is tried; exits 1 if any failed, after printing each failure. */
 export async function snapshotCommand(service: string | undefined, options: CommonOptions): Promise<number> {
   const client = await connect(options.config);
-  const { result } = (await client.post("/v1/snapshot", service === undefined ? {} : { service })) as {
-    result: { service: string; version: string; stateVersion: number; bytes: number }[];
-  };
+  const { result } = (await client.post("/v1/snapshot", service === undefined ? {} : { service })) as { result: SnapshotResult[] };
+  const failed = result.filter((s) => "error" in s);
   if (options.json) out(JSON.stringify({ snapshots: result }));
-  else for (const s of result) out(`snapshot ${s.service} ${shortId(s.version)} stateVersion ${s.stateVersion}: ${s.bytes} bytes`);
+  for (const s of result) {
+    if ("error" in s) process.stderr.write(`molt: ${s.error.code}: snapshot of ${s.service} failed: ${s.error.message}\n`);
+    else if (!options.json) out(`snapshot ${s.service} ${shortId(s.version)} stateVersion ${s.stateVersion}: ${s.bytes} bytes`);
+  }
+  return failed.length === 0 ? 0 : 1;
+}
+
+/** `molt restart <service>`: exits 0 when the service runs afterwards (restarted or already running). */
+export async function restartCommand(service: string, options: CommonOptions): Promise<number> {
+  const client = await connect(options.config);
+  const { result } = (await client.post(`/v1/services/${encodeURIComponent(service)}/restart`, {})) as { result: RestartResult };
+  if (options.json) out(JSON.stringify(result));
+  else if (result.restarted) out(`restarted: ${result.service} runs ${shortId(result.version)} again`);
+  else out(`running: ${result.service} already runs ${shortId(result.version)}; nothing to do`);
   return 0;
 }
 

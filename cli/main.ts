@@ -3,7 +3,7 @@
 
 import { parseArgs } from "node:util";
 import { MoltError } from "../core/errors.ts";
-import { historyCommand, rollbackCommand, snapshotCommand, statusCommand, swapCommand } from "./commands.ts";
+import { historyCommand, restartCommand, rollbackCommand, snapshotCommand, statusCommand, swapCommand } from "./commands.ts";
 import { fleetCommand } from "./fleet.ts";
 import { run } from "./run.ts";
 
@@ -14,9 +14,11 @@ Usage: molt <command> [options]
 Commands:
   run [config]                      start the runtime from a config file
   swap <service> <entry>            hot-swap a running service to the code at <entry>
+                                    (--fresh-state: start it from init, dropping its state)
   rollback <service> [--to <ver>]   swap back to the previous (or a named) version
   status [--json]                   every service: version, stateVersion, uptime, queue, last swap
   history <service> [--json]        every version of a service: parent, when, outcome, blackout
+  restart <service>                 bring back a service its supervisor gave up on
   snapshot [service]                write a snapshot of one service, or of all, now
   fleet rollout <service> <entry>   roll a new version out across a fleet of runtimes (--nats <url>)
   fleet status                      every runtime of a fleet and the versions it runs (--nats <url>)
@@ -37,13 +39,21 @@ committed version from its last snapshot. SIGINT or SIGTERM stops accepting
 connections, lets every request in flight finish, runs each service's stop
 hook, snapshots every service, and exits 0.
 `,
-  swap: `Usage: molt swap <service> <entry> [--config <path>] [--json]
+  swap: `Usage: molt swap <service> <entry> [--fresh-state] [--config <path>] [--json]
 
 Replaces a running service with the code at <entry> while the runtime serves:
 prepare, quiesce, dump, restore, cutover, commit, each printed with its
 duration as it ends, then the blackout (mailbox paused → resumed) and the new
 version id. Any failure rolls back to the running version with its state;
 the command then exits 1 and prints the error code.
+
+<entry> and every file its bundle reads must be inside admin.allowedRoots
+(by real path: a symlink that leads outside does not count as inside), or
+the swap is refused with ERR_PERMISSION and nothing changes.
+
+--fresh-state  the escape hatch for a service whose state cannot be dumped
+               (ERR_SWAP_DUMP): the new version starts from its init, the
+               old state is dropped, and the inventory records that it was.
 `,
   rollback: `Usage: molt rollback <service> [--to <version>] [--config <path>] [--json]
 
@@ -94,7 +104,17 @@ reconcile (fleet.reconcileMs).
 `,
   snapshot: `Usage: molt snapshot [service] [--config <path>] [--json]
 
-Writes a snapshot of one service (or of every service) to dataDir now.
+Writes a snapshot of one service (or of every service) to dataDir now. One
+service's failure does not stop the others': each failure is printed with
+its error code, and the command then exits 1.
+`,
+  restart: `Usage: molt restart <service> [--config <path>] [--json]
+
+Brings back a service that is down because it died more often than the
+restart policy allows (restart.maxRestarts in restart.windowMs): a new
+instance of the version it ran, from its last snapshot (or init). A service
+that is running is left as it is. Exits 0 in both cases, 1 with
+ERR_NO_SERVICE for an unknown service or the code of a failed start.
 `,
 };
 
@@ -117,6 +137,7 @@ async function main(argv: string[]): Promise<number> {
       "max-failures": { type: "string" },
       pause: { type: "string" },
       force: { type: "boolean" },
+      "fresh-state": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -126,7 +147,8 @@ async function main(argv: string[]): Promise<number> {
     return command === undefined && values.help !== true ? 1 : 0;
   }
   if (values.help === true) {
-    const help = HELP[command];
+    // An own key only: `molt __proto__ --help` is no command.
+    const help = Object.hasOwn(HELP, command) ? HELP[command] : undefined;
     process.stdout.write(help ?? USAGE);
     return help === undefined ? 1 : 0;
   }
@@ -139,8 +161,8 @@ async function main(argv: string[]): Promise<number> {
       await run(values.config ?? rest[0]);
       return -1;
     case "swap":
-      need(2, "swap <service> <entry>");
-      return swapCommand(rest[0] as string, rest[1] as string, common);
+      need(2, "swap <service> <entry> [--fresh-state]");
+      return swapCommand(rest[0] as string, rest[1] as string, { ...common, freshState: values["fresh-state"] === true });
     case "rollback":
       need(1, "rollback <service> [--to <version>]");
       return rollbackCommand(rest[0] as string, values.to, common);
@@ -151,6 +173,9 @@ async function main(argv: string[]): Promise<number> {
       return historyCommand(rest[0] as string, common);
     case "snapshot":
       return snapshotCommand(rest[0], common);
+    case "restart":
+      need(1, "restart <service>");
+      return restartCommand(rest[0] as string, common);
     case "fleet":
       return fleetCommand(rest[0], rest.slice(1), {
         nats: values.nats,

@@ -3,7 +3,7 @@
 
 import { join } from "node:path";
 import { AdminServer, adminToken } from "../core/admin.ts";
-import { findConfig, loadConfig } from "../core/config.ts";
+import { DEFAULTS, findConfig, loadConfig } from "../core/config.ts";
 import { writeAtomic } from "../core/disk.ts";
 import { HttpIngress } from "../core/http-ingress.ts";
 import { Kernel } from "../core/kernel.ts";
@@ -56,14 +56,19 @@ export async function run(configArg: string | undefined): Promise<void> {
     process.exit(0);
   };
 
+  // A bad admin token refuses the start before any service has started.
+  const token = config.admin === null ? undefined : adminToken(config.dataDir);
   try {
     await kernel.start();
     if (config.http !== null) {
-      ingress = new HttpIngress(config.http, (service, method, payload) => kernel.call(service, method, payload));
+      const answering = config.services[config.http.service];
+      // The answering service's own message limit bounds what it may answer over HTTP too.
+      const maxReplyBytes = answering?.limits.maxMessageBytes ?? DEFAULTS.maxMessageBytes;
+      ingress = new HttpIngress({ ...config.http, maxReplyBytes }, (service, method, payload) => kernel.call(service, method, payload));
       await ingress.listen();
     }
-    if (config.admin !== null) {
-      admin = new AdminServer(kernel, { ...config.admin, token: adminToken(config.dataDir) });
+    if (config.admin !== null && token !== undefined) {
+      admin = new AdminServer(kernel, { ...config.admin, token });
       await admin.listen();
       // With port 0 the CLI cannot know the port from the config: it reads it here.
       writeAtomic(join(config.dataDir, "admin.json"), `${JSON.stringify({ url: admin.url, pid: process.pid })}\n`);

@@ -8,44 +8,45 @@
 //   GET  /v1/events                         server-sent events: a tick a second, each swap as it ends
 //   GET  /v1/status                         every service, its version and queue
 //   GET  /v1/services/:name/history         the inventory of one service
-//   POST /v1/services/:name/swap            { entry }         → NDJSON progress, then the report
-//   POST /v1/services/:name/rollback        { to? }           → NDJSON progress, then the report
-//   POST /v1/snapshot                       { service? }      → what was written
+//   POST /v1/services/:name/swap            { entry, freshState? } → NDJSON progress, then the report
+//   POST /v1/services/:name/rollback        { to? }                → NDJSON progress, then the report
+//   POST /v1/services/:name/restart         {}                     → { result: { service, version, restarted } }
+//   POST /v1/snapshot                       { service? }           → what was written, and what failed, per service
+//
+// A web page in the operator's browser can reach 127.0.0.1 too, so every
+// request is checked before it is routed:
+// - the Host header must name this machine's loopback (127.0.0.1, localhost,
+//   [::1]) or the configured admin.host, any port, or the answer is 421
+//   ERR_PERMISSION: a DNS-rebinding page (Host: evil.example) reads nothing;
+// - a write whose Origin header is present must come from the admin port's
+//   own origin (403 ERR_PERMISSION otherwise);
+// - a write needs the token (401 ERR_UNAUTHORIZED), which is never empty;
+// - and Content-Type: application/json (415 ERR_BAD_REQUEST otherwise),
+//   which a page cannot send cross-origin without a CORS preflight that
+//   this server never grants.
 
-import { randomBytes, timingSafeEqual } from "node:crypto";
-import { chmodSync, existsSync, readFileSync, statSync } from "node:fs";
+import { timingSafeEqual } from "node:crypto";
+import { realpathSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { isAbsolute, join, relative, resolve } from "node:path";
+import { isAbsolute, resolve } from "node:path";
+import { bundleService, isInside, realRoot } from "./bundle.ts";
 import { isDashboardPath, serveDashboard } from "./dashboard.ts";
-import { writeAtomic } from "./disk.ts";
 import { ErrorCode, MoltError, toMoltError } from "./errors.ts";
 import type { Kernel } from "./kernel.ts";
 import type { Phase, SwapReport } from "./swap.ts";
 
+export { adminToken, checkToken, readAdminToken, tokenPath } from "./admin-token.ts";
+
 const MAX_BODY = 64 * 1024;
-
-/** The admin token of a dataDir, created on first use with mode 0600. */
-export function adminToken(dataDir: string): string {
-  const path = tokenPath(dataDir);
-  if (existsSync(path)) {
-    if ((statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
-    return readFileSync(path, "utf8").trim();
-  }
-  const token = randomBytes(32).toString("hex");
-  writeAtomic(path, `${token}\n`, { mode: 0o600 });
-  return token;
-}
-
-export function tokenPath(dataDir: string): string {
-  return join(dataDir, "admin.token");
-}
+/** The host names that always mean this machine's loopback, as a Host header or URL spells them. */
+const LOOPBACK_NAMES = ["127.0.0.1", "localhost", "[::1]"];
 
 export interface AdminOptions {
   port: number;
   host: string;
   token: string;
-  /** Folders a swap's entry must be inside. */
+  /** Folders a swap's entry, and every file its bundle reads, must be inside (by real path). */
   allowedRoots: string[];
 }
 
@@ -54,13 +55,23 @@ export class AdminServer {
   readonly #options: AdminOptions;
   readonly #server: Server;
   readonly #token: Buffer;
+  /** Host names (lower case, IPv6 in brackets) this server answers to. */
+  readonly #hosts: Set<string>;
 
   constructor(kernel: Kernel, options: AdminOptions) {
+    // An empty token compared equal to an empty Authorization: it must never get this far.
+    if (options.token === "") throw new MoltError(ErrorCode.CONFIG, "the admin token is empty");
     this.#kernel = kernel;
     this.#options = options;
     this.#token = Buffer.from(options.token);
-    this.#server = createServer((req, res) => {
-      this.#handle(req, res).catch((err: unknown) => send(res, 500, { error: toMoltError(err).toJSON() }));
+    const configured = options.host.toLowerCase();
+    this.#hosts = new Set([...LOOPBACK_NAMES, configured.includes(":") ? `[${configured}]` : configured]);
+    // Node would answer a request without Host with a bare 400 itself; the check below answers it with a code.
+    this.#server = createServer({ requireHostHeader: false }, (req, res) => {
+      this.#handle(req, res).catch((err: unknown) => {
+        if (res.headersSent) res.end();
+        else send(res, 500, { error: toMoltError(err).toJSON() });
+      });
     });
   }
 
@@ -87,53 +98,74 @@ export class AdminServer {
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? "/", "http://admin");
-    const parts = url.pathname.split("/").filter(Boolean);
+    const host = this.#host(req.headers.host);
+    if (host === undefined) {
+      return fail(res, 421, ErrorCode.PERMISSION, "the admin API answers only to Host 127.0.0.1, localhost, [::1] or admin.host");
+    }
+    // The raw target, not a URL parsed against a base: "//x/metrics" must not become "/metrics".
+    const target = req.url ?? "/";
+    if (!target.startsWith("/")) return fail(res, 400, ErrorCode.BAD_REQUEST, "the request target must be a path");
+    const query = target.indexOf("?");
+    const pathname = query < 0 ? target : target.slice(0, query);
+    const parts = pathname.split("/").filter((part) => part !== "");
     const method = req.method ?? "GET";
 
-    if (method === "GET" && url.pathname === "/metrics") {
+    if (method === "GET" && pathname === "/metrics") {
       const body = await this.#kernel.metrics.text();
       res.writeHead(200, { "content-type": this.#kernel.metrics.registry.contentType });
       res.end(body);
       return;
     }
-    if (method === "GET" && url.pathname === "/v1/events") return this.#events(req, res);
-    if (method === "GET" && isDashboardPath(url.pathname)) return serveDashboard(url.pathname, res);
-    if (method === "GET" && url.pathname === "/v1/status") {
+    if (method === "GET" && pathname === "/v1/events") return this.#events(req, res);
+    if (method === "GET" && isDashboardPath(pathname)) return serveDashboard(pathname, res);
+    if (method === "GET" && pathname === "/v1/status") {
       return send(res, 200, { services: this.#kernel.status() });
     }
     if (method === "GET" && parts.length === 4 && parts[0] === "v1" && parts[1] === "services" && parts[3] === "history") {
-      const service = decodeURIComponent(parts[2] as string);
-      if (this.#kernel.config.services[service] === undefined) return fail(res, 404, ErrorCode.NO_SERVICE, `no service named "${service}"`);
+      const service = this.#service(res, parts[2]);
+      if (service === undefined) return;
       return send(res, 200, { service, records: this.#kernel.inventory.history(service) });
     }
-    if (method !== "POST") return fail(res, 404, ErrorCode.ADMIN, `no ${method} ${url.pathname}`);
+    if (method !== "POST") return fail(res, 404, ErrorCode.ADMIN, `no ${method} ${pathname}`);
+    if (!this.#sameOrigin(req.headers.origin, host.port)) {
+      return fail(res, 403, ErrorCode.PERMISSION, "write calls are accepted only from the admin port's own origin");
+    }
     if (!this.#authorized(req)) return fail(res, 401, ErrorCode.UNAUTHORIZED, "write calls need the bearer token from dataDir/admin.token");
+    if (!isJson(req.headers["content-type"])) return fail(res, 415, ErrorCode.BAD_REQUEST, "write calls need Content-Type: application/json");
 
     const body = await readJson(req);
     if (body instanceof MoltError) return fail(res, 400, body.code, body.message);
 
-    if (url.pathname === "/v1/snapshot") {
-      const service = body.service;
+    if (pathname === "/v1/snapshot") {
+      const service = own(body, "service");
       if (service !== undefined && typeof service !== "string") return fail(res, 400, ErrorCode.BAD_MESSAGE, "service must be a string");
       return this.#run(res, () => this.#kernel.snapshot(service));
     }
-    if (parts.length === 4 && parts[0] === "v1" && parts[1] === "services" && (parts[3] === "swap" || parts[3] === "rollback")) {
-      const service = decodeURIComponent(parts[2] as string);
-      if (this.#kernel.config.services[service] === undefined) return fail(res, 404, ErrorCode.NO_SERVICE, `no service named "${service}"`);
-      if (parts[3] === "swap") {
-        const entry = body.entry;
-        if (typeof entry !== "string" || !isAbsolute(entry)) return fail(res, 400, ErrorCode.BAD_MESSAGE, "entry must be an absolute path");
-        if (!this.#allowed(entry)) {
-          return fail(res, 403, ErrorCode.PERMISSION, `${entry} is outside the allowed source roots (${this.#options.allowedRoots.join(", ")})`);
-        }
-        return this.#progress(res, (onPhase) => this.#kernel.swap(service, entry, { onPhase }));
-      }
-      const to = body.to;
+    if (parts.length === 4 && parts[0] === "v1" && parts[1] === "services" && ["swap", "rollback", "restart"].includes(parts[3] as string)) {
+      const service = this.#service(res, parts[2]);
+      if (service === undefined) return;
+      if (parts[3] === "swap") return this.#swap(res, service, body);
+      if (parts[3] === "restart") return this.#run(res, () => this.#kernel.restart(service));
+      const to = own(body, "to");
       if (to !== undefined && typeof to !== "string") return fail(res, 400, ErrorCode.BAD_MESSAGE, "to must be a version id");
       return this.#progress(res, (onPhase) => this.#kernel.rollback(service, to, { onPhase }));
     }
-    return fail(res, 404, ErrorCode.ADMIN, `no ${method} ${url.pathname}`);
+    return fail(res, 404, ErrorCode.ADMIN, `no ${method} ${pathname}`);
+  }
+
+  async #swap(res: ServerResponse, service: string, body: Record<string, unknown>): Promise<void> {
+    const entry = own(body, "entry");
+    if (typeof entry !== "string" || !isAbsolute(entry)) return fail(res, 400, ErrorCode.BAD_MESSAGE, "entry must be an absolute path");
+    const freshState = own(body, "freshState");
+    if (freshState !== undefined && typeof freshState !== "boolean") return fail(res, 400, ErrorCode.BAD_MESSAGE, "freshState must be true or false");
+    if (!this.#allowed(entry)) {
+      return fail(res, 403, ErrorCode.PERMISSION, `${entry} is outside the allowed source roots (${this.#options.allowedRoots.join(", ")})`);
+    }
+    // Every file the bundle reads must be inside the roots too (an import, a
+    // re-export, a symlink on the way): the kernel bundles with that check,
+    // before anything changes, and refuses with ERR_PERMISSION.
+    const allowedRoots = this.#options.allowedRoots;
+    return this.#progress(res, (onPhase) => this.#kernel.swap(service, entry, { onPhase, allowedRoots, ...(freshState === true ? { freshState } : {}) }));
   }
 
   /** Server-sent events: a `tick` a second with every service's rate, errors and p99, and a `swap` as each ends. */
@@ -144,20 +176,72 @@ export class AdminServer {
     req.on("close", unsubscribe);
   }
 
+  /** The Host header split into a name this server answers to and its port ("" when absent); undefined for any other. */
+  #host(header: string | undefined): { name: string; port: string } | undefined {
+    if (header === undefined) return undefined;
+    const match = /^(\[[0-9a-f:.]+\]|[^:[\]]+)(?::(\d{1,5}))?$/.exec(header.toLowerCase());
+    if (match === null) return undefined;
+    const name = match[1] as string;
+    return this.#hosts.has(name) ? { name, port: match[2] ?? "" } : undefined;
+  }
+
+  /**
+   * True without an Origin (the CLI, curl), or when it is this server as
+   * the browser reached it: http, a host name it answers to, and its
+   * listening port or the port the Host header names (a forwarded port).
+   */
+  #sameOrigin(origin: string | undefined, hostPort: string): boolean {
+    if (origin === undefined) return true;
+    let url: URL;
+    try {
+      url = new URL(origin);
+    } catch {
+      return false;
+    }
+    if (url.protocol !== "http:" || url.origin !== origin.toLowerCase() || !this.#hosts.has(url.hostname)) return false;
+    const listening = String((this.#server.address() as AddressInfo).port);
+    return url.port === listening || url.port === hostPort;
+  }
+
   #authorized(req: IncomingMessage): boolean {
     const header = req.headers.authorization ?? "";
     const given = Buffer.from(header.startsWith("Bearer ") ? header.slice(7).trim() : "");
     // Compare in constant time; a length mismatch is compared against itself so it costs the same.
     const equal = timingSafeEqual(given.length === this.#token.length ? given : this.#token, this.#token);
-    return equal && given.length === this.#token.length;
+    return equal && given.length === this.#token.length && given.length > 0;
   }
 
+  /**
+   * The entry must be inside a root by its real path: a symlink inside a
+   * root that points outside is outside. An entry that does not exist is
+   * judged by its path as written (its bundle will fail; nothing is read).
+   */
   #allowed(entry: string): boolean {
-    const path = resolve(entry);
-    return this.#options.allowedRoots.some((root) => {
-      const rel = relative(resolve(root), path);
-      return rel !== "" && !rel.startsWith("..") && !isAbsolute(rel);
-    });
+    const roots = this.#options.allowedRoots.map(realRoot);
+    let real: string;
+    try {
+      real = realpathSync(entry);
+    } catch {
+      return isInside(resolve(entry), [...roots, ...this.#options.allowedRoots.map((root) => resolve(root))]);
+    }
+    return isInside(real, roots);
+  }
+
+  /** The service named by a path segment, or undefined once the answer (400 or 404) is sent. */
+  #service(res: ServerResponse, segment: string | undefined): string | undefined {
+    let service: string;
+    try {
+      service = decodeURIComponent(segment ?? "");
+    } catch {
+      fail(res, 400, ErrorCode.BAD_REQUEST, "the service name in the path is not valid percent-encoding");
+      return undefined;
+    }
+    // kernel.has looks in a Map: "__proto__" or "constructor" is no service.
+    if (!this.#kernel.has(service)) {
+      fail(res, 404, ErrorCode.NO_SERVICE, `no service named "${service}"`);
+      return undefined;
+    }
+    return service;
   }
 
   async #run(res: ServerResponse, op: () => Promise<unknown>): Promise<void> {
@@ -204,11 +288,23 @@ function statusFor(code: string): number {
     case ErrorCode.NO_VERSION:
     case ErrorCode.NO_SERVICE:
       return 404;
+    case ErrorCode.PERMISSION:
+      return 403;
     case ErrorCode.SWAP_COMPILE:
       return 422;
     default:
       return 500;
   }
+}
+
+/** True for `application/json`, with or without parameters (charset). */
+function isJson(contentType: string | undefined): boolean {
+  return (contentType ?? "").split(";")[0]?.trim().toLowerCase() === "application/json";
+}
+
+/** A body field, only if the body itself has it: never one inherited from Object.prototype. */
+function own(body: Record<string, unknown>, key: string): unknown {
+  return Object.hasOwn(body, key) ? body[key] : undefined;
 }
 
 async function readJson(req: IncomingMessage): Promise<Record<string, unknown> | MoltError> {

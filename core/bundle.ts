@@ -3,6 +3,9 @@
 // names it by the content hash of that script: the version id.
 
 import { createHash } from "node:crypto";
+import { realpathSync } from "node:fs";
+import { readFile, realpath } from "node:fs/promises";
+import { dirname, extname, isAbsolute, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 import { ErrorCode, MoltError } from "./errors.ts";
@@ -20,6 +23,8 @@ export const SDK_ALIASES = {
   "molt/service": fileURLToPath(new URL("../sdk/service.ts", import.meta.url)),
   molt: fileURLToPath(new URL("../sdk/index.ts", import.meta.url)),
 };
+/** molt's own guest SDK folder: every service may read it, wherever the allowed roots are. */
+const SDK_DIR = dirname(SDK_ALIASES["molt/service"]);
 const RUNTIME_ENTRY = fileURLToPath(new URL("../guest/runtime.ts", import.meta.url));
 
 const COMMON: esbuild.BuildOptions = {
@@ -41,12 +46,96 @@ export function shortId(hash: string): string {
   return hash.slice(0, 12);
 }
 
-/** Bundles a service entry. Failures carry ERR_BUNDLE and esbuild's messages. */
-export async function bundleService(entry: string): Promise<Bundle> {
+export interface BundleOptions {
+  /**
+   * Folders every file the bundle reads must be inside, compared by real
+   * path (symlinks resolved), molt's own SDK folder always included. A file
+   * outside them fails the build with ERR_PERMISSION. Absent: no check.
+   */
+  allowedRoots?: readonly string[];
+}
+
+/**
+ * Bundles a service entry. Failures carry ERR_BUNDLE and esbuild's messages,
+ * or ERR_PERMISSION when a file the bundle would read is outside
+ * `options.allowedRoots`.
+ */
+export async function bundleService(entry: string, options: BundleOptions = {}): Promise<Bundle> {
+  const confined = options.allowedRoots === undefined ? undefined : confine(options.allowedRoots);
   const code = restoreTypeofRequire(
-    await build({ ...COMMON, entryPoints: [entry], globalName: "__molt_module" }, entry),
+    await build(
+      { ...COMMON, entryPoints: [entry], globalName: "__molt_module", ...(confined === undefined ? {} : { plugins: [confined.plugin] }) },
+      entry,
+      () => confined?.refused(),
+    ),
   );
   return { code, hash: createHash("sha256").update(code).digest("hex"), entry };
+}
+
+/** True when `path` is strictly inside one of `roots` (all absolute, already real paths). */
+export function isInside(path: string, roots: readonly string[]): boolean {
+  return roots.some((root) => {
+    const rel = relative(root, path);
+    return rel !== "" && rel !== ".." && !rel.startsWith(`..${sep}`) && !isAbsolute(rel);
+  });
+}
+
+/** The real path of a root; a root that does not exist is taken as written (nothing real is inside it). */
+export function realRoot(root: string): string {
+  try {
+    return realpathSync(root);
+  } catch {
+    return resolve(root);
+  }
+}
+
+/** esbuild's default loader for each extension it can load without configuration. */
+const LOADERS: Record<string, esbuild.Loader> = {
+  ".js": "js",
+  ".mjs": "js",
+  ".cjs": "js",
+  ".jsx": "jsx",
+  ".ts": "ts",
+  ".mts": "ts",
+  ".cts": "ts",
+  ".tsx": "tsx",
+  ".json": "json",
+  ".txt": "text",
+};
+
+/**
+ * An esbuild plugin that loads every file itself: it resolves the file's
+ * real path, refuses one outside the roots, and reads the bytes from that
+ * real path, so that what is compiled is the file that was checked, not
+ * whatever a symlink at the name points to by the time esbuild reads it.
+ * esbuild reports a plugin's throw only as text, so refusals are kept here
+ * and turned into ERR_PERMISSION once the build ends.
+ */
+function confine(allowedRoots: readonly string[]): { plugin: esbuild.Plugin; refused: () => MoltError | undefined } {
+  const roots = [...allowedRoots, SDK_DIR].map(realRoot);
+  const outside: string[] = [];
+  const plugin: esbuild.Plugin = {
+    name: "molt-allowed-roots",
+    setup(build) {
+      // Only the file namespace reads the disk; a data: URL import, say, carries its own text.
+      build.onLoad({ filter: /.*/, namespace: "file" }, async (args) => {
+        const real = await realpath(args.path);
+        if (!isInside(real, roots)) {
+          outside.push(real === args.path ? real : `${args.path} (really ${real})`);
+          throw new Error(`${real} is outside the allowed source roots`);
+        }
+        const extension = extname(real).toLowerCase();
+        const loader = Object.hasOwn(LOADERS, extension) ? LOADERS[extension] : undefined;
+        if (loader === undefined) throw new Error(`${real}: molt bundles only JavaScript, TypeScript, JSON and text files`);
+        return { contents: await readFile(real), loader, resolveDir: dirname(args.path) };
+      });
+    },
+  };
+  const refused = (): MoltError | undefined =>
+    outside.length === 0
+      ? undefined
+      : new MoltError(ErrorCode.PERMISSION, `the bundle reads files outside the allowed source roots (${allowedRoots.join(", ")}): ${outside.join(", ")}`);
+  return { plugin, refused };
 }
 
 /**
@@ -68,17 +157,22 @@ export function bundleRuntime(): Promise<string> {
   return runtime;
 }
 
-async function build(options: esbuild.BuildOptions, entry: string): Promise<string> {
+async function build(options: esbuild.BuildOptions, entry: string, refused: () => MoltError | undefined = () => undefined): Promise<string> {
   let result: esbuild.BuildResult;
   try {
     result = await esbuild.build(options);
   } catch (err) {
+    const permission = refused();
+    if (permission !== undefined) throw permission;
     const failure = err as esbuild.BuildFailure;
     const details = (failure.errors ?? [])
       .map((e) => (e.location ? `${e.location.file}:${e.location.line}:${e.location.column}: ${e.text}` : e.text))
       .join("\n");
     throw new MoltError(ErrorCode.BUNDLE, `cannot bundle ${entry}${details ? `:\n${details}` : ""}`, { cause: err });
   }
+  // A refusal always fails the build; this is for a plugin error esbuild did not report as one.
+  const permission = refused();
+  if (permission !== undefined) throw permission;
   const file = result.outputFiles?.[0];
   if (file === undefined) throw new MoltError(ErrorCode.BUNDLE, `esbuild produced no output for ${entry}`);
   return file.text;

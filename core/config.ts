@@ -13,6 +13,8 @@ export interface ResolvedLimits {
   memoryMb: number;
   timeoutMs: number;
   maxMessageBytes: number;
+  /** Timers (setTimeout, setInterval) one instance may have pending at once. */
+  timers: number;
 }
 
 export interface ResolvedPermissions {
@@ -67,6 +69,8 @@ export const DEFAULTS = {
   memoryMb: 128,
   timeoutMs: 5000,
   maxMessageBytes: 4 * 1024 * 1024,
+  // Each pending timer costs host memory outside the isolate's heap limit.
+  timers: 10_000,
   concurrency: 1,
   queue: 1000,
   maxBodyBytes: 1024 * 1024,
@@ -173,6 +177,7 @@ export function resolveConfig(raw: unknown, dir: string, path: string | null = n
           `services.${name}.limits.maxMessageBytes`,
           fail,
         ),
+        timers: positiveInt(limits.timers ?? DEFAULTS.timers, `services.${name}.limits.timers`, fail),
       },
       concurrency: positiveInt(svc.concurrency ?? DEFAULTS.concurrency, `services.${name}.concurrency`, fail),
       queue: positiveInt(svc.queue ?? DEFAULTS.queue, `services.${name}.queue`, fail),

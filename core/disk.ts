@@ -3,24 +3,57 @@
 // fsync of the folder), and every record file is msgpack in a versioned
 // envelope with a checksum, so a torn or corrupted file is detected on read
 // and the previous good copy (kept as `<name>.prev`) is used instead.
+//
+// Everything here is private to the user molt runs as: files are created
+// 0600 and folders 0700, because snapshots hold services' state and bundles
+// their code, and neither is other local users' business. Files are opened
+// for writing with O_NOFOLLOW (temporary files and appended logs alike), so
+// a symlink planted at their name is never written through.
 
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  existsSync,
+  fsyncSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeSync,
+} from "node:fs";
 import { mkdir, open, rename } from "node:fs/promises";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { Packr } from "msgpackr";
 import { PACK_OPTIONS } from "../protocol/wire.ts";
 import { ErrorCode, MoltError } from "./errors.ts";
 
 export const FILE_FORMAT = 1;
 
+/** The mode of every file molt writes to dataDir. */
+export const FILE_MODE = 0o600;
+/** The mode of every folder molt creates in dataDir (and of dataDir itself). */
+export const DIR_MODE = 0o700;
+
+/** The sticky bit: a folder shared by several users (like /tmp), which is not molt's to make private. */
+const STICKY = 0o1000;
+
+/** Create or truncate, write only, and never through a symlink at the name. */
+const WRITE_NEW = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
+/** Append, creating the file if needed, never through a symlink at the name. */
+const APPEND = constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW;
+
 const packr = new Packr({ ...PACK_OPTIONS });
 
 /** Writes bytes so that a crash leaves either the old file or the new one, never a mix. */
 export function writeAtomic(path: string, bytes: Uint8Array | string, options: { mode?: number; keepPrevious?: boolean } = {}): void {
-  mkdirSync(dirname(path), { recursive: true });
+  mkdirSync(dirname(path), { recursive: true, mode: DIR_MODE });
   const temp = `${path}.${process.pid}.tmp`;
-  const fd = openSync(temp, "w", options.mode ?? 0o644);
+  const fd = openSync(temp, WRITE_NEW, options.mode ?? FILE_MODE);
   try {
     const data = typeof bytes === "string" ? Buffer.from(bytes) : bytes;
     let written = 0;
@@ -39,9 +72,9 @@ export function writeAtomic(path: string, bytes: Uint8Array | string, options: {
  * which can be megabytes and are written while every service keeps serving.
  */
 export async function writeAtomicAsync(path: string, bytes: Uint8Array, options: { keepPrevious?: boolean } = {}): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
+  await mkdir(dirname(path), { recursive: true, mode: DIR_MODE });
   const temp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-  const file = await open(temp, "w", 0o644);
+  const file = await open(temp, WRITE_NEW, FILE_MODE);
   try {
     await file.writeFile(bytes);
     await file.sync();
@@ -67,8 +100,8 @@ export async function writeAtomicAsync(path: string, bytes: Uint8Array, options:
  */
 export async function appendDurably(path: string, bytes: Uint8Array): Promise<void> {
   const created = !existsSync(path);
-  if (created) await mkdir(dirname(path), { recursive: true });
-  const file = await open(path, "a", 0o644);
+  if (created) await mkdir(dirname(path), { recursive: true, mode: DIR_MODE });
+  const file = await open(path, APPEND, FILE_MODE);
   try {
     await file.writeFile(bytes);
     await file.datasync();
@@ -76,6 +109,46 @@ export async function appendDurably(path: string, bytes: Uint8Array): Promise<vo
     await file.close();
   }
   if (created) await syncDirAsync(dirname(path));
+}
+
+/**
+ * Makes an existing dataDir private, as molt now creates it: the folder and
+ * its subfolders 0700, the files in them 0600. Versions before this wrote
+ * 0644 files in 0755 folders, and a rename keeps the new file's mode but
+ * an append keeps the old one, so the files already there are fixed too.
+ * Only what the current user owns is changed, symlinks are never followed,
+ * and a shared folder (one with the sticky bit, like /tmp) is left alone:
+ * dataDir may be a folder molt did not create. Creates dataDir (0700) when
+ * it does not exist. Returns the paths whose mode it changed.
+ */
+export function tightenDataDir(dataDir: string): string[] {
+  mkdirSync(dataDir, { recursive: true, mode: DIR_MODE });
+  const changed: string[] = [];
+  const uid = process.getuid?.();
+  const tighten = (path: string, follow: boolean, depth: number): void => {
+    let stat;
+    try {
+      stat = follow ? statSync(path) : lstatSync(path);
+    } catch {
+      return;
+    }
+    if (uid !== undefined && stat.uid !== uid) return;
+    if (stat.isDirectory()) {
+      if ((stat.mode & STICKY) !== 0) return;
+      if ((stat.mode & 0o077) !== 0) {
+        chmodSync(path, DIR_MODE);
+        changed.push(path);
+      }
+      // Two levels reach every file molt writes: dataDir's own folders (snapshots/, bundles/) hold only files.
+      if (depth < 2) for (const name of readdirSync(path)) tighten(join(path, name), false, depth + 1);
+    } else if (stat.isFile() && (stat.mode & 0o077) !== 0) {
+      chmodSync(path, FILE_MODE);
+      changed.push(path);
+    }
+  };
+  // dataDir itself may be a symlink to a folder elsewhere: the user chose it, so it is followed; nothing under it is.
+  tighten(dataDir, true, 0);
+  return changed;
 }
 
 /** Makes the renames, creations and removals in a folder durable. */

@@ -34,6 +34,8 @@ export const ErrorCode = {
   SWAP_STOP: "ERR_SWAP_STOP",
   SWAP_DUMP: "ERR_SWAP_DUMP",
   SWAP_RESTORE: "ERR_SWAP_RESTORE",
+  // A fresh-state swap whose new version's init failed (caught in prepare: nothing paused).
+  SWAP_INIT: "ERR_SWAP_INIT",
   SWAP_TIMEOUT: "ERR_SWAP_TIMEOUT",
   SWAP_OOM: "ERR_SWAP_OOM",
   SWAP_PROBATION: "ERR_SWAP_PROBATION",
@@ -45,8 +47,16 @@ export const ErrorCode = {
   FLEET: "ERR_FLEET",
   ROLLOUT_HALTED: "ERR_ROLLOUT_HALTED",
   ROLLOUT_BUSY: "ERR_ROLLOUT_BUSY",
+  // A per-instance budget (timers, console output) was exhausted.
+  LIMIT: "ERR_LIMIT",
+  // A metric label for an error code that is not a well-formed molt code.
+  OTHER: "ERR_OTHER",
+  BAD_REQUEST: "ERR_BAD_REQUEST",
   INTERNAL: "ERR_INTERNAL",
 } as const;
+
+/** The shape every error code must have to be reported as itself (metrics, admin, HTTP). */
+export const ERROR_CODE_PATTERN = /^ERR_[A-Z0-9_]{1,64}$/;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -2,6 +2,14 @@
 // The socket outlives every instance of that service, so the port stays open
 // while the service is swapped. Routing by path is the gateway service's
 // business, not the kernel's.
+//
+// The ingress also owns everything that belongs to the connection rather than
+// to the answer: the framing of each response (its content-length, its
+// transfer coding, whether the connection stays open) and the origin of each
+// request URL. A service's answer is hostile data like any other message, so
+// it is checked whole before a byte of it is written: one service must never
+// be able to desync a client's keep-alive connection, make Node throw in the
+// middle of a response, or make a client wait for an answer that never comes.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -12,6 +20,8 @@ export interface IngressOptions {
   host: string;
   service: string;
   maxBodyBytes: number;
+  /** The answering service's `limits.maxMessageBytes`: an answer past it is refused with 502. */
+  maxReplyBytes: number;
 }
 
 /** The host-side call the ingress makes: the service's `fetch` handler with one request. */
@@ -27,10 +37,47 @@ const UNAVAILABLE: ReadonlySet<string> = new Set([
   ErrorCode.STOPPING,
 ]);
 
+/**
+ * Headers that describe one connection, not the answer: the ingress frames
+ * every response itself, so a service's copies are dropped, never forwarded.
+ */
+const HOP_BY_HOP: ReadonlySet<string> = new Set([
+  "content-length",
+  "transfer-encoding",
+  "connection",
+  "keep-alive",
+  "upgrade",
+  "trailer",
+  "te",
+  "proxy-connection",
+]);
+
+/** An HTTP token (RFC 9110, 5.6.2): what a header name must be. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * A field value as Node writes it (RFC 9110, 5.5, latin-1 included): never a
+ * CR, LF, NUL or other ASCII control character, nor a character latin-1 cannot hold.
+ */
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/** A service's answer after every check: safe to write as it is. */
+interface CheckedResponse {
+  status: number;
+  /** Each header's lines, hop-by-hop headers left out. */
+  headers: [string, string[]][];
+  body: string | Uint8Array | undefined;
+  bodyBytes: number;
+  /** The answer's size as molt counts it against maxMessageBytes: header names, values and body. */
+  bytes: number;
+}
+
 export class HttpIngress {
   readonly #options: IngressOptions;
   readonly #dispatch: Dispatch;
   readonly #server: Server;
+  /** This listener's own origin, known once it listens: the origin of every request URL. */
+  #origin = "";
   #inFlight = 0;
   #idle: (() => void) | undefined;
 
@@ -58,13 +105,15 @@ export class HttpIngress {
         resolve();
       });
     });
-    return this.#server.address() as AddressInfo;
-  }
-
-  get url(): string {
     const address = this.#server.address() as AddressInfo;
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
-    return `http://${host}:${address.port}`;
+    this.#origin = `http://${host}:${address.port}`;
+    return address;
+  }
+
+  /** The listener's origin, as the ready line prints it and as every request URL starts. */
+  get url(): string {
+    return this.#origin;
   }
 
   /** Stops accepting connections and resolves when every request in flight has been answered. */
@@ -81,11 +130,9 @@ export class HttpIngress {
     try {
       const body = await this.#readBody(req, res);
       if (body === undefined) return;
-      let url: URL;
-      try {
-        url = new URL(req.url ?? "/", `http://${req.headers.host ?? `${this.#options.host}:${this.#options.port}`}`);
-      } catch {
-        return this.#fail(res, 400, new MoltError(ErrorCode.BAD_MESSAGE, "malformed request URL"));
+      const url = this.#requestUrl(req.url ?? "");
+      if (url === undefined) {
+        return this.#fail(res, 400, new MoltError(ErrorCode.BAD_MESSAGE, "the request target is neither a path nor an http URL"));
       }
       const headers: Record<string, string> = {};
       for (const [name, value] of Object.entries(req.headers)) {
@@ -95,7 +142,7 @@ export class HttpIngress {
       try {
         result = await this.#dispatch(this.#options.service, "fetch", {
           method: req.method ?? "GET",
-          url: url.href,
+          url,
           headers,
           body: body.byteLength === 0 ? null : body,
         });
@@ -103,7 +150,7 @@ export class HttpIngress {
         const e = toMoltError(err);
         return this.#fail(res, UNAVAILABLE.has(e.code) ? 503 : 500, e);
       }
-      this.#respond(res, result);
+      this.#respond(res, result, req.method === "HEAD");
     } finally {
       this.#inFlight--;
       if (this.#inFlight === 0) this.#idle?.();
@@ -140,38 +187,57 @@ export class HttpIngress {
     return body;
   }
 
-  #respond(res: ServerResponse, result: unknown): void {
-    const r = result as { status?: unknown; headers?: unknown; body?: unknown } | null;
-    const status = r?.status;
-    const body = r?.body;
-    const headers = r?.headers ?? {};
-    if (
-      typeof status !== "number" ||
-      !Number.isInteger(status) ||
-      status < 100 ||
-      status > 599 ||
-      typeof headers !== "object" ||
-      headers === null ||
-      !(body === undefined || body === null || typeof body === "string" || body instanceof Uint8Array)
-    ) {
+  /**
+   * The URL the service sees: this listener's origin, then the path and query
+   * of the request target. Neither the target nor the Host header can choose
+   * the origin: a target such as `//evil.example/x` stays a path, and one in
+   * absolute form (`http://evil.example/x`) gives only its path and query.
+   * The Host header still reaches the service, as a header.
+   */
+  #requestUrl(target: string): string | undefined {
+    try {
+      // Concatenated, never resolved against a base: resolving would read a
+      // leading `//` as the start of another origin.
+      if (target.startsWith("/")) return new URL(this.#origin + target).href;
+      const absolute = new URL(target);
+      if (absolute.protocol !== "http:" && absolute.protocol !== "https:") return undefined;
+      return new URL(this.#origin + absolute.pathname + absolute.search).href;
+    } catch {
+      // An authority (CONNECT) or `*` (OPTIONS) target: molt is neither a proxy nor a server-wide responder.
+      return undefined;
+    }
+  }
+
+  #respond(res: ServerResponse, result: unknown, head: boolean): void {
+    const service = this.#options.service;
+    const checked = checkResponse(result);
+    if (typeof checked === "string") {
+      return this.#fail(res, 502, new MoltError(ErrorCode.BAD_RESPONSE, `${service} answered ${checked}`, { service }));
+    }
+    const max = this.#options.maxReplyBytes;
+    if (checked.bytes > max) {
       return this.#fail(
         res,
-        500,
-        new MoltError(ErrorCode.BAD_RESPONSE, `${this.#options.service} answered with no valid { status, headers?, body? }`, {
-          service: this.#options.service,
-        }),
+        502,
+        new MoltError(ErrorCode.MESSAGE_TOO_LARGE, `${service}'s answer of ${checked.bytes} bytes exceeds its maxMessageBytes (${max})`, { service }),
       );
     }
+    const { status, headers, body, bodyBytes } = checked;
     try {
-      for (const [name, value] of Object.entries(headers as Record<string, unknown>)) {
-        res.setHeader(name, Array.isArray(value) ? value.map(String) : String(value));
+      for (const [name, value] of headers) res.setHeader(name, value);
+      // 204 and 304 carry no body and no length; a HEAD answer carries the
+      // length a GET would have had, and Node writes no body for it.
+      if (status !== 204 && status !== 304) {
+        res.setHeader("content-length", bodyBytes);
       }
       res.writeHead(status);
     } catch (err) {
-      res.removeHeader("content-type");
-      return this.#fail(res, 500, new MoltError(ErrorCode.BAD_RESPONSE, `invalid response header: ${(err as Error).message}`));
+      // Every value was checked above, so this is Node refusing something the
+      // checks missed: nothing has been written yet, and none of it is kept.
+      for (const name of res.getHeaderNames()) res.removeHeader(name);
+      return this.#fail(res, 502, new MoltError(ErrorCode.BAD_RESPONSE, `invalid response header: ${(err as Error).message}`, { service }));
     }
-    res.end(body ?? undefined);
+    res.end(head ? undefined : body);
   }
 
   #fail(res: ServerResponse, status: number, err: MoltError, close = false): void {
@@ -187,4 +253,46 @@ export class HttpIngress {
     });
     res.end(body);
   }
+}
+
+/**
+ * Checks a service's answer before any of it is written: the shape
+ * `{ status, headers?, body? }`, a final status (200–599: a 1xx would leave
+ * the client waiting for the answer after it), header names that are tokens,
+ * values a header can carry. Hop-by-hop headers are dropped. Returns the
+ * answer to write, or why it cannot be written.
+ */
+function checkResponse(result: unknown): CheckedResponse | string {
+  if (typeof result !== "object" || result === null) return "with no { status, headers?, body? } object";
+  const { status, body } = result as { status?: unknown; body?: unknown };
+  const headers = (result as { headers?: unknown }).headers ?? {};
+  if (typeof status !== "number" || !Number.isInteger(status) || status < 200 || status > 599) {
+    return "with no status from 200 to 599";
+  }
+  if (!(body === undefined || body === null || typeof body === "string" || body instanceof Uint8Array)) {
+    return "with a body that is neither a string nor a Uint8Array";
+  }
+  if (typeof headers !== "object" || headers === null || Array.isArray(headers)) return "with headers that are not an object";
+  const bodyBytes = body === undefined || body === null ? 0 : typeof body === "string" ? Buffer.byteLength(body) : body.byteLength;
+  const checked: [string, string[]][] = [];
+  let bytes = bodyBytes;
+  for (const [name, value] of Object.entries(headers as Record<string, unknown>)) {
+    if (!TOKEN.test(name)) return "with a header name that is not an HTTP token";
+    // An array is one header line per value (set-cookie); anything else is one line.
+    const lines: string[] = [];
+    for (const item of Array.isArray(value) ? (value as unknown[]) : [value]) {
+      const line = headerValue(item);
+      if (line === undefined) return `with an invalid value for header ${name}`;
+      lines.push(line);
+      bytes += name.length + line.length;
+    }
+    if (!HOP_BY_HOP.has(name.toLowerCase())) checked.push([name, lines]);
+  }
+  return { status, headers: checked, body: body ?? undefined, bodyBytes, bytes };
+}
+
+/** A header value as written, or undefined if it cannot be one: a string or finite number with only field-value characters. */
+function headerValue(value: unknown): string | undefined {
+  const text = typeof value === "string" ? value : typeof value === "number" && Number.isFinite(value) ? String(value) : undefined;
+  return text !== undefined && FIELD_VALUE.test(text) ? text : undefined;
 }

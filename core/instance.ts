@@ -29,7 +29,7 @@ export interface InstanceBridge {
   /** A write to standard output, when permitted. */
   stdout(text: string): void;
   /** The instance died on its own (memory, a wedged isolate): it is disposed already. */
-  exited(reason: MoltError): void;
+  exited(reason: MoltError, advice?: ExitAdvice): void;
   /**
    * A call passed its deadline and the instance is being checked for a
    * runaway loop; `verdict` resolves true if it is healthy. Called before
@@ -38,6 +38,16 @@ export interface InstanceBridge {
    * has replaced it).
    */
   stalled(verdict: Promise<boolean>): void;
+}
+
+/** What a dying instance tells the kernel about the next one. */
+export interface ExitAdvice {
+  /**
+   * It died in a way that left something behind in the hosting process (a
+   * quarantined isolate): the service's next instances run in a cell of
+   * their own, so that a second time costs only that cell.
+   */
+  contain?: boolean;
 }
 
 export interface BootSpec {

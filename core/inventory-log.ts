@@ -12,6 +12,8 @@
 //   inventory.log           frames after the base
 //   inventory.log.prev      the frames the base folded in: what takes `.prev` up to the base
 //   inventory.log.damaged   a log set aside after a damaged replay, kept to be looked at
+// Each is created 0600 (disk.ts writes and appends nothing else), so the
+// history of what ran is as private as the snapshots it describes.
 //
 // A frame is u32 LE payload length, the first 8 bytes of sha256(payload),
 // then the payload: msgpack([LOG_FORMAT, seq, records]). A frame is one

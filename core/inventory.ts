@@ -46,6 +46,12 @@ export interface VersionRecord {
   message?: string;
   blackoutMs?: number;
   phases?: Record<string, number>;
+  /**
+   * Set by a fresh-state swap (`molt swap --fresh-state`): this version
+   * started from its own init and the state of the version it replaced was
+   * dropped (on a rolled-back attempt: would have been).
+   */
+  freshState?: boolean;
 }
 
 export interface InventoryOptions {

@@ -7,7 +7,7 @@ import ivm from "isolated-vm";
 import type { DeliveryKind } from "../protocol/wire.ts";
 import { shortId } from "./bundle.ts";
 import { ErrorCode, MoltError } from "./errors.ts";
-import type { BootSpec, Instance, InstanceBridge, ServiceMeta } from "./instance.ts";
+import type { BootSpec, ExitAdvice, Instance, InstanceBridge, ServiceMeta } from "./instance.ts";
 import { decodeReply, encode } from "./wire.ts";
 
 /** How long a timed-out isolate gets to show it is not stuck in a loop. */
@@ -15,38 +15,96 @@ const PROBE_MS = 250;
 
 let runtimeCache: ivm.ExternalCopy<ArrayBuffer> | undefined;
 let live = 0;
+let quarantined = 0;
 
 /** Isolates created by this process and not yet disposed (for the soak test and leak checks). */
 export function liveIsolates(): number {
   return live;
 }
 
+/**
+ * Isolates V8 gave up on in this process (see `#catastrophe`). Each one keeps
+ * the heap it had and one of isolated-vm's threads until the process ends.
+ */
+export function quarantinedIsolates(): number {
+  return quarantined;
+}
+
+/**
+ * V8's verdict that an isolate's heap is lost for good. Some allocations (a
+ * hash table's backing store grown past the limit: a Map, a Set, an object
+ * used as a dictionary) make V8 declare the heap lost instead of failing the
+ * allocation. Without `onCatastrophicError` isolated-vm then aborts the whole
+ * process, and every service with it; with it, the isolate's thread is parked
+ * for good and the process lives on. Nothing the isolate was running will
+ * ever settle, so every operation on it races `settled`.
+ */
+class Catastrophe {
+  message: string | undefined;
+  readonly settled: Promise<never>;
+  #reject: ((err: Error) => void) | undefined;
+  #listener: ((message: string) => void) | undefined;
+
+  constructor() {
+    this.settled = new Promise<never>((_, reject) => (this.#reject = reject));
+    // Nobody may be racing it when it happens.
+    this.settled.catch(() => undefined);
+  }
+
+  readonly raise = (message: string): void => {
+    if (this.message !== undefined) return;
+    this.message = message;
+    quarantined++;
+    this.#reject?.(new Error(`V8 gave up on the isolate: ${message}`));
+    this.#listener?.(message);
+  };
+
+  onRaise(listener: (message: string) => void): void {
+    this.#listener = listener;
+  }
+
+  race<T>(op: Promise<T>): Promise<T> {
+    return Promise.race([op, this.settled]);
+  }
+}
+
 /** Boots an isolate, runs the guest runtime and the service's bundle in it, and activates the service. */
 export async function bootIsolate(spec: BootSpec, bridge: InstanceBridge, runtimeCode: string): Promise<Instance> {
   const { service } = spec;
-  const isolate = new ivm.Isolate({ memoryLimit: service.limits.memoryMb });
+  const catastrophe = new Catastrophe();
+  const isolate = new ivm.Isolate({ memoryLimit: service.limits.memoryMb, onCatastrophicError: catastrophe.raise });
   live++;
   try {
-    const context = await isolate.createContext();
-    const runtime: ivm.Script & ivm.CachedDataResult = await isolate.compileScript(runtimeCode, {
-      filename: "molt://runtime.js",
-      ...(runtimeCache === undefined ? { produceCachedData: true } : { cachedData: runtimeCache }),
-    });
+    const context = await catastrophe.race(isolate.createContext());
+    const runtime: ivm.Script & ivm.CachedDataResult = await catastrophe.race(
+      isolate.compileScript(runtimeCode, {
+        filename: "molt://runtime.js",
+        ...(runtimeCache === undefined ? { produceCachedData: true } : { cachedData: runtimeCache }),
+      }),
+    );
     // V8's code cache for the runtime, made by the first isolate, spares every later one a full compile.
     if (runtimeCache === undefined && runtime.cachedData !== undefined) runtimeCache = runtime.cachedData;
-    await runtime.run(context, { timeout: service.limits.timeoutMs });
+    await catastrophe.race(runtime.run(context, { timeout: service.limits.timeoutMs }));
 
-    const host = new IsolateInstance(spec, bridge, isolate, context);
+    const host = new IsolateInstance(spec, bridge, isolate, context, catastrophe);
     await host.install();
-    const script = await isolate.compileScript(spec.code, {
-      filename: `molt://${service.name}/${shortId(spec.versionId)}.js`,
-    });
-    await script.run(context, { timeout: service.limits.timeoutMs });
+    const script = await catastrophe.race(
+      isolate.compileScript(spec.code, {
+        filename: `molt://${service.name}/${shortId(spec.versionId)}.js`,
+      }),
+    );
+    await catastrophe.race(script.run(context, { timeout: service.limits.timeoutMs }));
     await host.activate();
     return host;
   } catch (err) {
     if (!isolate.isDisposed) isolate.dispose();
     live--;
+    if (catastrophe.message !== undefined) {
+      throw new MoltError(ErrorCode.OOM, `${service.name} exhausted V8's heap while loading; its isolate was quarantined`, {
+        service: service.name,
+        cause: err,
+      });
+    }
     throw err instanceof MoltError
       ? err
       : new MoltError(ErrorCode.BAD_SERVICE, `cannot load ${service.name}: ${(err as Error).message}`, {
@@ -76,6 +134,9 @@ class IsolateInstance implements Instance {
   readonly #isolate: ivm.Isolate;
   readonly #context: ivm.Context;
   readonly #timers = new Map<number, NodeJS.Timeout>();
+  readonly #catastrophe: Catastrophe;
+  /** Timers refused past limits.timers since the last warning. */
+  #timersRefused = 0;
   #dispatch: ivm.Reference | undefined;
   #control: ivm.Reference | undefined;
   #fireTimer: ivm.Reference | undefined;
@@ -84,13 +145,26 @@ class IsolateInstance implements Instance {
   #counted = true;
   #exited = false;
 
-  constructor(spec: BootSpec, bridge: InstanceBridge, isolate: ivm.Isolate, context: ivm.Context) {
+  constructor(spec: BootSpec, bridge: InstanceBridge, isolate: ivm.Isolate, context: ivm.Context, catastrophe: Catastrophe) {
     this.service = spec.service.name;
     this.versionId = spec.versionId;
     this.#spec = spec;
     this.#bridge = bridge;
     this.#isolate = isolate;
     this.#context = context;
+    this.#catastrophe = catastrophe;
+    catastrophe.onRaise(() => {
+      // The isolate is left as V8 left it: disposing it would wait on the
+      // parked thread's lock. The service comes back in a cell of its own,
+      // where a second time costs only that cell.
+      this.#exit(
+        this.#error(
+          ErrorCode.OOM,
+          `${this.service} exhausted V8's heap past its limit of ${this.#spec.service.limits.memoryMb} MiB (a hash table grown without end, most often); its isolate is quarantined and the service restarts in a cell of its own`,
+        ),
+        { contain: true },
+      );
+    });
   }
 
   get disposed(): boolean {
@@ -121,6 +195,7 @@ class IsolateInstance implements Instance {
       bindings: Object.keys(service.bindings),
       env,
       stdout: service.permissions.stdout,
+      timers: service.limits.timers,
       config: service.config === undefined ? new Uint8Array(0) : encode(service.config),
     };
     const exports = (await this.#context.evalClosure(
@@ -195,7 +270,7 @@ class IsolateInstance implements Instance {
     if (!this.#counted) return;
     this.#counted = false;
     live--;
-    if (!this.#isolate.isDisposed) {
+    if (this.#catastrophe.message === undefined && !this.#isolate.isDisposed) {
       for (const ref of refs) ref?.release();
       this.#isolate.dispose();
     }
@@ -245,7 +320,7 @@ class IsolateInstance implements Instance {
       throw err;
     });
     try {
-      return await Promise.race([call, deadline]);
+      return await Promise.race([call, deadline, this.#catastrophe.settled]);
     } catch (err) {
       throw this.#translate(err, what, timeoutMs);
     } finally {
@@ -255,6 +330,9 @@ class IsolateInstance implements Instance {
 
   #translate(err: unknown, what: string, timeoutMs: number): MoltError {
     if (err instanceof MoltError) return err;
+    if (this.#catastrophe.message !== undefined) {
+      return this.#error(ErrorCode.OOM, `${this.service} exhausted V8's heap during ${what}; its isolate is quarantined`, err);
+    }
     const message = err instanceof Error ? err.message : String(err);
     // The isolate's ArrayBuffer allocator refused: it is out of memory for
     // good (every later copy into it fails the same way), so it is replaced.
@@ -299,11 +377,11 @@ class IsolateInstance implements Instance {
     return answered && !this.#isolate.isDisposed;
   }
 
-  #exit(reason: MoltError): void {
+  #exit(reason: MoltError, advice?: ExitAdvice): void {
     if (this.#exited) return;
     this.#exited = true;
     this.dispose();
-    this.#bridge.exited(reason);
+    this.#bridge.exited(reason, advice);
   }
 
   #error(code: string, message: string, cause?: unknown): MoltError {
@@ -313,6 +391,15 @@ class IsolateInstance implements Instance {
   #setTimer(id: number, ms: number, repeat: boolean): void {
     if (!Number.isInteger(id) || this.#isolate.isDisposed) return;
     this.#clearTimer(id);
+    // The guest counts its timers and throws ERR_LIMIT itself; this is the
+    // check that counts, for a guest that went around its own runtime.
+    if (this.#timers.size >= this.#spec.service.limits.timers) {
+      if (this.#timersRefused++ === 0) {
+        this.#bridge.console("warn", `timer refused: ${this.service} has ${this.#timers.size} pending (limits.timers)`);
+        setTimeout(() => (this.#timersRefused = 0), 1000).unref();
+      }
+      return;
+    }
     // An interval whose callback is still running skips its next tick
     // rather than queueing firings behind it in the isolate.
     let running = false;

@@ -15,8 +15,8 @@ import { Metrics } from "./metrics.ts";
 import { Router, type RemoteServices } from "./router.ts";
 import { Slot } from "./slot.ts";
 import { SnapshotStore } from "./snapshots.ts";
-import { Supervisor } from "./supervisor.ts";
-import { swap, type Phase, type SwapReport } from "./swap.ts";
+import { Supervisor, type SnapshotWritten } from "./supervisor.ts";
+import { swap, type Phase, type SwapOptions, type SwapReport } from "./swap.ts";
 import type { DeliveryKind } from "../protocol/wire.ts";
 import { decodeReply, encodeRequest } from "./wire.ts";
 
@@ -40,8 +40,20 @@ export interface ServiceStatus {
   /** True while the mailbox holds deliveries (a swap's blackout, a restart). */
   paused: boolean;
   restarts: number;
+  /** Where the service runs: "isolate" in the kernel's process, "process" in a cell (its config's choice, or since it was moved there). */
+  isolation: "isolate" | "process";
   error: { code: string; message: string } | null;
   lastSwap: VersionRecord | null;
+}
+
+/** One service's entry in a snapshot of every service: what was written, or why nothing was. */
+export type SnapshotResult = SnapshotWritten | { service: string; error: { code: string; message: string } };
+
+/** What `kernel.restart` did: `restarted` is false when the service was up already. */
+export interface RestartResult {
+  service: string;
+  version: string;
+  restarted: boolean;
 }
 
 interface Started {
@@ -121,6 +133,7 @@ export class Kernel {
     await this.inventory.save();
     // Periodic snapshots bound what a crash of the whole runtime can lose.
     if (this.config.snapshot.everyMs > 0) {
+      // Each service's failure is logged by snapshot() itself; a throw here would be a bug of the kernel's.
       this.#snapshotTimer = setInterval(() => {
         this.snapshot().catch((err: unknown) => this.#log.log("error", "periodic snapshot failed", { error: String(err) }));
       }, this.config.snapshot.everyMs);
@@ -148,19 +161,23 @@ export class Kernel {
   /**
    * Hot-swaps a service to the code at `entry` (see swap.ts). Resolves with
    * the report, also for a swap that rolled back; rejects only when the
-   * swap cannot begin (unknown service, one already in progress).
+   * swap cannot begin (unknown service, one already in progress). With
+   * `freshState` the new version starts from its init and the old state is
+   * dropped, never dumped.
    */
-  async swap(service: string, entry: string, options: { onPhase?: (phase: Phase, ms: number) => void } = {}): Promise<SwapReport> {
+  async swap(service: string, entry: string, options: SwapOptions = {}): Promise<SwapReport> {
     const slot = this.#slot(service);
     return this.#exclusive(slot, async () => {
       let bundle: Bundle;
       try {
-        bundle = await bundleService(entry);
+        bundle = await bundleService(entry, options.allowedRoots === undefined ? {} : { allowedRoots: options.allowedRoots });
       } catch (err) {
         const e = toMoltError(err);
+        // A file outside the allowed roots is a refusal, not a compile error.
+        if (e.code === ErrorCode.PERMISSION) throw e;
         throw new MoltError(ErrorCode.SWAP_COMPILE, e.message, { service, cause: e });
       }
-      return this.#swap(slot, bundle, Via.SWAP, options.onPhase);
+      return this.#swap(slot, bundle, Via.SWAP, options);
     });
   }
 
@@ -212,23 +229,48 @@ export class Kernel {
         const e = toMoltError(err);
         throw new MoltError(e.code, `${service}: ${e.message}`, { service, cause: e });
       }
-      return this.#swap(slot, bundle, Via.ROLLBACK, options.onPhase);
+      return this.#swap(slot, bundle, Via.ROLLBACK, options);
     });
   }
 
-  /** Writes a snapshot of one service, or of all; returns what was written. */
-  async snapshot(service?: string): Promise<{ service: string; version: string; stateVersion: number; bytes: number }[]> {
-    const slots = service === undefined ? [...this.#slots.values()] : [this.#slot(service)];
-    const written = [];
-    for (const slot of slots) {
-      const instance = slot.instance;
-      if (instance === undefined) continue;
-      // Queued like a message, so it never runs in the middle of a handler.
-      const dump = await slot.mailbox.push(() => instance.dump());
-      await this.#supervisor.writeSnapshot(slot, instance, dump);
-      written.push({ service: slot.name, version: instance.versionId, stateVersion: instance.meta.stateVersion, bytes: dump.byteLength });
+  /**
+   * Writes a snapshot of one service (rejecting with its error), or of every
+   * service, each on its own: one that is down or cannot dump gets an
+   * `error` entry (and a log line), and every other is written all the same.
+   */
+  async snapshot(service?: string): Promise<SnapshotResult[]> {
+    if (service !== undefined) return [await this.#supervisor.snapshot(this.#slot(service))];
+    return Promise.all(
+      [...this.#slots.values()].map((slot) =>
+        this.#supervisor.snapshot(slot).catch((err: unknown): SnapshotResult => {
+          const { code, message } = toMoltError(err);
+          // A service that is down was logged when it went down; the periodic snapshot must not repeat that every time.
+          if (code !== ErrorCode.SERVICE_DOWN) this.#log.log("error", "snapshot failed", { service: slot.name, code, error: message });
+          return { service: slot.name, error: { code, message } };
+        }),
+      ),
+    );
+  }
+
+  /**
+   * Brings a service back on purpose (`molt restart`), typically one its
+   * supervisor gave up on: at its current version, from its last snapshot
+   * (or init), with a fresh restart budget. Does nothing for a service that
+   * is up. ERR_NO_SERVICE for an unknown name.
+   */
+  async restart(service: string): Promise<RestartResult> {
+    const slot = this.#slot(service);
+    let restarted = false;
+    if (slot.instance === undefined) {
+      if (this.#stopping) throw new MoltError(ErrorCode.STOPPING, "the runtime is stopping", { service });
+      // A swap whose old instance died under it settles (rolls back) on its own first.
+      if (this.#swapping.has(service)) throw new MoltError(ErrorCode.SWAP_BUSY, `a swap of ${service} is in progress`, { service });
+      // Two requests at once bring it back once: the second waits for the first and finds it up.
+      restarted = await this.#supervisor.revive(slot);
     }
-    return written;
+    const version = slot.instance?.versionId;
+    if (version === undefined) throw slot.failure ?? new MoltError(ErrorCode.SERVICE_DOWN, `${service} died again as it came back`, { service });
+    return { service, version, restarted };
   }
 
   /** Calls a service's handler from the host, as the HTTP ingress does. */
@@ -261,6 +303,7 @@ export class Kernel {
         inFlight: slot.mailbox.inFlight,
         paused: slot.mailbox.paused,
         restarts: slot.restarts.length,
+        isolation: slot.isolation,
         error: slot.failure === undefined ? null : { code: slot.failure.code, message: slot.failure.message },
         lastSwap: this.#lastSwap(slot.name),
       };
@@ -289,7 +332,7 @@ export class Kernel {
     await this.#started?.inventory.flush();
   }
 
-  async #swap(slot: Slot, bundle: Bundle, via: Via, onPhase?: (phase: Phase, ms: number) => void): Promise<SwapReport> {
+  async #swap(slot: Slot, bundle: Bundle, via: Via, options: SwapOptions = {}): Promise<SwapReport> {
     let settled: Promise<void> | undefined;
     const report = await swap({
       slot,
@@ -299,7 +342,8 @@ export class Kernel {
       inventory: this.inventory,
       log: this.#log,
       settings: this.config.swap,
-      ...(onPhase === undefined ? {} : { onPhase }),
+      ...(options.onPhase === undefined ? {} : { onPhase: options.onPhase }),
+      ...(options.freshState === true ? { freshState: true } : {}),
       // The committed state is the dump the serving instance restored from:
       // written after the blackout, without dumping again.
       onSettled: (instance, dump, stateVersion) => {

@@ -35,6 +35,12 @@ export class Slot {
   /** Size of the last dump taken, to judge whether a swap's rehearsal is worth it. */
   lastDumpBytes: number | undefined;
   readonly restarts: number[] = [];
+  /**
+   * Where the service's next instance runs: its config's choice, until an
+   * instance dies in a way that leaves something behind in the kernel's
+   * process; from then on, in a cell of its own.
+   */
+  isolation: ResolvedService["isolation"];
 
   readonly #metrics: Metrics | undefined;
   readonly #ok: { inc(): void } | undefined;
@@ -44,6 +50,7 @@ export class Slot {
   constructor(spec: ResolvedService, metrics?: Metrics) {
     this.name = spec.name;
     this.spec = spec;
+    this.isolation = spec.isolation;
     this.#metrics = metrics;
     // Label children bound once: the hot path increments, it does not hash labels.
     this.#ok = metrics?.requests.labels(spec.name, "ok");

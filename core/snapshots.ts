@@ -2,12 +2,14 @@
 // that a stop and start (or a crash) resumes from committed state. One file
 // per service, the previous one kept; bundles are stored by content hash so
 // any recorded version can be booted again, whatever happened to its source.
+// The store is opened when the kernel starts, before anything is written: it
+// makes dataDir private then (see tightenDataDir in disk.ts).
 
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Bundle } from "./bundle.ts";
-import { readRecord, writeAtomic, writeRecordAsync } from "./disk.ts";
+import { readRecord, tightenDataDir, writeAtomic, writeRecordAsync } from "./disk.ts";
 import { ErrorCode, MoltError } from "./errors.ts";
 import type { KernelLog } from "./log.ts";
 
@@ -28,6 +30,10 @@ export class SnapshotStore {
   constructor(dataDir: string, log?: KernelLog) {
     this.#dir = dataDir;
     this.#log = log;
+    const tightened = tightenDataDir(dataDir);
+    if (tightened.length > 0) {
+      log?.log("info", "dataDir was readable by other users; made it private (folders 0700, files 0600)", { dataDir, paths: tightened.length });
+    }
   }
 
   /**

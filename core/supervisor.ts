@@ -3,7 +3,10 @@
 // code can restore it, else init), starts, and goes behind the mailbox. One
 // that dies on its own is replaced the same way under the restart policy
 // (at most `maxRestarts` in `windowMs`, as OTP supervisors count), its
-// queued messages kept; past the policy the service stays down.
+// queued messages kept; past the policy the service stays down, and its
+// messages fail with ERR_SERVICE_DOWN, until an operator brings it back
+// (`revive`, behind `molt restart`). Snapshots of a live service are taken
+// here too, one service at a time, each on its own.
 
 import { bundleService, shortId, type Bundle } from "./bundle.ts";
 import { ErrorCode, MoltError, toMoltError } from "./errors.ts";
@@ -28,8 +31,18 @@ export interface SupervisorOptions {
   onRestart?: (slot: Slot) => void;
 }
 
+/** A snapshot written: what `molt snapshot` reports for one service. */
+export interface SnapshotWritten {
+  service: string;
+  version: string;
+  stateVersion: number;
+  bytes: number;
+}
+
 export class Supervisor {
   readonly #o: SupervisorOptions;
+  /** Instances being brought back (after a death, or on request), so that a request waits for one rather than racing it. */
+  readonly #restarting = new Map<Slot, Promise<unknown>>();
 
   constructor(options: SupervisorOptions) {
     this.#o = options;
@@ -89,11 +102,18 @@ export class Supervisor {
   /** Boots an instance of `bundle` for `slot`: code loaded, no state yet, not behind the mailbox. */
   async boot(slot: Slot, bundle: Bundle): Promise<Instance> {
     const holder: { instance?: Instance } = {};
+    const service = slot.isolation === slot.spec.isolation ? slot.spec : { ...slot.spec, isolation: slot.isolation };
     const instance = await this.#o.boot(
-      { service: slot.spec, code: bundle.code, versionId: bundle.hash, env: grantedEnv(slot.spec.permissions) },
-      // Only the instance behind the mailbox is restarted when it dies; a swap handles its own.
-      this.#o.router.bridge(slot, (reason) => {
-        if (holder.instance !== undefined && holder.instance === slot.instance) void this.#restart(slot, reason);
+      { service, code: bundle.code, versionId: bundle.hash, env: grantedEnv(slot.spec.permissions) },
+      this.#o.router.bridge(slot, (reason, advice) => {
+        // Whichever instance it was (a swap's new one too), what it left
+        // behind in this process decides where the service runs from now on.
+        if (advice?.contain === true && slot.isolation !== "process") {
+          slot.isolation = "process";
+          this.#o.log.log("warn", "service moved to a cell of its own", { service: slot.name, code: reason.code });
+        }
+        // Only the instance behind the mailbox is restarted when it dies; a swap handles its own.
+        if (holder.instance !== undefined && holder.instance === slot.instance) void this.#tracked(slot, this.#restart(slot, reason));
       }),
     );
     holder.instance = instance;
@@ -137,6 +157,86 @@ export class Supervisor {
     });
   }
 
+  /**
+   * Dumps a live service between two of its messages and writes the dump as
+   * its snapshot. A failure (the service down, its dump failing) rejects
+   * this call only: no other service's snapshot depends on it.
+   */
+  async snapshot(slot: Slot): Promise<SnapshotWritten> {
+    // Queued like a message, so it never runs in the middle of a handler; the
+    // instance is looked up when its turn comes, as a message's is.
+    const { instance, dump } = await slot.mailbox.push(async () => {
+      const current = slot.instance;
+      if (current === undefined || current.disposed) {
+        const why = slot.failure === undefined ? "" : ` (${slot.failure.code}: ${slot.failure.message})`;
+        throw new MoltError(ErrorCode.SERVICE_DOWN, `${slot.name} is down${why}: nothing to snapshot`, { service: slot.name, cause: slot.failure });
+      }
+      return { instance: current, dump: await current.dump() };
+    });
+    await this.writeSnapshot(slot, instance, dump);
+    return { service: slot.name, version: instance.versionId, stateVersion: instance.meta.stateVersion, bytes: dump.byteLength };
+  }
+
+  /**
+   * Brings a service back on purpose (`molt restart`), typically one left
+   * down past its restart policy: at the version it ran, from its last
+   * snapshot (or init), with its restart record cleared so that the policy
+   * counts afresh. Resolves false, doing nothing, when it is up; waits for a
+   * restart already under way first. Messages sent meanwhile wait for it,
+   * as they do for an automatic restart; those sent while it was down have
+   * already failed with ERR_SERVICE_DOWN.
+   */
+  async revive(slot: Slot): Promise<boolean> {
+    for (let running = this.#restarting.get(slot); running !== undefined; running = this.#restarting.get(slot)) {
+      await running.catch(() => undefined);
+    }
+    if (slot.instance !== undefined) return false;
+    await this.#tracked(slot, this.#reviveNow(slot));
+    return true;
+  }
+
+  async #reviveNow(slot: Slot): Promise<void> {
+    const release = slot.mailbox.hold();
+    try {
+      slot.restarts.length = 0;
+      await this.#bootAgain(slot, { message: "restarted on request" });
+    } catch (err) {
+      const e = toMoltError(err);
+      this.#o.log.log("error", "restart on request failed", { service: slot.name, code: e.code, error: e.message });
+      slot.detach(e);
+      throw e;
+    } finally {
+      release();
+    }
+  }
+
+  #tracked<T>(slot: Slot, run: Promise<T>): Promise<T> {
+    this.#restarting.set(slot, run);
+    const forget = (): void => {
+      if (this.#restarting.get(slot) === run) this.#restarting.delete(slot);
+    };
+    run.then(forget, forget);
+    return run;
+  }
+
+  /** Boots the version the slot ran again, from its last snapshot (or init), behind the mailbox, and records it in the inventory. */
+  async #bootAgain(slot: Slot, why: { code?: string; message: string }): Promise<void> {
+    const { inventory, log } = this.#o;
+    const bundle = slot.bundle ?? (await this.#bundleOnce(slot.spec.entry));
+    const instance = await this.boot(slot, bundle);
+    const fresh = await this.bringUp(slot, instance, bundle);
+    // The inventory records every crash and restart, beside the swaps.
+    inventory.live(instance, {
+      entry: bundle.entry,
+      parent: bundle.hash,
+      via: Via.RESTART,
+      ...(why.code === undefined ? {} : { code: why.code }),
+      message: `${why.message}; state from ${fresh ? "init" : "the last snapshot"}`,
+    });
+    inventory.save().catch((err: unknown) => log.log("error", "cannot write the inventory", { error: (err as Error).message }));
+    log.log("info", "service restarted", { service: slot.name, version: shortId(bundle.hash), state: fresh ? "init" : "snapshot" });
+  }
+
   async #restart(slot: Slot, reason: MoltError): Promise<void> {
     // Queued messages wait for the new instance.
     const release = slot.mailbox.hold();
@@ -166,20 +266,7 @@ export class Supervisor {
     this.#o.onRestart?.(slot);
     log.log("error", "instance died; restarting from its last snapshot", { service: slot.name, code: reason.code, error: reason.message });
     try {
-      const bundle = slot.bundle as Bundle;
-      const instance = await this.boot(slot, bundle);
-      const fresh = await this.bringUp(slot, instance, bundle);
-      // The inventory records every crash and restart, beside the swaps.
-      const { inventory } = this.#o;
-      inventory.live(instance, {
-        entry: bundle.entry,
-        parent: bundle.hash,
-        via: Via.RESTART,
-        code: reason.code,
-        message: `restarted after ${reason.code}: ${reason.message}; state from ${fresh ? "init" : "the last snapshot"}`,
-      });
-      inventory.save().catch((err: unknown) => log.log("error", "cannot write the inventory", { error: (err as Error).message }));
-      log.log("info", "service restarted", { service: slot.name, version: shortId(bundle.hash), state: fresh ? "init" : "snapshot" });
+      await this.#bootAgain(slot, { code: reason.code, message: `restarted after ${reason.code}: ${reason.message}` });
     } catch (err) {
       const e = toMoltError(err);
       log.log("error", "restart failed", { service: slot.name, code: e.code, error: e.message });

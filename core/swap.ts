@@ -12,6 +12,18 @@
 //
 // Any failure from quiesce to cutover is a rollback: the old instance, which
 // still holds its state, starts again and takes the queued messages.
+//
+// A fresh-state swap (`freshState`, the operator's escape hatch for a
+// service whose state cannot be handed over) runs the same machine with the
+// state taken from the new version's own init instead of the old dump:
+//
+//   prepare  → boot the new instance, run its `init`, dump that fresh state
+//              (the snapshot to commit); nothing of the old one is read
+//   quiesce  → pause, drain, then the old `stop`, best effort: a stop that
+//              throws or hangs is recorded and passed over, since the old
+//              instance is going away with its state anyway
+//   restore  → the new instance takes its fresh state back and starts
+//   cutover, commit → as above; the record and the report say `freshState`
 
 import type { Bundle } from "./bundle.ts";
 import { ErrorCode, MoltError, toMoltError } from "./errors.ts";
@@ -36,6 +48,20 @@ export interface VersionInfo {
   stateVersion: number;
 }
 
+/** How a swap is asked for: what the kernel, the admin API and the CLI pass on. */
+export interface SwapOptions {
+  /** Called as each phase ends, for progress output. */
+  onPhase?: (phase: Phase, ms: number) => void;
+  /**
+   * Start the new version from its `init` and drop the old version's state,
+   * which is never dumped (`molt swap --fresh-state`): the way to replace a
+   * service whose dump fails or hangs, or whose state the new code cannot take.
+   */
+  freshState?: boolean;
+  /** Every file the new bundle reads must lie under one of these (by real path), or the swap is refused with ERR_PERMISSION before anything changes. */
+  allowedRoots?: readonly string[];
+}
+
 export interface SwapReport {
   service: string;
   outcome: "committed" | "rolled-back" | "unchanged" | "unhealthy";
@@ -46,6 +72,10 @@ export interface SwapReport {
   blackoutMs: number | null;
   phases: Partial<Record<Phase, number>>;
   error?: { code: string; message: string; phase: Phase };
+  /** Present on a fresh-state swap: the new version started from init and the old state was dropped (if it committed). */
+  freshState?: true;
+  /** A fresh-state swap only: the old `stop` failed and was passed over. */
+  stopError?: { code: string; message: string };
 }
 
 export interface SwapRequest {
@@ -59,6 +89,8 @@ export interface SwapRequest {
   settings: { drainTimeoutMs: number; blackoutTimeoutMs: number; probationMs: number; probationMaxErrors: number };
   /** Called as each phase ends, for progress output. */
   onPhase?: (phase: Phase, ms: number) => void;
+  /** The new version starts from its init; see SwapOptions. */
+  freshState?: boolean;
   /**
    * Called when an instance goes live through the swap (at commit, and again
    * if probation sends the state back), with the dump it restored from: the
@@ -79,6 +111,7 @@ const PHASE_CODE: Record<Phase, string> = {
 
 /** The failures the guest names by lifecycle step, whatever phase ran the step. */
 const STEP_CODE: Record<string, string> = {
+  [ErrorCode.INIT_FAILED]: ErrorCode.SWAP_INIT,
   ERR_STOP_FAILED: ErrorCode.SWAP_STOP,
   ERR_DUMP_FAILED: ErrorCode.SWAP_DUMP,
   [ErrorCode.UNENCODABLE]: ErrorCode.SWAP_DUMP,
@@ -88,9 +121,9 @@ const STEP_CODE: Record<string, string> = {
   [ErrorCode.OOM]: ErrorCode.SWAP_OOM,
 };
 
-function phaseError(phase: Phase, err: unknown, service: string): MoltError {
+function phaseError(phase: Phase, err: unknown, service: string, fallback: string = PHASE_CODE[phase]): MoltError {
   const e = toMoltError(err);
-  const code = STEP_CODE[e.code] ?? (e.code === ErrorCode.STATE_VERSION || e.code.startsWith("ERR_SWAP_") ? e.code : PHASE_CODE[phase]);
+  const code = STEP_CODE[e.code] ?? (e.code === ErrorCode.STATE_VERSION || e.code.startsWith("ERR_SWAP_") ? e.code : fallback);
   return new MoltError(code, `${phase} failed: ${e.message}`, { service, cause: e });
 }
 
@@ -116,8 +149,19 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
   const { slot, inventory, log } = req;
   const old = slot.instance;
   if (old === undefined) throw new MoltError(ErrorCode.SERVICE_DOWN, `${slot.name} has no live instance to swap`, { service: slot.name });
-  const report: SwapReport = { service: slot.name, outcome: "unchanged", via: req.via, from: info(old), to: null, blackoutMs: null, phases: {} };
-  if (req.bundle.hash === old.versionId) {
+  const fresh = req.freshState === true;
+  const report: SwapReport = {
+    service: slot.name,
+    outcome: "unchanged",
+    via: req.via,
+    from: info(old),
+    to: null,
+    blackoutMs: null,
+    phases: {},
+    ...(fresh ? { freshState: true as const } : {}),
+  };
+  // A fresh-state swap to the running version is a deliberate reset of its state, not a no-op.
+  if (req.bundle.hash === old.versionId && !fresh) {
     report.to = report.from;
     return report;
   }
@@ -144,11 +188,14 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
       replacedAt: null,
       outcome,
       phases: report.phases,
+      ...(fresh ? { freshState: true } : {}),
       ...fields,
     });
 
   let next: Instance | undefined;
   let dumped: Uint8Array | undefined;
+  // The stateVersion of the state the new instance restores: the old one's, or its own when it starts fresh.
+  let fromStateVersion = old.meta.stateVersion;
   let paused = false;
   let stopped = false;
   let pausedAt = 0;
@@ -160,9 +207,14 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
       throw phaseError(phase, err, slot.name);
     }
     report.to = info(next);
-    const incompatible = checkStateVersion(next, old.meta.stateVersion);
-    if (incompatible !== undefined) throw incompatible;
-    await rehearse(req, old, next);
+    if (fresh) {
+      dumped = await freshDump(req, next);
+      fromStateVersion = next.meta.stateVersion;
+    } else {
+      const incompatible = checkStateVersion(next, old.meta.stateVersion);
+      if (incompatible !== undefined) throw incompatible;
+      await rehearse(req, old, next);
+    }
     done(phase);
 
     phase = Phase.QUIESCE;
@@ -174,19 +226,35 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
     // rollback, never timed out by its caller while it still waits to run.
     const left = budget(pausedAt, req.settings.blackoutTimeoutMs);
     await drain(slot, Math.min(req.settings.drainTimeoutMs, left()));
+    if (fresh) {
+      stopped = true;
+      // Half of what is left at most, so that the new start keeps the other half.
+      const stopError = await stopBestEffort(old, Math.max(1, Math.floor(left() / 2)));
+      if (stopError !== undefined) {
+        report.stopError = { code: stopError.code, message: stopError.message };
+        log.log("warn", "the old stop failed in a fresh-state swap; passed over", {
+          service: slot.name,
+          code: stopError.code,
+          error: stopError.message,
+        });
+      }
+    }
     done(phase);
 
-    phase = Phase.DUMP;
-    stopped = true;
-    dumped = await old.dump({ stop: true, timeoutMs: left() }).catch((err: unknown) => {
-      throw phaseError(phase, err, slot.name);
-    });
-    slot.lastDumpBytes = dumped.byteLength;
-    done(phase);
+    if (!fresh) {
+      phase = Phase.DUMP;
+      stopped = true;
+      dumped = await old.dump({ stop: true, timeoutMs: left() }).catch((err: unknown) => {
+        throw phaseError(phase, err, slot.name);
+      });
+      slot.lastDumpBytes = dumped.byteLength;
+      done(phase);
+    }
 
     phase = Phase.RESTORE;
     try {
-      await next.restore(dumped, old.meta.stateVersion, { start: true, timeoutMs: left() });
+      // A fresh instance takes back the state its init made (the dump committed below): the state it serves is the one snapshotted.
+      await next.restore(dumped as Uint8Array, fromStateVersion, { start: true, timeoutMs: left() });
     } catch (err) {
       throw phaseError(phase, err, slot.name);
     }
@@ -222,12 +290,12 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
   // commit: record, then probation, then the old isolate goes.
   const now = new Date().toISOString();
   inventory.replaced(slot.name, now);
-  const committed = record(Outcome.LIVE, { startedAt: now, blackoutMs: report.blackoutMs as number }, next);
+  const committed = record(Outcome.LIVE, { startedAt: now, blackoutMs: report.blackoutMs as number, ...(fresh ? dropped(report, old) : {}) }, next);
   saveQuietly(inventory, log);
   // Snapshot now, not after probation: a snapshot taken during probation is newer and must not be overwritten.
-  req.onSettled?.(next, dumped as Uint8Array, old.meta.stateVersion);
+  req.onSettled?.(next, dumped as Uint8Array, fromStateVersion);
   report.outcome = "committed";
-  const verdict = await probation(req, next, old, committed, dumped as Uint8Array);
+  const verdict = await probation(req, next, old, committed);
   if (verdict !== undefined) {
     report.outcome = verdict.outcome;
     report.error = { code: verdict.error.code, message: verdict.error.message, phase: Phase.COMMIT };
@@ -236,6 +304,71 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
   inventory.update(committed, { phases: report.phases });
   saveQuietly(inventory, log);
   return report;
+}
+
+/**
+ * A fresh-state swap's state: the new instance's own `init`, dumped, before
+ * the blackout and without touching the old instance. The dump is what the
+ * new instance restores at cutover and what is snapshotted at commit, so a
+ * crash after the swap resumes from the fresh state, never the dropped one.
+ */
+async function freshDump(req: SwapRequest, next: Instance): Promise<Uint8Array> {
+  try {
+    await next.init();
+  } catch (err) {
+    throw phaseError(Phase.PREPARE, err, req.slot.name, ErrorCode.SWAP_INIT);
+  }
+  let dumped: Uint8Array;
+  try {
+    dumped = await next.dump();
+  } catch (err) {
+    throw phaseError(Phase.DUMP, err, req.slot.name);
+  }
+  req.slot.lastDumpBytes = dumped.byteLength;
+  // The rehearsal of a fresh start: a restore that refuses this state fails here, with nothing paused (see rehearse).
+  if (dumped.byteLength <= REHEARSAL_MAX_BYTES) {
+    try {
+      await next.restore(dumped, next.meta.stateVersion);
+    } catch (err) {
+      throw phaseError(Phase.RESTORE, err, req.slot.name);
+    }
+  }
+  return dumped;
+}
+
+/** What a fresh-state swap's record says beside `freshState`: what was dropped, and the old stop's failure if it had one. */
+function dropped(report: SwapReport, old: Instance): Pick<VersionRecord, "message" | "code"> {
+  const message = `started from init; the state of ${old.meta.semver} was dropped`;
+  const failed = report.stopError;
+  return failed === undefined ? { message } : { code: failed.code, message: `${message}; its stop failed: ${failed.message}` };
+}
+
+/**
+ * The old `stop` of a fresh-state swap, within `timeoutMs`: a failure is
+ * returned, not thrown. The operator asked to drop this instance because
+ * something in it is broken; a stop that throws or hangs must not keep it
+ * in place, and disposing the isolate at commit ends whatever it left
+ * running (timers, a stop still pending).
+ */
+async function stopBestEffort(old: Instance, timeoutMs: number): Promise<MoltError | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new MoltError(ErrorCode.TIMEOUT, `stop of ${old.service} exceeded ${timeoutMs} ms`, { service: old.service })),
+      timeoutMs,
+    );
+  });
+  const stopping = old.stop();
+  // Settles after the deadline when it loses the race; nobody waits for it then.
+  stopping.catch(() => undefined);
+  try {
+    await Promise.race([stopping, deadline]);
+    return undefined;
+  } catch (err) {
+    return toMoltError(err);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** States up to this size are rehearsed; past it the rehearsal would cost more than it saves. */
@@ -300,7 +433,6 @@ async function probation(
   next: Instance,
   old: Instance,
   committed: VersionRecord,
-  dumped: Uint8Array,
 ): Promise<{ outcome: "rolled-back" | "unhealthy"; error: MoltError } | undefined> {
   const { slot, settings, log, inventory } = req;
   if (settings.probationMs > 0) {

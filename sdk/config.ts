@@ -8,6 +8,8 @@ export interface ServiceLimits {
   timeoutMs?: number;
   /** Largest encoded message the service accepts or answers with, in bytes. Default 4 MiB. */
   maxMessageBytes?: number;
+  /** Timers (setTimeout, setInterval) pending at once; past it `setTimeout` throws ERR_LIMIT. Default 10,000. */
+  timers?: number;
 }
 
 export interface ServicePermissions {

@@ -341,10 +341,10 @@ export default {
     });
 
     it.each(["bad-shape", "bad-status", "bad-body", "bad-header", "not-an-object"])(
-      "answers 500 ERR_BAD_RESPONSE when the service answers with an invalid response (%s)",
+      "answers 502 ERR_BAD_RESPONSE when the service answers with an invalid response (%s)",
       async (path) => {
         const answer = await get(url, `/probe/${path}`);
-        expect(answer.status).toBe(500);
+        expect(answer.status).toBe(502);
         expect(errorCode(answer)).toBe("ERR_BAD_RESPONSE");
         expect((await get(url, "/probe/ok")).status).toBe(200);
       },

@@ -21,7 +21,7 @@ describe("config", () => {
       bindings: {},
       concurrency: 1,
       queue: 1000,
-      limits: { memoryMb: 128, timeoutMs: 5000, maxMessageBytes: 4 * 1024 * 1024 },
+      limits: { memoryMb: 128, timeoutMs: 5000, maxMessageBytes: 4 * 1024 * 1024, timers: 10_000 },
       permissions: { net: [], env: [], stdout: false },
     });
     expect(c.http).toEqual({ port: 0, host: "127.0.0.1", service: "a", maxBodyBytes: 1024 * 1024 });

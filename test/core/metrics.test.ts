@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AdminServer } from "../../core/admin.ts";
+import { CUSTOM_CODES_PER_SERVICE, Metrics } from "../../core/metrics.ts";
 import { rejection, startKernel, type TestKernel } from "../support/kernel.ts";
 
 /** The value of one sample line of the Prometheus text, or undefined. */
@@ -45,5 +46,25 @@ describe("metrics", () => {
     expect(sample(text, "molt_queue_depth", { service: "counter" })).toBe(0);
     expect(sample(text, "molt_isolate_heap_used_bytes", { service: "counter" })).toBeGreaterThan(0);
     for (const line of text.split("\n").filter((l) => l.startsWith("# TYPE"))) expect(line.split(" ")[2]).toMatch(/^molt_/);
+  });
+});
+
+describe("metrics: error code labels", () => {
+  it("labels kernel codes as themselves, a service's first well-formed codes too (per service), and anything else as ERR_OTHER", async () => {
+    const metrics = new Metrics(async () => []);
+    const label = (service: string, code: string): string => metrics.errors.label(service, code);
+    expect(label("a", "ERR_TIMEOUT")).toBe("ERR_TIMEOUT");
+    for (const code of ["ERR_", "err_lower", "ERR_DASH-ED", `ERR_${"A".repeat(65)}`, "ERR_X\n", "ERR_X ", "NOT_ERR"]) expect(label("a", code)).toBe("ERR_OTHER");
+    expect(label("a", `ERR_${"A".repeat(64)}`)).toBe(`ERR_${"A".repeat(64)}`);
+    for (let i = 1; i < CUSTOM_CODES_PER_SERVICE; i++) expect(label("a", `ERR_A_${i}`)).toBe(`ERR_A_${i}`);
+    // The allowance is spent: new codes count as ERR_OTHER, admitted ones and kernel codes keep their labels.
+    expect(label("a", "ERR_ONE_TOO_MANY")).toBe("ERR_OTHER");
+    expect(label("a", "ERR_A_1")).toBe("ERR_A_1");
+    expect(label("a", "ERR_NO_HANDLER")).toBe("ERR_NO_HANDLER");
+    // Another service has its own allowance.
+    expect(label("b", "ERR_ONE_TOO_MANY")).toBe("ERR_ONE_TOO_MANY");
+    metrics.errors.inc({ service: "a", code: "ERR_NEVER_SEEN" });
+    metrics.errors.inc({ service: "a", code: "x".repeat(30_000) });
+    expect(sample(await metrics.text(), "molt_errors_total", { service: "a", code: "ERR_OTHER" })).toBe(2);
   });
 });

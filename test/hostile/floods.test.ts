@@ -13,7 +13,7 @@ describe("hostile services: floods", () => {
   beforeAll(async () => {
     t = await startKernel({
       services: {
-        flooder: { entry: "./hostile/flood.ts", bindings: { sink: "sink" }, limits: { timeoutMs: 60_000 } },
+        flooder: { entry: "./hostile/flood.ts", bindings: { sink: "sink" }, limits: { timeoutMs: 60_000, timers: 25_000 } },
         sink: { entry: "./hostile/sink.ts", queue: 100 },
         healthy: { entry: "./probe.ts" },
       },
@@ -52,14 +52,18 @@ describe("hostile services: floods", () => {
     expectHealthy(load);
   });
 
-  it("100,000 console.log lines from one handler: all reach the log sink, and the kernel serves on", async () => {
+  it("100,000 console.log lines from one handler: each is printed or counted as dropped past the service's console budget, and the kernel serves on", async () => {
     const before = t.out.length;
+    const droppedLines = (): number =>
+      t.logs.filter((l) => l.msg === "console output dropped" && l.service === "flooder").reduce((n, l) => n + Number(l.lines), 0);
+    const droppedBefore = droppedLines();
     const load = await underLoad(t, async () => {
       const n = await t.kernel.call("flooder", "consoleFlood", 100_000);
-      await eventually(() => expect(t.out.length - before).toBe(100_000), 10_000);
+      await eventually(() => expect(t.out.length - before + (droppedLines() - droppedBefore)).toBe(100_000), 10_000);
       return n;
     });
     expect(load.value).toBe(100_000);
+    expect(droppedLines() - droppedBefore).toBeGreaterThan(0);
     expectHealthy(load);
   });
 

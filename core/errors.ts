@@ -60,6 +60,19 @@ export const ERROR_CODE_PATTERN = /^ERR_[A-Z0-9_]{1,64}$/;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
+/**
+ * A service chooses its errors' codes and messages, and the kernel keeps
+ * them: in the inventory, in logs, in a service's failure. Bounded here,
+ * once, so no guest string of any size is kept host-side through an error.
+ */
+const MAX_MESSAGE_CHARS = 4096;
+const MAX_CODE_CHARS = 128;
+
+function bounded(text: string, max: number): string {
+  const s = String(text);
+  return s.length <= max ? s : `${s.slice(0, max)}… [${s.length - max} more characters cut]`;
+}
+
 export interface ErrorDetails {
   service?: string | undefined;
   version?: string | undefined;
@@ -73,8 +86,8 @@ export class MoltError extends Error {
   readonly version: string | undefined;
 
   constructor(code: string, message: string, details: ErrorDetails = {}) {
-    super(message, details.cause === undefined ? undefined : { cause: details.cause });
-    this.code = code;
+    super(bounded(message, MAX_MESSAGE_CHARS), details.cause === undefined ? undefined : { cause: details.cause });
+    this.code = bounded(code, MAX_CODE_CHARS);
     this.service = details.service;
     this.version = details.version;
   }

@@ -178,7 +178,8 @@ class IsolateInstance implements Instance {
     const origin = performance.now();
     const bytes = (value: unknown): Uint8Array => (value instanceof Uint8Array ? value : new Uint8Array(0));
     const refs = [
-      new ivm.Reference(async (binding: unknown, request: unknown) => own(await bridge.call(String(binding), bytes(request)))),
+      // Replies go back as ExternalCopies the guest copies in itself: see copyIn in guest/host.ts.
+      new ivm.Reference(async (binding: unknown, request: unknown) => new ivm.ExternalCopy(own(await bridge.call(String(binding), bytes(request))))),
       new ivm.Reference((binding: unknown, request: unknown) => bridge.send(String(binding), bytes(request))),
       new ivm.Reference((level: unknown, text: unknown) => bridge.console(String(level), String(text))),
       new ivm.Reference((op: unknown, id: unknown, ms: unknown, repeat: unknown) =>
@@ -186,7 +187,7 @@ class IsolateInstance implements Instance {
       ),
       new ivm.Reference((n: unknown) => new Uint8Array(randomBytes(Math.min(Math.max(Number(n) || 0, 0), 65536)))),
       new ivm.Reference(() => performance.now() - origin),
-      new ivm.Reference(async (request: unknown) => own(await bridge.fetch(bytes(request)))),
+      new ivm.Reference(async (request: unknown) => new ivm.ExternalCopy(own(await bridge.fetch(bytes(request))))),
       new ivm.Reference((text: unknown) => bridge.stdout(String(text))),
     ];
     const info = {

@@ -154,7 +154,7 @@ export class Router {
       },
       send: (binding, request) => this.#send(slot, binding, request),
       console: (level, text) => this.console(slot, level, text),
-      fetch: (request) => permittedFetch(slot.name, slot.spec.permissions.net, request, slot.spec.limits.timeoutMs),
+      fetch: (request) => permittedFetch(slot.name, slot.spec.permissions.net, request, slot.spec.limits.timeoutMs, slot.spec.limits.maxMessageBytes),
       stdout: (text) => {
         if (slot.spec.permissions.stdout) stdout(text);
       },

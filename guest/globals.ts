@@ -4,7 +4,7 @@
 // plain ECMAScript from ./web.
 
 import { Packr } from "msgpackr";
-import { PACK_OPTIONS, REPLY_OK, WIRE_VERSION } from "../protocol/wire.ts";
+import { PACK_OPTIONS, REPLY_OK, WIRE_VERSION, type FetchReply, type FetchRequest } from "../protocol/wire.ts";
 import { fromWire, MoltError } from "./errors.ts";
 import type { Host, LogLevel } from "./host.ts";
 import { formatArgs } from "./inspect.ts";
@@ -29,7 +29,7 @@ export interface Globals {
   clearTimers(): void;
 }
 
-export function installGlobals(host: Host, onUncaught: (where: string, err: unknown) => void): Globals {
+export function installGlobals(host: Host, onUncaught: (where: string, err: unknown) => void, limits: { timers: number }): Globals {
   const g = globalThis as Record<string, unknown>;
   const define = (name: string, value: unknown): void => {
     Object.defineProperty(g, name, { value, writable: true, configurable: true, enumerable: false });
@@ -51,6 +51,10 @@ export function installGlobals(host: Host, onUncaught: (where: string, err: unkn
   let nextTimer = 1;
   const setTimer = (repeat: boolean) => (fn: unknown, ms?: unknown, ...args: unknown[]): number => {
     if (typeof fn !== "function") throw new TypeError("timer callback must be a function");
+    // Each pending timer costs host memory outside this isolate's heap limit.
+    if (timers.size >= limits.timers) {
+      throw new MoltError("ERR_LIMIT", `too many pending timers: limits.timers is ${limits.timers}`);
+    }
     const id = nextTimer++;
     const delay = Math.max(0, Number(ms) || 0);
     timers.set(id, { fn: fn as TimerEntry["fn"], args, repeat });
@@ -131,20 +135,17 @@ export function installGlobals(host: Host, onUncaught: (where: string, err: unkn
   // and fails with ERR_PERMISSION for any host not granted.
   const codec = new Packr({ ...PACK_OPTIONS });
   define("fetch", async (input: unknown, init?: unknown): Promise<Response> => {
-    const request = normalizeFetchInit(input as never, init as never);
-    const reply = codec.unpack(await host.fetch(codec.pack([WIRE_VERSION, request]).slice())) as [
-      number,
-      number,
-      any,
-    ];
-    if (reply[1] !== REPLY_OK) throw fromWire(reply[2]);
-    const res = reply[2] as { status: number; statusText: string; headers: [string, string][]; body: Uint8Array; url: string };
+    const request: FetchRequest = normalizeFetchInit(input as never, init as never);
+    const reply = codec.unpack(await host.fetch(codec.pack([WIRE_VERSION, request]).slice())) as [number, number, unknown];
+    if (reply[1] !== REPLY_OK) throw fromWire(reply[2] as never);
+    const res = reply[2] as FetchReply;
     const response = new Response(res.body.byteLength === 0 ? null : res.body, {
       status: res.status,
       statusText: res.statusText,
       headers: res.headers,
     });
     Object.defineProperty(response, "url", { value: res.url });
+    Object.defineProperty(response, "redirected", { value: res.redirected === true });
     return response;
   });
 

@@ -19,6 +19,8 @@ export interface InstallInfo {
   bindings: string[];
   env: Record<string, string>;
   stdout: boolean;
+  /** limits.timers: pending timers past it make setTimeout throw ERR_LIMIT. */
+  timers: number;
   config: Uint8Array;
 }
 
@@ -29,6 +31,49 @@ const dumpCodec = new Packr({ ...PACK_OPTIONS, writeFunction: unencodable });
 
 function unencodable(): never {
   throw new MoltError("ERR_UNENCODABLE", "functions cannot cross an isolate boundary");
+}
+
+// Captured when the runtime script runs, before any service code exists, so
+// that a service replacing them later cannot change how the runtime reads
+// its messages or decides what to await. Function.prototype[Symbol.hasInstance]
+// cannot be replaced at all.
+const NativePromise = Promise;
+const hasInstance = Function.prototype[Symbol.hasInstance];
+const reflectApply = Reflect.apply;
+const getPrototypeOf = Object.getPrototypeOf;
+const hasOwn = Object.hasOwn;
+const setHas = Set.prototype.has;
+const defineProperty = Object.defineProperty;
+const isArray = Array.isArray;
+
+/** The prototypes of the realm's built-in objects: everything a service can pollute for every value at once. */
+const BUILT_IN_PROTOTYPES = ((): Set<object> => {
+  const found = new Set<object>([getPrototypeOf(Uint8Array.prototype) as object, getPrototypeOf([][Symbol.iterator]()) as object]);
+  for (const name of Object.getOwnPropertyNames(globalThis)) {
+    const value = (globalThis as Record<string, unknown>)[name];
+    const prototype = typeof value === "function" ? (value as { prototype?: unknown }).prototype : undefined;
+    if (typeof prototype === "object" && prototype !== null) found.add(prototype);
+  }
+  return found;
+})();
+
+/**
+ * Whether a hook's or a handler's result is to be awaited: a native promise,
+ * or an object whose `then` comes from itself or its own class (a library's
+ * promise). A `then` found on a built-in prototype does not make a value a
+ * promise. A service that sets Object.prototype.then makes every object a
+ * thenable; awaiting its state would hand the runtime's control flow to
+ * that function, and a state that cannot be dumped is a service that cannot
+ * be swapped out.
+ */
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  if ((typeof value !== "object" && typeof value !== "function") || value === null) return false;
+  if (reflectApply(hasInstance, NativePromise, [value]) === true) return true;
+  for (let o: object | null = value; o !== null; o = getPrototypeOf(o) as object | null) {
+    if (reflectApply(setHas, BUILT_IN_PROTOTYPES, [o]) === true) return false;
+    if (hasOwn(o, "then")) return typeof (value as { then?: unknown }).then === "function";
+  }
+  return false;
 }
 
 /** Encodes to an exact-size copy: isolated-vm copies a view's whole buffer, and msgpackr reuses its own. */
@@ -42,10 +87,17 @@ function encode(packr: Packr, value: unknown): Uint8Array {
 }
 
 function install(refs: HostRefs, info: InstallInfo): { dispatch: unknown; control: unknown; fireTimer: unknown } {
+  // Everything the runtime hands back to the kernel is bytes, and a promise
+  // resolved with bytes looks up their `then`: with Object.prototype.then
+  // set by the service, every reply and every dump would be taken for a
+  // thenable and never settle. This `then`, fixed before any service code
+  // runs, shadows whatever the service puts on Object.prototype, for the
+  // runtime's bytes and for those the host's replies arrive in.
+  defineProperty(Uint8Array.prototype, "then", { value: undefined, writable: false, enumerable: false, configurable: false });
   const host = wrapHost(refs);
   const reportUncaught = (where: string, err: unknown): void =>
     host.log("error", `uncaught error in ${where}: ${formatArgs([err])}`);
-  const globals = installGlobals(host, reportUncaught);
+  const globals = installGlobals(host, reportUncaught, { timers: info.timers });
 
   const bindings = new Set(info.bindings);
   const config: unknown = info.config.byteLength === 0 ? undefined : codec.unpack(info.config);
@@ -113,8 +165,10 @@ function install(refs: HostRefs, info: InstallInfo): { dispatch: unknown; contro
     let payload: unknown;
     try {
       const message = codec.unpack(bytes) as unknown[];
-      if (!Array.isArray(message) || message[0] !== WIRE_VERSION) throw new Error("not a molt request envelope");
-      [, method, payload] = message;
+      if (!isArray(message) || message[0] !== WIRE_VERSION) throw new Error("not a molt request envelope");
+      // Indexed, not destructured: destructuring goes through Array.prototype[Symbol.iterator], which is the service's to replace.
+      method = message[1];
+      payload = message[2];
     } catch (err) {
       return replyError(new MoltError("ERR_BAD_MESSAGE", `undecodable message: ${(err as Error).message}`), "ERR_BAD_MESSAGE");
     }
@@ -127,7 +181,8 @@ function install(refs: HostRefs, info: InstallInfo): { dispatch: unknown; contro
       );
     }
     try {
-      const result = await handler(state, payload, ctx);
+      const returned = handler(state, payload, ctx);
+      const result = isThenable(returned) ? await returned : returned;
       return kind === "send" ? undefined : reply(result);
     } catch (err) {
       if (kind === "send") reportUncaught(`handler "${method as string}" (send)`, err);
@@ -135,6 +190,9 @@ function install(refs: HostRefs, info: InstallInfo): { dispatch: unknown; contro
     }
   }
 
+  // Its results are primitives, bytes or objects without a prototype: an
+  // async function's result is looked up for `then`, which a service may
+  // have put on Object.prototype.
   async function control(op: ControlOp, bytes?: Uint8Array, fromStateVersion?: number): Promise<unknown> {
     switch (op) {
       case "activate": {
@@ -148,6 +206,7 @@ function install(refs: HostRefs, info: InstallInfo): { dispatch: unknown; contro
         Object.freeze(version);
         warmCodecs();
         return {
+          __proto__: null,
           semver: version.semver,
           stateVersion: version.stateVersion,
           restoresFrom: definition.restoresFrom ?? null,
@@ -160,20 +219,22 @@ function install(refs: HostRefs, info: InstallInfo): { dispatch: unknown; contro
       case "warm": {
         const sample = encode(dumpCodec, [DUMP_VERSION, version.stateVersion, { warm: [1, "x"], m: new Map([[1, 2]]) }]);
         for (let i = 0; i < 3; i++) {
-          await step("ERR_WARM", async () => dumpCodec.unpack(sample));
+          await step("ERR_WARM", async () => {
+            dumpCodec.unpack(sample);
+          });
           globals.clearTimers();
         }
         return sample;
       }
       case "init":
-        state = definition?.init === undefined ? {} : await definition.init(ctx);
+        state = definition?.init === undefined ? {} : (await settled(definition.init(ctx))).value;
         return undefined;
       case "start":
-        await definition?.start?.(state, ctx);
+        await settled(definition?.start?.(state, ctx));
         return undefined;
       case "stop":
         globals.clearTimers();
-        await definition?.stop?.(state, ctx);
+        await settled(definition?.stop?.(state, ctx));
         globals.clearTimers();
         return undefined;
       case "dump":
@@ -184,7 +245,7 @@ function install(refs: HostRefs, info: InstallInfo): { dispatch: unknown; contro
       // blackout pays for two crossings instead of four.
       case "quiesce":
         await step("ERR_STOP_FAILED", () => control("stop"));
-        return step("ERR_DUMP_FAILED", dump);
+        return await step("ERR_DUMP_FAILED", dump);
       case "resume":
         await step("ERR_RESTORE_FAILED", () => restore(bytes as Uint8Array, fromStateVersion));
         await step("ERR_START_FAILED", () => control("start"));
@@ -193,8 +254,17 @@ function install(refs: HostRefs, info: InstallInfo): { dispatch: unknown; contro
   }
 
   async function dump(): Promise<Uint8Array> {
-    const dumped = definition?.dump === undefined ? state : await definition.dump(state);
+    const dumped = definition?.dump === undefined ? state : (await settled(definition.dump(state))).value;
     return encode(dumpCodec, [DUMP_VERSION, version.stateVersion, dumped]);
+  }
+
+  /**
+   * A hook's result, awaited only when it is a promise (see isThenable).
+   * The value comes back in a box without a prototype: a promise resolved
+   * with the value itself would look up its `then` all the same.
+   */
+  async function settled<T>(value: T | PromiseLike<T>): Promise<{ value: T }> {
+    return { __proto__: null, value: isThenable(value) ? await value : value } as { value: T };
   }
 
   /** Runs one lifecycle step; its failure is named for the step, keeping what the hook said. */
@@ -210,10 +280,12 @@ function install(refs: HostRefs, info: InstallInfo): { dispatch: unknown; contro
   }
 
   async function restore(bytes: Uint8Array, fromStateVersion: number | undefined): Promise<undefined> {
-    const [envelope, , dumped] = dumpCodec.unpack(bytes) as [number, number, unknown];
+    const decoded = dumpCodec.unpack(bytes) as [number, number, unknown];
+    const envelope = decoded[0];
+    const dumped = decoded[2];
     if (envelope !== DUMP_VERSION) throw new MoltError("ERR_BAD_MESSAGE", `unknown dump envelope ${envelope}`);
     const from = fromStateVersion ?? version.stateVersion;
-    if (definition?.restore !== undefined) state = await definition.restore(dumped, from);
+    if (definition?.restore !== undefined) state = (await settled(definition.restore(dumped, from))).value;
     else if (from === version.stateVersion) state = dumped;
     else {
       throw new MoltError(

@@ -44,3 +44,31 @@ export interface WireError {
 export const PACK_OPTIONS = {
   structuredClone: true,
 } as const;
+
+/** How a fetch treats a redirect, as in the Fetch Standard. */
+export type RedirectMode = "follow" | "error" | "manual";
+
+/**
+ * A guest's fetch, as it crosses to the host: msgpack([WIRE_VERSION,
+ * FetchRequest]). The host checks every field: the guest runtime builds it,
+ * but a service can tamper with its runtime.
+ */
+export interface FetchRequest {
+  url: string;
+  method: string;
+  /** Lowercased names; repeated headers combined with ", ". */
+  headers: Record<string, string>;
+  body: Uint8Array | null;
+  redirect: RedirectMode;
+}
+
+/** The host's answer to a fetch, in an ordinary reply envelope. */
+export interface FetchReply {
+  status: number;
+  statusText: string;
+  headers: [string, string][];
+  body: Uint8Array;
+  /** The URL of the response: the last one, when redirects were followed. */
+  url: string;
+  redirected: boolean;
+}

@@ -29,7 +29,12 @@ export interface RequestInitLike {
   method?: string | undefined;
   headers?: HeadersInit | undefined;
   body?: BodyInit | null | undefined;
+  redirect?: RedirectMode | undefined;
 }
+
+/** How a fetch treats a redirect: follow it, fail, or hand back the 3xx response as it is. */
+export type RedirectMode = "follow" | "error" | "manual";
+const REDIRECT_MODES: ReadonlySet<string> = new Set<RedirectMode>(["follow", "error", "manual"]);
 
 /** A Request-like first argument to fetch: anything with a string `url`. */
 export interface RequestLike extends RequestInitLike {
@@ -44,6 +49,7 @@ export interface NormalizedFetchInit {
   method: string;
   headers: Record<string, string>;
   body: Uint8Array | null;
+  redirect: RedirectMode;
 }
 
 // RFC 9110 "token": the characters allowed in header names and methods.
@@ -178,15 +184,25 @@ export class Headers {
     return "Headers";
   }
 
-  /** The Fetch Standard's "sort and combine": what iteration shows. */
+  /**
+   * The Fetch Standard's "sort and combine": what iteration shows. One pass
+   * groups the values by name, so that a request with many headers costs
+   * n log n, not a scan of the list per name.
+   */
   #sortedAndCombined(): Array<[string, string]> {
-    const names = [...new Set(this.#list.map(([k]) => k))].sort();
+    const byName = new Map<string, string[]>();
+    for (const [name, value] of this.#list) {
+      const values = byName.get(name);
+      if (values === undefined) byName.set(name, [value]);
+      else values.push(value);
+    }
     const out: Array<[string, string]> = [];
-    for (const name of names) {
+    for (const name of [...byName.keys()].sort()) {
+      const values = byName.get(name) as string[];
       if (name === "set-cookie") {
-        for (const value of this.getSetCookie()) out.push([name, value]);
+        for (const value of values) out.push([name, value]);
       } else {
-        out.push([name, this.get(name) as string]);
+        out.push([name, values.join(", ")]);
       }
     }
     return out;
@@ -399,8 +415,9 @@ function normalizeMethod(method: unknown): string {
  * Reduces fetch's (input, init) to a URL, method, header record and body
  * bytes, applying the checks the Fetch Standard makes when it builds a
  * Request: the URL must be absolute and carry no credentials, the method a
- * token and not CONNECT/TRACE/TRACK, and GET and HEAD may not have a body.
- * Header names come back lowercased, repeated headers combined with ", ".
+ * token and not CONNECT/TRACE/TRACK, GET and HEAD may not have a body, and
+ * the redirect mode one of "follow", "error" and "manual". Header names come
+ * back lowercased, repeated headers combined with ", ".
  */
 export function normalizeFetchInit(input: RequestInfoLike, options?: RequestInitLike | null): NormalizedFetchInit {
   // WebIDL reads a missing or null init dictionary as an empty one.
@@ -441,15 +458,21 @@ export function normalizeFetchInit(input: RequestInfoLike, options?: RequestInit
     headers.set("content-type", extracted.contentType);
   }
 
+  const redirect = String(init.redirect ?? base.redirect ?? "follow");
+  if (!REDIRECT_MODES.has(redirect)) throw new TypeError(`fetch: ${JSON.stringify(redirect)} is not a valid redirect mode`);
+
   const record: Record<string, string> = {};
-  for (const name of headers.keys()) {
+  for (const [name, value] of headers) {
+    // Iteration keeps each Set-Cookie apart; a request sends them combined like any other header.
+    const combined = Object.hasOwn(record, name) ? `${record[name] as string}, ${value}` : value;
     // defineProperty, because a header may be named "__proto__".
-    Object.defineProperty(record, name, {
-      value: headers.get(name),
-      enumerable: true,
-      writable: true,
-      configurable: true,
-    });
+    Object.defineProperty(record, name, { value: combined, enumerable: true, writable: true, configurable: true });
   }
-  return { url: parsed.href, method, headers: record, body: extracted === null ? null : extracted.bytes };
+  return {
+    url: parsed.href,
+    method,
+    headers: record,
+    body: extracted === null ? null : extracted.bytes,
+    redirect: redirect as RedirectMode,
+  };
 }

@@ -1048,7 +1048,7 @@ describe("normalizeFetchInit", () => {
     try {
       const req = new NodeRequest(input as never, init as never);
       const body = req.body === null ? null : new Uint8Array(await req.arrayBuffer());
-      return { url: req.url, method: req.method, headers: Object.fromEntries(req.headers), body };
+      return { url: req.url, method: req.method, headers: Object.fromEntries(req.headers), body, redirect: req.redirect };
     } catch (err) {
       return { threw: (err as Error).name };
     }
@@ -1079,6 +1079,11 @@ describe("normalizeFetchInit", () => {
       ["not a url"],
       ["/relative"],
       ["https://user:pw@h/"],
+      ["https://h/", { redirect: "manual" }],
+      ["https://h/", { redirect: "error" }],
+      ["https://h/", { redirect: "follow" }],
+      ["https://h/", { redirect: "bogus" }],
+      ["https://h/", { redirect: undefined }],
     ];
     for (const [input, init] of cases) {
       const ours = outcome(() => normalizeFetchInit(input as never, init as never));
@@ -1105,11 +1110,19 @@ describe("normalizeFetchInit", () => {
       method: "POST",
       headers: { "x-from": "init", "content-type": "text/plain;charset=UTF-8" },
       body: new NodeTextEncoder().encode("one"),
+      redirect: "follow",
     });
+    expect(normalizeFetchInit({ url: "https://h/r", redirect: "manual" }).redirect).toBe("manual");
+    expect(normalizeFetchInit({ url: "https://h/r", redirect: "manual" }, { redirect: "error" }).redirect).toBe("error");
     expect(normalizeFetchInit(new URL("https://h/u?x")).url).toBe("https://h/u?x");
     expect(normalizeFetchInit({ href: "https://h/href" }).url).toBe("https://h/href");
     const proto = normalizeFetchInit("https://h/", { headers: [["__proto__", "x"]] });
     expect(Object.getOwnPropertyNames(proto.headers)).toEqual(["__proto__"]);
+  });
+
+  it("combines repeated headers, Set-Cookie too, as Node's Request sends them", () => {
+    const init = { headers: [["Set-Cookie", "a=1"], ["x-a", "1"], ["set-cookie", "b=2"], ["X-A", "2"]] };
+    expect(normalizeFetchInit("https://h/", init).headers).toEqual({ "set-cookie": "a=1, b=2", "x-a": "1, 2" });
   });
 
   it("copies byte bodies so later writes do not change the request", () => {
@@ -1204,6 +1217,7 @@ describe("guest/web bundle", () => {
           method: "POST",
           headers: { "content-type": "application/x-www-form-urlencoded;charset=UTF-8" },
           body: [...new NodeTextEncoder().encode("a=1")],
+          redirect: "follow",
         },
       });
     } finally {

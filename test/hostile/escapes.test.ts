@@ -101,13 +101,9 @@ describe("hostile services: escape attempts", () => {
     expectHealthy(load);
   });
 
-  it("makes every reply of its own isolate a thenable (Object.prototype.then): its callers get ERR_TIMEOUT, nothing else is affected", async () => {
-    const load = await underLoad(t, async () => {
-      const trap = await rejection(t.kernel.call("trapped", "thenTrap"));
-      const next = await rejection(t.kernel.call("trapped", "ping"));
-      return [trap.code, next.code];
-    });
-    expect(load.value).toEqual(["ERR_TIMEOUT", "ERR_TIMEOUT"]);
+  it("makes every reply of its own isolate a thenable (Object.prototype.then): its replies still arrive, nothing else is affected", async () => {
+    const load = await underLoad(t, async () => [await t.kernel.call("trapped", "thenTrap"), await t.kernel.call("trapped", "ping")]);
+    expect(load.value).toEqual(["trapped", "pong"]);
     expect(await t.kernel.call("witness", "realm")).toMatchObject({ then: null });
     expectHealthy(load);
   });

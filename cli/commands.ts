@@ -88,10 +88,11 @@ export async function statusCommand(options: CommonOptions): Promise<number> {
     return 0;
   }
   table(
-    ["service", "state", "version", "semver", "stateVersion", "uptime", "queue", "last swap"],
+    ["service", "state", "in", "version", "semver", "stateVersion", "uptime", "queue", "last swap"],
     services.map((s) => [
       s.name,
       s.state,
+      s.isolation === "process" ? "cell" : "isolate",
       s.version === null ? "-" : shortId(s.version),
       s.semver ?? "-",
       s.stateVersion === null ? "-" : String(s.stateVersion),

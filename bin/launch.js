@@ -24,9 +24,15 @@ export function launch(script, args, nodeFlags = []) {
       if (child.exitCode === null) child.kill(signal);
     });
   }
+  // A child that cannot exit normally (see cli/run.ts, leave) says first
+  // which code it meant, then kills itself.
+  let meant;
+  child.on("message", (message) => {
+    if (typeof message === "object" && message !== null && Number.isInteger(message.exitCode)) meant = message.exitCode;
+  });
   // A child killed by a signal exits as shells report it: 128 + the signal's number.
   child.on("exit", (code, signal) => {
-    process.exit(code ?? (signal === null ? 1 : 128 + (constants.signals[signal] ?? 0)));
+    process.exit(meant ?? code ?? (signal === null ? 1 : 128 + (constants.signals[signal] ?? 0)));
   });
 }
 

@@ -6,11 +6,28 @@ import { AdminServer, adminToken } from "../core/admin.ts";
 import { DEFAULTS, findConfig, loadConfig } from "../core/config.ts";
 import { writeAtomic } from "../core/disk.ts";
 import { HttpIngress } from "../core/http-ingress.ts";
+import { quarantinedIsolates } from "../core/isolate-host.ts";
 import { Kernel } from "../core/kernel.ts";
 import { jsonLog } from "../core/log.ts";
 
 /** How long a graceful stop may take before the process exits anyway. */
 const STOP_DEADLINE_MS = 30_000;
+
+/**
+ * Ends the process with `code`. After an isolate was quarantined (V8 gave up
+ * on its heap, see core/isolate-host.ts), one of isolated-vm's threads is
+ * parked for good, and a normal exit waits for it forever (isolated-vm joins
+ * its threads on the way out). Then the process kills itself instead, once
+ * it has told the launcher which code it meant.
+ */
+function leave(code: number): void {
+  if (quarantinedIsolates() === 0) process.exit(code);
+  const kill = (): void => {
+    process.kill(process.pid, "SIGKILL");
+  };
+  if (process.send === undefined) kill();
+  else process.send({ exitCode: code }, kill);
+}
 
 export async function run(configArg: string | undefined): Promise<void> {
   // Signals are handled from the first moment, so one that arrives while the
@@ -45,7 +62,7 @@ export async function run(configArg: string | undefined): Promise<void> {
     console.log(`molt: ${signal}, draining and stopping`);
     setTimeout(() => {
       console.error(`molt: stop took longer than ${STOP_DEADLINE_MS} ms, exiting`);
-      process.exit(1);
+      leave(1);
     }, STOP_DEADLINE_MS).unref();
     // Other runtimes' calls stop coming here first, and those running finish.
     await member?.leave();
@@ -53,7 +70,7 @@ export async function run(configArg: string | undefined): Promise<void> {
     await admin?.close();
     await kernel.stop();
     console.log("molt: stopped");
-    process.exit(0);
+    leave(0);
   };
 
   // A bad admin token refuses the start before any service has started.

@@ -67,8 +67,13 @@ export interface Instance {
   /** Takes state from a dump; with `start`, runs `start` too, in the same step. `timeoutMs` overrides the service's deadline. */
   restore(dump: Uint8Array, fromStateVersion: number, options?: { start?: boolean; timeoutMs?: number }): Promise<void>;
   start(): Promise<void>;
-  /** Runs one message; a call resolves with reply bytes (errors are encoded in them), a send with undefined. */
-  deliver(kind: DeliveryKind, request: Uint8Array): Promise<Uint8Array | undefined>;
+  /**
+   * Runs one message; a call resolves with reply bytes (errors are encoded
+   * in them), a send with undefined. An instance that ends before it started
+   * the message rejects with ERR_REDELIVER (deliveries.ts): the kernel then
+   * delivers it again, to the next instance, `again` (ahead of new messages).
+   */
+  deliver(kind: DeliveryKind, request: Uint8Array, options?: { again?: boolean }): Promise<Uint8Array | undefined>;
   stop(): Promise<void>;
   /** The state as a dump envelope: [DUMP_VERSION, stateVersion, value]; with `stop`, runs `stop` first, in the same step. */
   dump(options?: { stop?: boolean; timeoutMs?: number }): Promise<Uint8Array>;

@@ -8,7 +8,16 @@ import type { DeliveryKind } from "../protocol/wire.ts";
 import { shortId } from "./bundle.ts";
 import { ErrorCode, MoltError } from "./errors.ts";
 import type { BootSpec, ExitAdvice, Instance, InstanceBridge, ServiceMeta } from "./instance.ts";
+import { Deliveries } from "./deliveries.ts";
+import { GuestCalls } from "./guest-calls.ts";
 import { decodeReply, encode } from "./wire.ts";
+
+/** Options of a crossing that hands the isolate data: null-prototype like every option object isolated-vm reads. */
+const CROSSING = (timeout: number): object =>
+  ({ __proto__: null, timeout, arguments: { __proto__: null, copy: true }, result: { __proto__: null, copy: false } }) as object;
+
+/** Messages whose start time is kept for their deadline (deliveries.ts): far more than are ever in flight at once. */
+const START_RING = 4096;
 
 /** How long a timed-out isolate gets to show it is not stuck in a loop. */
 const PROBE_MS = 250;
@@ -137,8 +146,15 @@ class IsolateInstance implements Instance {
   readonly #catastrophe: Catastrophe;
   /** Timers refused past limits.timers since the last warning. */
   #timersRefused = 0;
-  #dispatch: ivm.Reference | undefined;
+  #deliverBatch: ivm.Reference | undefined;
+  #settle: ivm.Reference | undefined;
   #control: ivm.Reference | undefined;
+  /** [0] the last message the guest started, [1] the epoch: shared with the guest (see deliveries.ts). */
+  readonly #progress = new Int32Array(new SharedArrayBuffer(8));
+  /** Start times of messages, written by the guest: see deliveries.ts. */
+  readonly #starts = { seqs: new Int32Array(new SharedArrayBuffer(START_RING * 4)), times: new Float64Array(new SharedArrayBuffer(START_RING * 8)) };
+  readonly #deliveries: Deliveries;
+  readonly #guestCalls: GuestCalls;
   #fireTimer: ivm.Reference | undefined;
   #probing: Promise<boolean> | undefined;
   /** Still counted among the live isolates: cleared by the first dispose, whoever calls it. */
@@ -153,6 +169,22 @@ class IsolateInstance implements Instance {
     this.#isolate = isolate;
     this.#context = context;
     this.#catastrophe = catastrophe;
+    this.#deliveries = new Deliveries({
+      service: this.service,
+      timeoutMs: spec.service.limits.timeoutMs,
+      progress: this.#progress,
+      starts: this.#starts,
+      send: (meta, bytes, timeout) => this.#cross(this.#deliverBatch, [meta, bytes], timeout, `messages to ${this.service}`),
+      expired: () => {
+        const verdict = this.#probe();
+        if (verdict !== undefined) this.#bridge.stalled(verdict);
+      },
+      error: (code, message, cause) => this.#error(code, message, cause),
+    });
+    this.#guestCalls = new GuestCalls({
+      bridge,
+      send: (meta, bytes) => this.#cross(this.#settle, [meta, bytes], spec.service.limits.timeoutMs, `answers to ${this.service}`, false),
+    });
     catastrophe.onRaise(() => {
       // The isolate is left as V8 left it: disposing it would wait on the
       // parked thread's lock. The service comes back in a cell of its own,
@@ -178,17 +210,15 @@ class IsolateInstance implements Instance {
     const origin = performance.now();
     const bytes = (value: unknown): Uint8Array => (value instanceof Uint8Array ? value : new Uint8Array(0));
     const refs = [
-      // Replies go back as ExternalCopies the guest copies in itself: see copyIn in guest/host.ts.
-      new ivm.Reference(async (binding: unknown, request: unknown) => new ivm.ExternalCopy(own(await bridge.call(String(binding), bytes(request))))),
-      new ivm.Reference((binding: unknown, request: unknown) => bridge.send(String(binding), bytes(request))),
+      new ivm.Reference((meta: unknown, targets: unknown, request: unknown) => this.#guestCalls.out(meta, targets, request)),
       new ivm.Reference((level: unknown, text: unknown) => bridge.console(String(level), String(text))),
       new ivm.Reference((op: unknown, id: unknown, ms: unknown, repeat: unknown) =>
         op === "set" ? this.#setTimer(Number(id), Number(ms), repeat === true) : this.#clearTimer(Number(id)),
       ),
       new ivm.Reference((n: unknown) => new Uint8Array(randomBytes(Math.min(Math.max(Number(n) || 0, 0), 65536)))),
       new ivm.Reference(() => performance.now() - origin),
-      new ivm.Reference(async (request: unknown) => new ivm.ExternalCopy(own(await bridge.fetch(bytes(request))))),
       new ivm.Reference((text: unknown) => bridge.stdout(String(text))),
+      new ivm.Reference((meta: unknown, replies: unknown) => this.#deliveries.replies(meta, replies)),
     ];
     const info = {
       service: service.name,
@@ -197,16 +227,21 @@ class IsolateInstance implements Instance {
       env,
       stdout: service.permissions.stdout,
       timers: service.limits.timers,
+      concurrency: service.concurrency,
+      progress: this.#progress.buffer,
+      startSeqs: this.#starts.seqs.buffer,
+      startTimes: this.#starts.times.buffer,
       config: service.config === undefined ? new Uint8Array(0) : encode(service.config),
     };
     const exports = (await this.#context.evalClosure(
       `const install = globalThis.__molt_install;
        delete globalThis.__molt_install;
-       return install({ call: $0, send: $1, log: $2, timer: $3, random: $4, now: $5, fetch: $6, stdout: $7 }, $8);`,
+       return install({ out: $0, log: $1, timer: $2, random: $3, now: $4, stdout: $5, replies: $6 }, $7);`,
       [...refs, new ivm.ExternalCopy(info).copyInto()],
       { result: { reference: true } },
     )) as ivm.Reference;
-    this.#dispatch = (await exports.get("dispatch", { reference: true })) as ivm.Reference;
+    this.#deliverBatch = (await exports.get("deliverBatch", { reference: true })) as ivm.Reference;
+    this.#settle = (await exports.get("settle", { reference: true })) as ivm.Reference;
     this.#control = (await exports.get("control", { reference: true })) as ivm.Reference;
     this.#fireTimer = (await exports.get("fireTimer", { reference: true })) as ivm.Reference;
     exports.release();
@@ -241,22 +276,31 @@ class IsolateInstance implements Instance {
     return dumped;
   }
 
-  async deliver(kind: DeliveryKind, request: Uint8Array): Promise<Uint8Array | undefined> {
-    const dispatch = this.#live(this.#dispatch);
-    const reply = await this.#guard(`message to ${this.service}`, undefined, (timeout) =>
-      dispatch.apply(undefined, [kind, own(request)], {
-        arguments: { copy: true },
-        result: { promise: true, copy: true },
-        timeout,
-      }) as Promise<unknown>,
-    );
-    // Whatever the guest hands back is checked, not trusted: a service that
-    // tampers with its own runtime must not make its caller fail to decode.
-    if (reply === undefined && kind === "send") return undefined;
-    if (!(reply instanceof Uint8Array)) {
-      throw this.#error(ErrorCode.BAD_RESPONSE, `${this.service} answered with something that is not a molt reply`);
+  deliver(kind: DeliveryKind, request: Uint8Array, options?: { again?: boolean }): Promise<Uint8Array | undefined> {
+    if (this.#deliverBatch === undefined || this.#isolate.isDisposed) {
+      return Promise.reject(new MoltError(ErrorCode.SERVICE_DOWN, `${this.service} has no live instance`, { service: this.service }));
     }
-    return reply;
+    return this.#deliveries.deliver(kind, request, options?.again === true);
+  }
+
+  /**
+   * One crossing into the isolate that hands it data and expects nothing
+   * back but completion (a batch of messages, a batch of answers): the
+   * synchronous part runs under `timeoutMs`. With `fatal` false, data that
+   * does not fit in the isolate fails this crossing alone (ERR_OOM) instead
+   * of ending the instance: a few bytes saying so may still fit.
+   */
+  async #cross(ref: ivm.Reference | undefined, args: [Float64Array, Uint8Array], timeoutMs: number, what: string, fatal = true): Promise<void> {
+    const live = this.#live(ref);
+    try {
+      await live.apply(undefined, args, CROSSING(timeoutMs));
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      if (!fatal && /Array buffer allocation failed/i.test(message) && !this.#isolate.isDisposed) {
+        throw this.#error(ErrorCode.OOM, `${what} do not fit in ${this.service}'s memory`, err);
+      }
+      throw this.#translate(err, what, timeoutMs);
+    }
   }
 
   async heapUsed(): Promise<number> {
@@ -266,8 +310,10 @@ class IsolateInstance implements Instance {
   /** Idempotent: a swap, a restart and a stop may each get here for the same instance. */
   dispose(): void {
     this.#clearAllTimers();
-    const refs = [this.#dispatch, this.#control, this.#fireTimer];
-    this.#dispatch = this.#control = this.#fireTimer = undefined;
+    this.#deliveries.close(new MoltError(ErrorCode.SERVICE_DOWN, `${this.service}'s instance was disposed`, { service: this.service, version: this.versionId }));
+    const refs = [this.#deliverBatch, this.#settle, this.#control, this.#fireTimer];
+    this.#deliverBatch = this.#settle = this.#control = this.#fireTimer = undefined;
+    this.#guestCalls.close();
     if (!this.#counted) return;
     this.#counted = false;
     live--;
@@ -381,6 +427,7 @@ class IsolateInstance implements Instance {
   #exit(reason: MoltError, advice?: ExitAdvice): void {
     if (this.#exited) return;
     this.#exited = true;
+    this.#deliveries.close(reason);
     this.dispose();
     this.#bridge.exited(reason, advice);
   }

@@ -9,6 +9,18 @@ import { ErrorCode, MoltError } from "./errors.ts";
 
 export type Deliver<T> = () => Promise<T>;
 
+/**
+ * How many messages beyond `concurrency` a mailbox hands to its instance at
+ * once, at most. The instance runs them in order, `concurrency` at a time,
+ * and takes them in one crossing (see deliveries.ts): more in hand, fewer
+ * crossings. A message handed over early waits inside the instance instead
+ * of here, and its deadline runs meanwhile, so the window opens only while
+ * messages are answered fast and closes as soon as they are not.
+ */
+const MAX_WINDOW = 64;
+/** Answers slower than this (queueing inside the instance included) close the window. */
+const FAST_MS = 2;
+
 export class Mailbox {
   readonly service: string;
   readonly bound: number;
@@ -17,21 +29,25 @@ export class Mailbox {
   /** Independent reasons to hold deliveries (a swap, a restart, a stalled instance): paused while any is held. */
   readonly #holds = new Set<object>();
   #paused: (() => void) | undefined;
+  readonly #concurrency: number;
+  /** Extra messages in hand beyond `concurrency` (see MAX_WINDOW). */
+  #window = 1;
 
   constructor(service: string, options: { concurrency: number; bound: number }) {
     this.service = service;
     this.bound = options.bound;
+    this.#concurrency = options.concurrency;
     this.#queue = new PQueue({ concurrency: options.concurrency });
   }
 
-  /** Messages waiting, not counting those running. */
+  /** Messages waiting, not counting those running (those handed over beyond `concurrency` wait inside the instance). */
   get depth(): number {
-    return this.#queue.size;
+    return this.#queue.size + Math.max(0, this.#queue.pending - this.#concurrency);
   }
 
   /** Messages running now. */
   get inFlight(): number {
-    return this.#queue.pending;
+    return Math.min(this.#queue.pending, this.#concurrency);
   }
 
   get paused(): boolean {
@@ -46,14 +62,28 @@ export class Mailbox {
     if (this.#closed) {
       return Promise.reject(new MoltError(ErrorCode.STOPPING, `${this.service} is stopping`, { service: this.service }));
     }
-    if (this.#queue.size >= this.bound) {
+    if (this.depth >= this.bound) {
       return Promise.reject(
         new MoltError(ErrorCode.MAILBOX_FULL, `mailbox of ${this.service} is full (${this.bound} waiting)`, {
           service: this.service,
         }),
       );
     }
-    return this.#queue.add(deliver);
+    return this.#queue.add(async () => {
+      const t0 = performance.now();
+      try {
+        return await deliver();
+      } finally {
+        this.#adapt(performance.now() - t0);
+      }
+    });
+  }
+
+  #adapt(ms: number): void {
+    const window = ms < FAST_MS ? Math.min(this.#window * 2, MAX_WINDOW) : Math.max(1, this.#window >> 1);
+    if (window === this.#window) return;
+    this.#window = window;
+    this.#queue.concurrency = this.#concurrency + window - 1;
   }
 
   /**

@@ -7,6 +7,7 @@ import type { Bundle } from "./bundle.ts";
 import type { ResolvedService } from "./config.ts";
 import { ErrorCode, MoltError } from "./errors.ts";
 import type { Instance } from "./instance.ts";
+import { REDELIVER } from "./deliveries.ts";
 import { Mailbox } from "./mailbox.ts";
 import type { Metrics } from "./metrics.ts";
 import { decodeReply } from "./wire.ts";
@@ -35,6 +36,8 @@ export class Slot {
   /** Size of the last dump taken, to judge whether a swap's rehearsal is worth it. */
   lastDumpBytes: number | undefined;
   readonly restarts: number[] = [];
+  /** Deliveries waiting for the next instance (see #next). */
+  readonly #waiting: ((instance: Instance | undefined) => void)[] = [];
   /**
    * Where the service's next instance runs: its config's choice, until an
    * instance dies in a way that leaves something behind in the kernel's
@@ -74,11 +77,42 @@ export class Slot {
     this.#instance = instance;
     this.failure = undefined;
     this.startedAt = Date.now();
+    for (const wake of this.#waiting.splice(0)) wake(instance);
   }
 
   detach(reason: MoltError): void {
     this.#instance = undefined;
     this.failure = reason;
+    // Down for good (not on its way back): nobody should wait for the next instance.
+    if (reason.code === ErrorCode.SERVICE_DOWN || reason.code === ErrorCode.STOPPING) for (const wake of this.#waiting.splice(0)) wake(undefined);
+  }
+
+  /**
+   * The instance after `previous`: the current one if it is another, or the
+   * next one attached; undefined when the service is down for good.
+   */
+  #next(previous: Instance): Promise<Instance | undefined> {
+    const current = this.#instance;
+    if (current !== undefined && current !== previous && !current.disposed) return Promise.resolve(current);
+    if (current === undefined && this.failure !== undefined && (this.failure.code === ErrorCode.SERVICE_DOWN || this.failure.code === ErrorCode.STOPPING)) {
+      return Promise.resolve(undefined);
+    }
+    return new Promise((resolve) => this.#waiting.push(resolve));
+  }
+
+  /**
+   * Delivers to `instance`; a message it gave back unstarted (it ended
+   * first) goes to the next instance, ahead of the messages queued since.
+   */
+  async #deliverTo(instance: Instance, kind: DeliveryKind, request: Uint8Array, again = false): Promise<Uint8Array | undefined> {
+    try {
+      return await instance.deliver(kind, request, again ? { again } : undefined);
+    } catch (err) {
+      if (!(err instanceof MoltError) || err.code !== REDELIVER) throw err;
+      const next = await this.#next(instance);
+      if (next === undefined) throw this.failure ?? new MoltError(ErrorCode.SERVICE_DOWN, `${this.name} has no live instance`, { service: this.name });
+      return this.#deliverTo(next, kind, request, true);
+    }
   }
 
   /**
@@ -103,7 +137,7 @@ export class Slot {
           new MoltError(ErrorCode.SERVICE_DOWN, `${this.name} has no live instance`, { service: this.name })
         );
       }
-      if (this.#watch === undefined && this.#metrics === undefined) return instance.deliver(kind, request);
+      if (this.#watch === undefined && this.#metrics === undefined) return this.#deliverTo(instance, kind, request);
       return this.#observed(instance, kind, request);
     });
   }
@@ -130,7 +164,7 @@ export class Slot {
     const t0 = performance.now();
     let reply: Uint8Array | undefined;
     try {
-      reply = await instance.deliver(kind, request);
+      reply = await this.#deliverTo(instance, kind, request);
     } catch (err) {
       this.#account(t0, err instanceof MoltError ? err : new MoltError(ErrorCode.INTERNAL, String(err)));
       throw err;

@@ -29,6 +29,9 @@ export interface Globals {
   clearTimers(): void;
 }
 
+// Captured before any service code runs: a service that replaces it cannot change the bytes its fetches send.
+const bytesSlice = Uint8Array.prototype.slice;
+
 export function installGlobals(host: Host, onUncaught: (where: string, err: unknown) => void, limits: { timers: number }): Globals {
   const g = globalThis as Record<string, unknown>;
   const define = (name: string, value: unknown): void => {
@@ -136,7 +139,7 @@ export function installGlobals(host: Host, onUncaught: (where: string, err: unkn
   const codec = new Packr({ ...PACK_OPTIONS });
   define("fetch", async (input: unknown, init?: unknown): Promise<Response> => {
     const request: FetchRequest = normalizeFetchInit(input as never, init as never);
-    const reply = codec.unpack(await host.fetch(codec.pack([WIRE_VERSION, request]).slice())) as [number, number, unknown];
+    const reply = codec.unpack(await host.fetch(Reflect.apply(bytesSlice, codec.pack([WIRE_VERSION, request]), []) as Uint8Array)) as [number, number, unknown];
     if (reply[1] !== REPLY_OK) throw fromWire(reply[2] as never);
     const res = reply[2] as FetchReply;
     const response = new Response(res.body.byteLength === 0 ? null : res.body, {

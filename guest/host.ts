@@ -5,6 +5,12 @@
 
 import { MoltError } from "./errors.ts";
 
+// Captured when the runtime script runs, before any service code: a service
+// that replaces them later cannot stand between the runtime and the host.
+const NativePromise = Promise;
+const promiseThen = Promise.prototype.then;
+const reflectApply = Reflect.apply;
+
 /** The subset of isolated-vm's Reference API the guest uses. */
 export interface Ref {
   apply(receiver: undefined, args: unknown[], options?: object): Promise<unknown>;
@@ -13,19 +19,20 @@ export interface Ref {
 }
 
 export interface HostRefs {
-  call: Ref;
-  send: Ref;
+  /** Calls, sends and fetches made in one turn, in one crossing (see wrapHost). */
+  out: Ref;
   log: Ref;
   timer: Ref;
   random: Ref;
   now: Ref;
-  fetch: Ref;
   stdout: Ref;
+  replies: Ref;
 }
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
 
 export interface Host {
+  /** Resolves with the reply bytes; rejects only when they do not fit in this isolate (ERR_OOM). */
   call(binding: string, bytes: Uint8Array): Promise<Uint8Array>;
   send(binding: string, bytes: Uint8Array): void;
   log(level: LogLevel, text: string): void;
@@ -35,6 +42,8 @@ export interface Host {
   now(): number;
   fetch(bytes: Uint8Array): Promise<Uint8Array>;
   stdout(text: string): void;
+  /** Replies to delivered messages: [seq, length] pairs (-1: none), their bytes end to end. */
+  replies(meta: Float64Array, bytes: Uint8Array): void;
 }
 
 // isolated-vm reads the options of `apply`, `applyIgnored` and `applySync`
@@ -59,40 +68,6 @@ const callOptions = (promise: boolean): CallOptions =>
   Object.freeze({ __proto__: null, timeout: 0, arguments: transfer(false), result: transfer(promise) });
 
 /**
- * Options for calls whose host function returns a promise of bytes. The
- * bytes come as an ExternalCopy the runtime copies in itself (`copyIn`):
- * isolated-vm copies a promise's result into the isolate on a path where a
- * failed allocation is not caught, so a reply that did not fit in a nearly
- * full isolate aborted the whole process. Copied in here, the same failure
- * is an exception in this isolate.
- */
-const ASYNC_BYTES: CallOptions = Object.freeze({
-  __proto__: null,
-  timeout: 0,
-  arguments: transfer(false),
-  result: Object.freeze({ __proto__: null, copy: false, externalCopy: false, reference: false, promise: true }),
-});
-/** What the runtime passes to ExternalCopy#copy: read through the prototype chain too. */
-const COPY_IN = Object.freeze({ __proto__: null, release: true, transferIn: false });
-
-/** The subset of isolated-vm's ExternalCopy API the runtime uses. */
-interface ExternalBytes {
-  copy(options: typeof COPY_IN): unknown;
-}
-
-/** Copies bytes the host handed over into this isolate; ERR_OOM when they do not fit. */
-function copyIn(handle: unknown, what: string): Uint8Array {
-  let bytes: unknown;
-  try {
-    bytes = (handle as ExternalBytes).copy(COPY_IN);
-  } catch (err) {
-    if (err instanceof RangeError) throw new MoltError("ERR_OOM", `${what} does not fit in this service's memory: ${err.message}`);
-    throw err;
-  }
-  if (!(bytes instanceof Uint8Array)) throw new TypeError(`${what} arrived as something other than bytes`);
-  return bytes;
-}
-/**
  * Options for every other call. Results are copies too, even where they are
  * ignored or primitive, so that no call can ever hand the guest a reference
  * to a host object.
@@ -106,24 +81,109 @@ function bind<K extends keyof Ref>(ref: Ref, method: K): Bound<K> {
   return (ref[method] as (...args: unknown[]) => unknown).bind(ref) as Bound<K>;
 }
 
-export function wrapHost(refs: HostRefs): Host {
-  const call = bind(refs.call, "apply");
-  const send = bind(refs.send, "applyIgnored");
+/** Kinds of what leaves in a batch of outgoing messages (core/guest-calls.ts reads the same numbers). */
+const OUT_CALL = 0;
+const OUT_SEND = 1;
+const OUT_FETCH = 2;
+
+/**
+ * The host's side of the runtime, and `settle`, the entry through which the
+ * host answers calls and fetches: [id, length] per answer (length -1: the
+ * answer did not fit in this isolate), their bytes end to end. Answers are
+ * arguments of a call into the isolate, copied by isolated-vm on a path
+ * where a failed allocation is reported to the host, never the result of a
+ * promise (whose copy, when it fails, aborts the process) and never a handle
+ * the guest could use to reach host objects.
+ */
+export function wrapHost(refs: HostRefs): { host: Host; settle: (meta: Float64Array, bytes: Uint8Array) => void; recover: () => void } {
+  const out = bind(refs.out, "applyIgnored");
   const log = bind(refs.log, "applyIgnored");
   const timer = bind(refs.timer, "applyIgnored");
   const random = bind(refs.random, "applySync");
   const now = bind(refs.now, "applySync");
-  const fetch = bind(refs.fetch, "apply");
   const stdout = bind(refs.stdout, "applyIgnored");
-  return {
-    call: async (binding, bytes) => copyIn(await call(undefined, [binding, bytes], ASYNC_BYTES), "the reply"),
-    send: (binding, bytes) => send(undefined, [binding, bytes], SYNC_CALL),
+  const replies = bind(refs.replies, "applyIgnored");
+
+  // Everything a turn of the guest's code sends leaves in one crossing, when
+  // the turn's microtasks have run: a handler that fans out to many calls,
+  // or many handlers each making one, pay for one.
+  const waiting = new Map<number, { resolve: (bytes: Uint8Array) => void; reject: (err: Error) => void }>();
+  let nextId = 1;
+  let kinds: number[] = [];
+  let ids: number[] = [];
+  let targets: string[] = [];
+  let payloads: Uint8Array[] = [];
+  let queued = false;
+  const flush = (): void => {
+    queued = false;
+    const meta = new Float64Array(kinds.length * 3);
+    let total = 0;
+    for (const bytes of payloads) total += bytes.byteLength;
+    const all = new Uint8Array(total);
+    let at = 0;
+    for (let i = 0; i < kinds.length; i++) {
+      const bytes = payloads[i] as Uint8Array;
+      meta[i * 3] = ids[i] as number;
+      meta[i * 3 + 1] = kinds[i] as number;
+      meta[i * 3 + 2] = bytes.byteLength;
+      all.set(bytes, at);
+      at += bytes.byteLength;
+    }
+    const names = targets;
+    kinds = [];
+    ids = [];
+    targets = [];
+    payloads = [];
+    out(undefined, [meta, names, all], SYNC_CALL);
+  };
+  const enqueue = (kind: number, id: number, target: string, bytes: Uint8Array): void => {
+    kinds.push(kind);
+    ids.push(id);
+    targets.push(target);
+    payloads.push(bytes);
+    if (!queued) {
+      queued = true;
+      reflectApply(promiseThen, NativePromise.resolve(), [flush]);
+    }
+  };
+  const ask = (kind: number, target: string, bytes: Uint8Array): Promise<Uint8Array> =>
+    new NativePromise<Uint8Array>((resolve, reject) => {
+      const id = nextId++;
+      waiting.set(id, { resolve, reject });
+      enqueue(kind, id, target, bytes);
+    });
+
+  const settle = (meta: Float64Array, bytes: Uint8Array): void => {
+    let at = 0;
+    for (let i = 0; i + 1 < meta.length; i += 2) {
+      const id = meta[i] as number;
+      const length = meta[i + 1] as number;
+      const entry = waiting.get(id);
+      waiting.delete(id);
+      if (length < 0) {
+        entry?.reject(new MoltError("ERR_OOM", "the answer does not fit in this service's memory"));
+        continue;
+      }
+      entry?.resolve(bytes.subarray(at, at + length));
+      at += length;
+    }
+  };
+
+  const host: Host = {
+    call: (binding, bytes) => ask(OUT_CALL, binding, bytes),
+    send: (binding, bytes) => enqueue(OUT_SEND, 0, binding, bytes),
     log: (level, text) => log(undefined, [level, text], SYNC_CALL),
     setTimer: (id, ms, repeat) => timer(undefined, ["set", id, ms, repeat], SYNC_CALL),
     clearTimer: (id) => timer(undefined, ["clear", id, 0, false], SYNC_CALL),
     random: (n) => random(undefined, [n], SYNC_CALL) as Uint8Array,
     now: () => now(undefined, [], SYNC_CALL) as number,
-    fetch: async (bytes) => copyIn(await fetch(undefined, [bytes], ASYNC_BYTES), "the response"),
+    fetch: (bytes) => ask(OUT_FETCH, "", bytes),
     stdout: (text) => stdout(undefined, [text], SYNC_CALL),
+    replies: (meta, bytes) => replies(undefined, [meta, bytes], SYNC_CALL),
   };
+  // Messages queued in a turn the kernel cut short never reached their flush.
+  const recover = (): void => {
+    if (queued) flush();
+  };
+  return { host, settle, recover };
 }

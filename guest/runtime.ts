@@ -1,7 +1,7 @@
 // The guest runtime: the code that runs first in every service isolate.
 // It installs the web globals, then waits for the kernel to hand over its
 // references (`__molt_install`) and exposes exactly two entry points back:
-// `dispatch` for user messages and `control` for the lifecycle (activate,
+// `deliverBatch` for user messages and `control` for the lifecycle (activate,
 // init, start, stop, dump, restore). The two never share a path, as in OTP's
 // sys module: a control operation is never queued behind user messages.
 
@@ -21,6 +21,17 @@ export interface InstallInfo {
   stdout: boolean;
   /** limits.timers: pending timers past it make setTimeout throw ERR_LIMIT. */
   timers: number;
+  /** How many handlers may run at once: the runtime holds messages beyond it, in order. */
+  concurrency: number;
+  /**
+   * Shared with the kernel: [0] the sequence number of the last message this
+   * runtime started, [1] the epoch below which a message it has not started
+   * is no longer its to start (the kernel took it back). See deliverBatch.
+   */
+  progress: SharedArrayBuffer;
+  /** Shared with the kernel: a ring of [sequence number] and [Date.now()] of each message's start, for its deadline. */
+  startSeqs: SharedArrayBuffer;
+  startTimes: SharedArrayBuffer;
   config: Uint8Array;
 }
 
@@ -45,6 +56,9 @@ const hasOwn = Object.hasOwn;
 const setHas = Set.prototype.has;
 const defineProperty = Object.defineProperty;
 const isArray = Array.isArray;
+const promiseThen = Promise.prototype.then;
+const bytesSlice = Uint8Array.prototype.slice;
+const dateNow = Date.now;
 
 /** The prototypes of the realm's built-in objects: everything a service can pollute for every value at once. */
 const BUILT_IN_PROTOTYPES = ((): Set<object> => {
@@ -79,14 +93,18 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 /** Encodes to an exact-size copy: isolated-vm copies a view's whole buffer, and msgpackr reuses its own. */
 function encode(packr: Packr, value: unknown): Uint8Array {
   try {
-    return packr.pack(value).slice();
+    return reflectApply(bytesSlice, packr.pack(value), []) as Uint8Array;
   } catch (err) {
     if (err instanceof MoltError) throw err;
     throw new MoltError("ERR_UNENCODABLE", `value cannot be encoded: ${(err as Error).message}`);
   }
 }
 
-function install(refs: HostRefs, info: InstallInfo): { dispatch: unknown; control: unknown; fireTimer: unknown } {
+/** A message's kind on the wire of a batch (core/deliveries.ts): a one-way message, and a message the kernel gave up on. */
+const KIND_SEND = 1;
+const KIND_CANCEL = 2;
+
+function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; settle: unknown; control: unknown; fireTimer: unknown } {
   // Everything the runtime hands back to the kernel is bytes, and a promise
   // resolved with bytes looks up their `then`: with Object.prototype.then
   // set by the service, every reply and every dump would be taken for a
@@ -94,7 +112,7 @@ function install(refs: HostRefs, info: InstallInfo): { dispatch: unknown; contro
   // runs, shadows whatever the service puts on Object.prototype, for the
   // runtime's bytes and for those the host's replies arrive in.
   defineProperty(Uint8Array.prototype, "then", { value: undefined, writable: false, enumerable: false, configurable: false });
-  const host = wrapHost(refs);
+  const { host, settle, recover: recoverOut } = wrapHost(refs);
   const reportUncaught = (where: string, err: unknown): void =>
     host.log("error", `uncaught error in ${where}: ${formatArgs([err])}`);
   const globals = installGlobals(host, reportUncaught, { timers: info.timers });
@@ -160,7 +178,12 @@ function install(refs: HostRefs, info: InstallInfo): { dispatch: unknown; contro
   const replyError = (err: unknown, fallback: string): Uint8Array =>
     encode(codec, [WIRE_VERSION, REPLY_ERROR, toWire(err, fallback, info.service, version.id)]);
 
-  async function dispatch(kind: DeliveryKind, bytes: Uint8Array): Promise<Uint8Array | undefined> {
+  /**
+   * Runs one message. A handler that returns a value (not a promise) is
+   * answered synchronously, so a batch of such messages runs in one go and
+   * its replies leave together.
+   */
+  function run(kind: DeliveryKind, bytes: Uint8Array): Uint8Array | undefined | Promise<Uint8Array | undefined> {
     let method: unknown;
     let payload: unknown;
     try {
@@ -180,14 +203,140 @@ function install(refs: HostRefs, info: InstallInfo): { dispatch: unknown; contro
         "ERR_NO_HANDLER",
       );
     }
-    try {
-      const returned = handler(state, payload, ctx);
-      const result = isThenable(returned) ? await returned : returned;
-      return kind === "send" ? undefined : reply(result);
-    } catch (err) {
+    const failed = (err: unknown): Uint8Array | undefined => {
       if (kind === "send") reportUncaught(`handler "${method as string}" (send)`, err);
       return kind === "send" ? undefined : replyError(err, "ERR_HANDLER");
+    };
+    let returned: unknown;
+    try {
+      returned = handler(state, payload, ctx);
+    } catch (err) {
+      return failed(err);
     }
+    if (!isThenable(returned)) return kind === "send" ? undefined : reply(returned);
+    const pending = returned;
+    return (async (): Promise<Uint8Array | undefined> => {
+      try {
+        const result = await pending;
+        return kind === "send" ? undefined : reply(result);
+      } catch (err) {
+        return failed(err);
+      }
+    })();
+  }
+
+  // Messages arrive in batches: everything the kernel had for this instance
+  // when it crossed, in order. They run in that order with at most
+  // `concurrency` handlers at once, as the kernel's mailbox would have run
+  // them one crossing each; replies go back as handlers finish, those
+  // finished in the same turn in one crossing.
+  const progress = new Int32Array(info.progress);
+  const startSeqs = new Int32Array(info.startSeqs);
+  const startTimes = new Float64Array(info.startTimes);
+  const concurrency = Math.max(1, info.concurrency);
+  const waiting: { seq: number; epoch: number; kind: DeliveryKind; bytes: Uint8Array }[] = [];
+  let head = 0;
+  /** Messages started and not finished, by sequence number: what counts against `concurrency`. */
+  const running = new Set<number>();
+  let doneSeqs: number[] = [];
+  let doneReplies: (Uint8Array | undefined)[] = [];
+  let flushQueued = false;
+
+  const flush = (): void => {
+    flushQueued = false;
+    if (doneSeqs.length === 0) return;
+    const seqs = doneSeqs;
+    const replies = doneReplies;
+    doneSeqs = [];
+    doneReplies = [];
+    // [seq, length] per message (length -1: no reply, a send); the bytes end to end.
+    const meta = new Float64Array(seqs.length * 2);
+    let total = 0;
+    for (let i = 0; i < seqs.length; i++) total += replies[i]?.byteLength ?? 0;
+    const out = new Uint8Array(total);
+    let at = 0;
+    for (let i = 0; i < seqs.length; i++) {
+      const bytes = replies[i];
+      meta[i * 2] = seqs[i] as number;
+      meta[i * 2 + 1] = bytes === undefined ? -1 : bytes.byteLength;
+      if (bytes !== undefined) {
+        out.set(bytes, at);
+        at += bytes.byteLength;
+      }
+    }
+    host.replies(meta, out);
+  };
+  const record = (seq: number, bytes: Uint8Array | undefined): void => {
+    // Done: its deadline no longer runs, even if this turn is cut short before the reply leaves.
+    const at = seq % startSeqs.length;
+    if (startSeqs[at] === seq) startSeqs[at] = -seq;
+    doneSeqs.push(seq);
+    doneReplies.push(bytes);
+    if (!flushQueued) {
+      flushQueued = true;
+      reflectApply(promiseThen, NativePromise.resolve(), [flush]);
+    }
+  };
+  /** A handler that awaited something has finished: its place goes to the next message. */
+  const finish = (seq: number, bytes: Uint8Array | undefined): void => {
+    running.delete(seq);
+    record(seq, bytes);
+    pump();
+  };
+  const pump = (): void => {
+    while (running.size < concurrency && head < waiting.length) {
+      const message = waiting[head++] as (typeof waiting)[number];
+      // A message the kernel took back (its batch was cut short) is not this runtime's to start.
+      if (message.epoch < Atomics.load(progress, 1)) continue;
+      const at = message.seq % startSeqs.length;
+      startTimes[at] = dateNow();
+      startSeqs[at] = message.seq;
+      Atomics.store(progress, 0, message.seq);
+      running.add(message.seq);
+      const result = run(message.kind, message.bytes);
+      if (reflectApply(hasInstance, NativePromise, [result]) === true) {
+        reflectApply(promiseThen, result, [(bytes: Uint8Array | undefined) => finish(message.seq, bytes)]);
+      } else {
+        running.delete(message.seq);
+        record(message.seq, result as Uint8Array | undefined);
+      }
+    }
+    if (head === waiting.length) {
+      waiting.length = 0;
+      head = 0;
+    }
+  };
+
+  /**
+   * Replies recorded in a turn that the kernel cut short (a handler, or a
+   * microtask, spinning past its deadline) never reached the flush queued
+   * for them: a crossing starts by sending them, so no reply is stuck.
+   */
+  const recover = (): void => {
+    if (flushQueued) flush();
+    recoverOut();
+  };
+
+  /** One crossing: [seq, kind, length, epoch] per message in `meta`, their bytes end to end in `bytes`. */
+  function deliverBatch(meta: Float64Array, bytes: Uint8Array): void {
+    recover();
+    let at = 0;
+    for (let i = 0; i + 3 < meta.length; i += 4) {
+      if (meta[i + 1] === KIND_CANCEL) {
+        // Past its deadline: its caller has its answer, and its place goes to the next message.
+        running.delete(meta[i] as number);
+        continue;
+      }
+      const length = meta[i + 2] as number;
+      waiting.push({
+        seq: meta[i] as number,
+        kind: meta[i + 1] === KIND_SEND ? "send" : "call",
+        bytes: bytes.subarray(at, at + length),
+        epoch: meta[i + 3] as number,
+      });
+      at += length;
+    }
+    pump();
   }
 
   // Its results are primitives, bytes or objects without a prototype: an
@@ -306,7 +455,18 @@ function install(refs: HostRefs, info: InstallInfo): { dispatch: unknown; contro
     }
   }
 
-  return { dispatch, control: controlEntry, fireTimer: (id: number) => globals.fireTimer(id) };
+  return {
+    deliverBatch,
+    settle: (meta: Float64Array, bytes: Uint8Array) => {
+      recover();
+      settle(meta, bytes);
+    },
+    control: controlEntry,
+    fireTimer: (id: number) => {
+      recover();
+      globals.fireTimer(id);
+    },
+  };
 }
 
 /**

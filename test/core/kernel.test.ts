@@ -96,13 +96,12 @@ describe("deadlines and runaway code", () => {
     expect(await t.kernel.call("a", "echo", "alive")).toBe("alive");
   });
 
-  it("stops a loop in an awaited continuation with ERR_TIMEOUT and answers the next call", async () => {
+  it("stops a loop in an awaited continuation with ERR_TIMEOUT and answers the next call, without a restart", async () => {
     expect((await rejection(t.kernel.call("a", "spinAfterCall", { binding: "b" }))).code).toBe("ERR_TIMEOUT");
-    // The wedged isolate is disposed and a fresh instance boots behind the same mailbox.
+    // The answer that resumed the handler crossed in under the service's deadline, which stopped the loop.
     expect(await eventually(() => t.kernel.call("a", "echo", "alive again"))).toBe("alive again");
     const status = t.kernel.status().find((s) => s.name === "a");
-    expect(status?.restarts).toBe(1);
-    expect(t.logs.some((l) => l.msg === "instance died; restarting from its last snapshot" && l.code === "ERR_TIMEOUT")).toBe(true);
+    expect(status?.restarts).toBe(0);
   });
 
   it("ends a memory bomb with ERR_OOM and restarts the service", async () => {

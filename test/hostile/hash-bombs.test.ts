@@ -1,8 +1,9 @@
 // Hostile services, memory, in the default isolation: a Map, a Set and a
 // plain object grown without end inside a 32 MiB in-process isolate. Each
 // used to abort the whole Node process (V8's CALL_AND_RETRY_LAST); now the
-// bomb's caller gets ERR_OOM, the service comes back from its snapshot in a
-// cell of its own, and its neighbour answers every call meanwhile.
+// bomb's caller gets ERR_OOM, the service comes back from its snapshot (in a
+// cell of its own when its isolate had to be quarantined), and its neighbour
+// answers every call meanwhile.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventually, rejection, startKernel, type TestKernel } from "../support/kernel.ts";
 import { expectHealthy, restarts, underLoad } from "../support/hostile.ts";
@@ -34,8 +35,11 @@ describe("hostile services: hash-table bombs in the default isolation", () => {
     });
     expect(load.value).toEqual({ code: "ERR_OOM", again: "pong" });
     expect(restarts(t, service)).toBe(before + 1);
-    expect(isolation(service)).toBe("process");
-    expect(t.logs.some((l) => l.msg === "service moved to a cell of its own" && l.service === service)).toBe(true);
+    // Most often V8 gives up on the heap (the isolate is quarantined and the
+    // service moves to a cell); now and then isolated-vm's own heap check
+    // catches the table first, and the isolate is simply disposed.
+    const moved = t.logs.some((l) => l.msg === "service moved to a cell of its own" && l.service === service);
+    expect(isolation(service)).toBe(moved ? "process" : "isolate");
     expectHealthy(load);
   });
 });

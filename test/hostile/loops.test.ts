@@ -47,7 +47,7 @@ describe("hostile services: infinite loops", () => {
     expectHealthy(load);
   });
 
-  it("stops a loop in an awaited continuation (after ctx.call) with ERR_TIMEOUT and restarts the wedged service", async () => {
+  it("stops a loop in an awaited continuation (after ctx.call) with ERR_TIMEOUT: the answer's crossing has the service's deadline too, so the service answers again without a restart", async () => {
     const before = restarts(t, "continuation");
     const load = await underLoad(t, async () => {
       const err = await rejection(t.kernel.call("continuation", "spinAfterCall"));
@@ -56,7 +56,7 @@ describe("hostile services: infinite loops", () => {
     });
     expect(load.value.err.code).toBe("ERR_TIMEOUT");
     expect(load.value.again).toBe("pong");
-    expect(restarts(t, "continuation")).toBe(before + 1);
+    expect(restarts(t, "continuation")).toBe(before);
     expectHealthy(load);
   });
 
@@ -151,7 +151,7 @@ describe("hostile services: infinite loops", () => {
     expectHealthy(load);
   });
 
-  it("survives several services wedged after an await at once", async () => {
+  it("survives several services spinning after an await at once: each is stopped at its deadline and answers again, none restarted", async () => {
     const names = ["many1", "many2", "many3"];
     const before = names.map((n) => restarts(t, n));
     const load = await underLoad(t, async () => {
@@ -161,7 +161,7 @@ describe("hostile services: infinite loops", () => {
     });
     expect(load.value.codes).toEqual(["ERR_TIMEOUT", "ERR_TIMEOUT", "ERR_TIMEOUT"]);
     expect(load.value.again).toEqual(["pong", "pong", "pong"]);
-    expect(names.map((n) => restarts(t, n))).toEqual(before.map((b) => b + 1));
+    expect(names.map((n) => restarts(t, n))).toEqual(before);
     expectHealthy(load);
   });
 });

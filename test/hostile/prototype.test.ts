@@ -21,6 +21,7 @@ describe("hostile services: polluted prototypes", () => {
         quiet: { entry: "./hostile/proto-neighbour.ts", limits: { timeoutMs: 1000 } },
         thenable: { entry: "./hostile/proto-then.ts" },
         early: { entry: "./hostile/proto-then.ts" },
+        grabber: { entry: "./hostile/proto-grab.ts", bindings: { peer: "healthy" } },
         healthy: { entry: "./probe.ts" },
       },
       swap: { drainTimeoutMs: 1000 },
@@ -102,6 +103,14 @@ describe("hostile services: polluted prototypes", () => {
     expect(await t.kernel.call("early", "which")).toBe("1.0.0");
     expect(await t.kernel.call("early", "get")).toBe(4);
     expect(await t.kernel.call("early", "items")).toEqual(["stopped 1.0.0", "restored 3.0.0-early", "stopped 3.0.0-early", "restored 1.0.0"]);
+    expectHealthy(load);
+  });
+
+  it("finds no host object in what its calls resolve with (Object.prototype.then set while a call is on its way): answers arrive as its own plain bytes", async () => {
+    const load = await underLoad(t, () => t.kernel.call("grabber", "grab"));
+    expect(load.value).toMatchObject({ answer: "hello" });
+    // Whatever settled through its `then`, none of it was made by the host.
+    for (const name of (load.value as { caught: string[] }).caught) expect(["Uint8Array", "Object", "Promise"]).toContain(name);
     expectHealthy(load);
   });
 });

@@ -1,0 +1,268 @@
+// Messages on their way into one instance's isolate, batched: every message
+// handed over in one turn of the kernel's event loop crosses in one call, and
+// replies come back the same way (guest/runtime.ts, deliverBatch). Crossing
+// the isolate boundary costs tens of microseconds whatever it carries, so a
+// service answering a stream of small messages one crossing each spends its
+// time waiting on threads rather than running handlers.
+//
+// What one crossing per message gave for free is kept here by hand:
+// - order: messages carry a sequence number, the guest starts them in that
+//   order (and says which it started last, in `progress[0]`);
+// - each message's deadline, from when its handler starts: one host timer
+//   per message, which waits longer for a message still queued inside the
+//   instance;
+// - a batch cut short (a handler spinning past the synchronous deadline) or
+//   an instance that died: what the guest had not started is taken back
+//   (`progress[1]`, the epoch, tells the guest which messages are no longer
+//   its to start) and handed to the kernel to deliver again, first.
+// This file knows nothing of isolated-vm: the host gives it a way to send.
+
+import type { DeliveryKind } from "../protocol/wire.ts";
+import { ErrorCode, MoltError } from "./errors.ts";
+
+/** The guest's wire values (see guest/runtime.ts): a one-way message, and a message given up on. */
+const KIND_SEND = 1;
+const KIND_CANCEL = 2;
+
+/** Taken back from an instance before it started the message: deliver it again, to whichever instance is current. */
+export const REDELIVER = "ERR_REDELIVER";
+
+interface Pending {
+  kind: DeliveryKind;
+  request: Uint8Array;
+  resolve: (reply: Uint8Array | undefined) => void;
+  reject: (err: MoltError) => void;
+  seq: number;
+  timer: NodeJS.Timeout | undefined;
+}
+
+export interface DeliveriesOptions {
+  service: string;
+  timeoutMs: number;
+  /** Shared with the guest: [0] last started sequence number, [1] epoch. */
+  progress: Int32Array;
+  /** Shared with the guest: when each message started (Date.now()), in a ring indexed by sequence number. */
+  starts: { seqs: Int32Array; times: Float64Array };
+  /** One crossing: [seq, kind, length, epoch] per message, bytes end to end. Resolves once the guest has queued them. */
+  send: (meta: Float64Array, bytes: Uint8Array, timeoutMs: number) => Promise<void>;
+  /** A message passed its deadline: the host checks the isolate is not stuck (see isolate-host's probe). */
+  expired: () => void;
+  error: (code: string, message: string, cause?: unknown) => MoltError;
+}
+
+export class Deliveries {
+  readonly #o: DeliveriesOptions;
+  /** Sent, not yet answered, by sequence number (insertion order is sequence order). */
+  readonly #inFlight = new Map<number, Pending>();
+  /** Waiting for the next crossing; taken-back messages go first. */
+  #again: Pending[] = [];
+  #outbox: Pending[] = [];
+  /**
+   * Messages given up on (past their deadline) while the guest may still
+   * count them as running: it is told, so that their place under
+   * `concurrency` goes to the next message, as the mailbox's did when each
+   * message was its own crossing.
+   */
+  #cancels: number[] = [];
+  #seq = 0;
+  /** Cross even with nothing to send: the guest then sends replies a cut-short turn left behind. */
+  #nudge = false;
+  #epoch = 0;
+  #scheduled = false;
+  /** A crossing in progress: the next waits for it, so that a batch cut short is sent again before anything after it. */
+  #sending = false;
+  #closed: MoltError | undefined;
+
+  constructor(options: DeliveriesOptions) {
+    this.#o = options;
+  }
+
+  get size(): number {
+    return this.#inFlight.size + this.#again.length + this.#outbox.length;
+  }
+
+  deliver(kind: DeliveryKind, request: Uint8Array, again = false): Promise<Uint8Array | undefined> {
+    if (this.#closed !== undefined) return Promise.reject(this.#closed);
+    return new Promise((resolve, reject) => {
+      const pending: Pending = { kind, request, resolve, reject, seq: -1, timer: undefined };
+      (again ? this.#again : this.#outbox).push(pending);
+      this.#schedule();
+    });
+  }
+
+  /** Replies from the guest: [seq, length] per message (-1: none), their bytes end to end. */
+  replies(meta: unknown, bytes: unknown): void {
+    if (!(meta instanceof Float64Array) || !(bytes instanceof Uint8Array)) return;
+    let at = 0;
+    for (let i = 0; i + 1 < meta.length; i += 2) {
+      const seq = meta[i] as number;
+      const length = meta[i + 1] as number;
+      const pending = this.#inFlight.get(seq);
+      const valid = length === -1 || (Number.isInteger(length) && length >= 0 && at + length <= bytes.length);
+      const reply = valid && length >= 0 ? bytes.subarray(at, at + length) : undefined;
+      if (valid && length > 0) at += length;
+      if (pending === undefined) continue;
+      this.#settle(pending);
+      // Whatever the guest hands back is checked, not trusted: a service that
+      // tampers with its own runtime must not make its caller fail to decode.
+      if (!valid || (reply === undefined && pending.kind === "call")) {
+        pending.reject(this.#o.error(ErrorCode.BAD_RESPONSE, `${this.#o.service} answered with something that is not a molt reply`));
+      } else {
+        pending.resolve(pending.kind === "send" ? undefined : reply);
+      }
+      if (!valid) break;
+    }
+  }
+
+  /**
+   * The instance is gone: what it started fails with `reason`, what it had
+   * not started is given back to be delivered again.
+   */
+  close(reason: MoltError): void {
+    if (this.#closed !== undefined) return;
+    this.#closed = reason;
+    const started = Atomics.load(this.#o.progress, 0);
+    const back = new MoltError(REDELIVER, `${this.#o.service}'s instance ended before it started this message`);
+    for (const pending of this.#inFlight.values()) {
+      this.#settle(pending);
+      pending.reject(pending.seq <= started ? reason : back);
+    }
+    for (const pending of [...this.#again, ...this.#outbox]) pending.reject(back);
+    this.#again = [];
+    this.#outbox = [];
+  }
+
+  #settle(pending: Pending): void {
+    clearTimeout(pending.timer);
+    this.#inFlight.delete(pending.seq);
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#sending) return;
+    this.#scheduled = true;
+    // After the microtasks of this turn: a mailbox hands its messages over
+    // across several of them, and they should cross together.
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.#flush();
+    });
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#closed !== undefined || (this.#again.length === 0 && this.#outbox.length === 0 && this.#cancels.length === 0 && !this.#nudge)) return;
+    this.#nudge = false;
+    const batch = this.#again.length === 0 ? this.#outbox : [...this.#again, ...this.#outbox];
+    const cancels = this.#cancels;
+    this.#again = [];
+    this.#outbox = [];
+    this.#cancels = [];
+    const meta = new Float64Array((cancels.length + batch.length) * 4);
+    for (let i = 0; i < cancels.length; i++) {
+      meta[i * 4] = cancels[i] as number;
+      meta[i * 4 + 1] = KIND_CANCEL;
+    }
+    const offset = cancels.length * 4;
+    let total = 0;
+    for (const pending of batch) total += pending.request.byteLength;
+    const bytes = new Uint8Array(total);
+    let at = 0;
+    const { timeoutMs } = this.#o;
+    for (let i = 0; i < batch.length; i++) {
+      const pending = batch[i] as Pending;
+      pending.seq = ++this.#seq;
+      meta[offset + i * 4] = pending.seq;
+      meta[offset + i * 4 + 1] = pending.kind === "send" ? KIND_SEND : 0;
+      meta[offset + i * 4 + 2] = pending.request.byteLength;
+      meta[offset + i * 4 + 3] = this.#epoch;
+      bytes.set(pending.request, at);
+      at += pending.request.byteLength;
+      this.#inFlight.set(pending.seq, pending);
+      pending.timer = setTimeout(() => this.#expire(pending), timeoutMs);
+    }
+    this.#sending = true;
+    try {
+      await this.#o.send(meta, bytes, timeoutMs);
+    } catch (err) {
+      this.#cutShort(err, batch);
+    } finally {
+      this.#sending = false;
+    }
+    if (this.#again.length > 0 || this.#outbox.length > 0 || this.#cancels.length > 0) this.#schedule();
+  }
+
+  /**
+   * The crossing itself failed. A handler that spun past the synchronous
+   * deadline stopped the whole batch: it fails with ERR_TIMEOUT, and the
+   * messages after it, which the guest never started, are taken back and
+   * sent again first. Anything else (the isolate died) is left to close().
+   */
+  #cutShort(err: unknown, batch: Pending[]): void {
+    if (this.#closed !== undefined) return;
+    if (!(err instanceof MoltError) || err.code !== ErrorCode.TIMEOUT) {
+      // Not a deadline: the messages of this batch fail as the crossing did.
+      const cause = err instanceof MoltError ? err : this.#o.error(ErrorCode.INTERNAL, `delivery to ${this.#o.service} failed: ${String(err)}`, err);
+      for (const pending of batch) {
+        if (!this.#inFlight.has(pending.seq)) continue;
+        this.#settle(pending);
+        pending.reject(cause);
+      }
+      return;
+    }
+    const started = Atomics.load(this.#o.progress, 0);
+    this.#epoch++;
+    Atomics.store(this.#o.progress, 1, this.#epoch);
+    const back: Pending[] = [];
+    for (const pending of this.#inFlight.values()) {
+      if (pending.seq === started) {
+        this.#settle(pending);
+        this.#cancel(pending.seq);
+        pending.reject(this.#o.error(ErrorCode.TIMEOUT, `message to ${this.#o.service} exceeded ${this.#o.timeoutMs} ms`, err));
+      } else if (pending.seq > started) {
+        this.#settle(pending);
+        back.push(pending);
+      }
+    }
+    this.#again = [...back, ...this.#again];
+  }
+
+  #cancel(seq: number): void {
+    this.#cancels.push(seq);
+    this.#schedule();
+  }
+
+  /**
+   * A message's deadline runs from when its handler starts, as it did when
+   * the mailbox held it until then: one still waiting inside the instance
+   * (behind others, under `concurrency`) is looked at again a tenth of its
+   * deadline later; one that started gets what is left of its deadline from
+   * the start time the guest wrote down (`starts`).
+   */
+  #expire(pending: Pending): void {
+    if (!this.#inFlight.has(pending.seq)) return;
+    const { timeoutMs, progress, starts } = this.#o;
+    if (pending.seq > Atomics.load(progress, 0)) {
+      pending.timer = setTimeout(() => this.#expire(pending), Math.max(1, Math.ceil(timeoutMs / 10)));
+      return;
+    }
+    const at = pending.seq % starts.seqs.length;
+    if (starts.seqs[at] === -pending.seq) {
+      // Its handler finished; the reply is on its way (a turn cut short sends it with the next crossing).
+      pending.timer = setTimeout(() => this.#expire(pending), Math.max(1, Math.ceil(timeoutMs / 10)));
+      this.#nudge = true;
+      this.#schedule();
+      return;
+    }
+    // An entry overwritten since means thousands of messages started after this one: it has run for long.
+    if (starts.seqs[at] === pending.seq) {
+      const left = (starts.times[at] as number) + timeoutMs - Date.now();
+      if (left > 0) {
+        pending.timer = setTimeout(() => this.#expire(pending), Math.ceil(left));
+        return;
+      }
+    }
+    this.#settle(pending);
+    this.#cancel(pending.seq);
+    this.#o.expired();
+    pending.reject(this.#o.error(ErrorCode.TIMEOUT, `message to ${this.#o.service} exceeded ${this.#o.timeoutMs} ms`));
+  }
+}

@@ -8,9 +8,9 @@
 // What one crossing per message gave for free is kept here by hand:
 // - order: messages carry a sequence number, the guest starts them in that
 //   order (and says which it started last, in `progress[0]`);
-// - each message's deadline, from when its handler starts: one host timer
-//   per message, which waits longer for a message still queued inside the
-//   instance;
+// - each message's deadline, from when its handler starts (the guest writes
+//   down when each one starts): one sweep over the messages in flight every
+//   tenth of the deadline (at most 250 ms), not a timer per message;
 // - a batch cut short (a handler spinning past the synchronous deadline) or
 //   an instance that died: what the guest had not started is taken back
 //   (`progress[1]`, the epoch, tells the guest which messages are no longer
@@ -33,7 +33,6 @@ interface Pending {
   resolve: (reply: Uint8Array | undefined) => void;
   reject: (err: MoltError) => void;
   seq: number;
-  timer: NodeJS.Timeout | undefined;
 }
 
 export interface DeliveriesOptions {
@@ -67,6 +66,8 @@ export class Deliveries {
   #seq = 0;
   /** Cross even with nothing to send: the guest then sends replies a cut-short turn left behind. */
   #nudge = false;
+  /** Looks at every message in flight for its deadline, while there are any (see #sweep). */
+  #sweeper: NodeJS.Timeout | undefined;
   #epoch = 0;
   #scheduled = false;
   /** A crossing in progress: the next waits for it, so that a batch cut short is sent again before anything after it. */
@@ -84,7 +85,7 @@ export class Deliveries {
   deliver(kind: DeliveryKind, request: Uint8Array, again = false): Promise<Uint8Array | undefined> {
     if (this.#closed !== undefined) return Promise.reject(this.#closed);
     return new Promise((resolve, reject) => {
-      const pending: Pending = { kind, request, resolve, reject, seq: -1, timer: undefined };
+      const pending: Pending = { kind, request, resolve, reject, seq: -1 };
       (again ? this.#again : this.#outbox).push(pending);
       this.#schedule();
     });
@@ -121,6 +122,8 @@ export class Deliveries {
   close(reason: MoltError): void {
     if (this.#closed !== undefined) return;
     this.#closed = reason;
+    clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
     const started = Atomics.load(this.#o.progress, 0);
     const back = new MoltError(REDELIVER, `${this.#o.service}'s instance ended before it started this message`);
     for (const pending of this.#inFlight.values()) {
@@ -133,16 +136,16 @@ export class Deliveries {
   }
 
   #settle(pending: Pending): void {
-    clearTimeout(pending.timer);
     this.#inFlight.delete(pending.seq);
   }
 
   #schedule(): void {
     if (this.#scheduled || this.#sending) return;
     this.#scheduled = true;
-    // After the microtasks of this turn: a mailbox hands its messages over
-    // across several of them, and they should cross together.
-    setImmediate(() => {
+    // After the microtasks of this turn (Node runs next-tick callbacks once
+    // the microtask queue is empty): a mailbox hands its messages over
+    // across several microtasks, and they should cross together.
+    process.nextTick(() => {
       this.#scheduled = false;
       void this.#flush();
     });
@@ -177,8 +180,8 @@ export class Deliveries {
       bytes.set(pending.request, at);
       at += pending.request.byteLength;
       this.#inFlight.set(pending.seq, pending);
-      pending.timer = setTimeout(() => this.#expire(pending), timeoutMs);
     }
+    this.#sweeper ??= setInterval(() => this.#sweep(), Math.max(5, Math.min(250, Math.ceil(timeoutMs / 10))));
     this.#sending = true;
     try {
       await this.#o.send(meta, bytes, timeoutMs);
@@ -233,36 +236,40 @@ export class Deliveries {
   /**
    * A message's deadline runs from when its handler starts, as it did when
    * the mailbox held it until then: one still waiting inside the instance
-   * (behind others, under `concurrency`) is looked at again a tenth of its
-   * deadline later; one that started gets what is left of its deadline from
-   * the start time the guest wrote down (`starts`).
+   * (behind others, under `concurrency`) is not yet running out of time; one
+   * that started has its deadline from the start time the guest wrote down
+   * (`starts`); one whose handler finished has its reply on the way.
    */
-  #expire(pending: Pending): void {
-    if (!this.#inFlight.has(pending.seq)) return;
+  #sweep(): void {
+    if (this.#inFlight.size === 0 || this.#closed !== undefined) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
+      return;
+    }
     const { timeoutMs, progress, starts } = this.#o;
-    if (pending.seq > Atomics.load(progress, 0)) {
-      pending.timer = setTimeout(() => this.#expire(pending), Math.max(1, Math.ceil(timeoutMs / 10)));
-      return;
-    }
-    const at = pending.seq % starts.seqs.length;
-    if (starts.seqs[at] === -pending.seq) {
-      // Its handler finished; the reply is on its way (a turn cut short sends it with the next crossing).
-      pending.timer = setTimeout(() => this.#expire(pending), Math.max(1, Math.ceil(timeoutMs / 10)));
-      this.#nudge = true;
-      this.#schedule();
-      return;
-    }
-    // An entry overwritten since means thousands of messages started after this one: it has run for long.
-    if (starts.seqs[at] === pending.seq) {
-      const left = (starts.times[at] as number) + timeoutMs - Date.now();
-      if (left > 0) {
-        pending.timer = setTimeout(() => this.#expire(pending), Math.ceil(left));
-        return;
+    const started = Atomics.load(progress, 0);
+    const now = Date.now();
+    const expired: Pending[] = [];
+    // In sequence order: the first one not started ends the sweep.
+    for (const pending of this.#inFlight.values()) {
+      if (pending.seq > started) break;
+      const at = pending.seq % starts.seqs.length;
+      const mark = starts.seqs[at];
+      if (mark === -pending.seq) {
+        // Finished; a turn cut short sends its reply with the next crossing.
+        this.#nudge = true;
+        this.#schedule();
+        continue;
       }
+      // An entry overwritten since means thousands of messages started after this one: it has run for long.
+      if (mark === pending.seq && (starts.times[at] as number) + timeoutMs > now) continue;
+      expired.push(pending);
     }
-    this.#settle(pending);
-    this.#cancel(pending.seq);
-    this.#o.expired();
-    pending.reject(this.#o.error(ErrorCode.TIMEOUT, `message to ${this.#o.service} exceeded ${this.#o.timeoutMs} ms`));
+    for (const pending of expired) {
+      this.#settle(pending);
+      this.#cancel(pending.seq);
+      this.#o.expired();
+      pending.reject(this.#o.error(ErrorCode.TIMEOUT, `message to ${this.#o.service} exceeded ${timeoutMs} ms`));
+    }
   }
 }

@@ -67,7 +67,7 @@ export class GuestCalls {
     this.#answers.push(reply);
     if (this.#scheduled) return;
     this.#scheduled = true;
-    setImmediate(() => void this.#flush());
+    process.nextTick(() => void this.#flush());
   }
 
   async #flush(): Promise<void> {

@@ -17,7 +17,7 @@ export type Deliver<T> = () => Promise<T>;
  * of here, and its deadline runs meanwhile, so the window opens only while
  * messages are answered fast and closes as soon as they are not.
  */
-const MAX_WINDOW = 64;
+const MAX_WINDOW = 128;
 /** Answers slower than this (queueing inside the instance included) close the window. */
 const FAST_MS = 2;
 

@@ -31,6 +31,8 @@ export interface ResolvedService {
   config: unknown;
   limits: ResolvedLimits;
   concurrency: number;
+  /** Whether the config set `concurrency` (otherwise the module may declare its own). */
+  concurrencySet: boolean;
   queue: number;
   permissions: ResolvedPermissions;
   /** "isolate": an isolate in the kernel's process; "process": an isolate in a cell of its own. */
@@ -180,6 +182,7 @@ export function resolveConfig(raw: unknown, dir: string, path: string | null = n
         timers: positiveInt(limits.timers ?? DEFAULTS.timers, `services.${name}.limits.timers`, fail),
       },
       concurrency: positiveInt(svc.concurrency ?? DEFAULTS.concurrency, `services.${name}.concurrency`, fail),
+      concurrencySet: svc.concurrency !== undefined,
       queue: positiveInt(svc.queue ?? DEFAULTS.queue, `services.${name}.queue`, fail),
       isolation: oneOf(svc.isolation ?? "isolate", ["isolate", "process"] as const, `services.${name}.isolation`, fail),
       permissions: {

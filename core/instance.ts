@@ -12,6 +12,8 @@ export interface ServiceMeta {
   semver: string;
   stateVersion: number;
   restoresFrom: number[] | null;
+  /** Handlers the module says may run at once (`concurrency` in its definition), or null. */
+  concurrency?: number | null;
   hasRestore: boolean;
   handlers: string[];
 }

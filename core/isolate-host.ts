@@ -228,6 +228,7 @@ class IsolateInstance implements Instance {
       stdout: service.permissions.stdout,
       timers: service.limits.timers,
       concurrency: service.concurrency,
+      concurrencySet: service.concurrencySet,
       progress: this.#progress.buffer,
       startSeqs: this.#starts.seqs.buffer,
       startTimes: this.#starts.times.buffer,

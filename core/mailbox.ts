@@ -29,7 +29,7 @@ export class Mailbox {
   /** Independent reasons to hold deliveries (a swap, a restart, a stalled instance): paused while any is held. */
   readonly #holds = new Set<object>();
   #paused: (() => void) | undefined;
-  readonly #concurrency: number;
+  #concurrency: number;
   /** Extra messages in hand beyond `concurrency` (see MAX_WINDOW). */
   #window = 1;
 
@@ -77,6 +77,13 @@ export class Mailbox {
         this.#adapt(performance.now() - t0);
       }
     });
+  }
+
+  /** Changes how many handlers run at once (a module's own declaration, once its code is loaded). */
+  setConcurrency(concurrency: number): void {
+    if (concurrency === this.#concurrency) return;
+    this.#concurrency = concurrency;
+    this.#queue.concurrency = concurrency + this.#window - 1;
   }
 
   #adapt(ms: number): void {

@@ -95,6 +95,8 @@ class ConsoleBudget {
 function clipLine(text: string): string {
   const max = CONSOLE_BUDGET.maxLineChars;
   if (text.length <= max) return text;
+  // Cut already by the guest runtime (guest/globals.ts), with its count.
+  if (text.length <= max + 48 && /… \[\d+ more characters cut\]$/.test(text)) return text;
   // Never split a surrogate pair: half of one is not a character.
   const code = text.charCodeAt(max - 1);
   const end = code >= 0xd800 && code <= 0xdbff ? max - 1 : max;

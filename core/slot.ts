@@ -77,6 +77,8 @@ export class Slot {
     this.#instance = instance;
     this.failure = undefined;
     this.startedAt = Date.now();
+    // Without a `concurrency` in the config, the module's own declaration counts (1 if it makes none).
+    if (!this.spec.concurrencySet) this.mailbox.setConcurrency(instance.meta.concurrency ?? 1);
     for (const wake of this.#waiting.splice(0)) wake(instance);
   }
 

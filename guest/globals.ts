@@ -32,13 +32,28 @@ export interface Globals {
 // Captured before any service code runs: a service that replaces it cannot change the bytes its fetches send.
 const bytesSlice = Uint8Array.prototype.slice;
 
+/**
+ * The longest console line that leaves the isolate (the kernel cuts at the
+ * same length, core/router.ts): cut here, so that a service logging lines of
+ * megabytes does not make the host copy them before cutting.
+ */
+const MAX_LINE_CHARS = 16 * 1024;
+
+function clipLine(text: string): string {
+  if (text.length <= MAX_LINE_CHARS) return text;
+  // Never split a surrogate pair: half of one is not a character.
+  const code = text.charCodeAt(MAX_LINE_CHARS - 1);
+  const end = code >= 0xd800 && code <= 0xdbff ? MAX_LINE_CHARS - 1 : MAX_LINE_CHARS;
+  return `${text.slice(0, end)}… [${text.length - end} more characters cut]`;
+}
+
 export function installGlobals(host: Host, onUncaught: (where: string, err: unknown) => void, limits: { timers: number }): Globals {
   const g = globalThis as Record<string, unknown>;
   const define = (name: string, value: unknown): void => {
     Object.defineProperty(g, name, { value, writable: true, configurable: true, enumerable: false });
   };
 
-  const log = (level: LogLevel) => (...args: unknown[]): void => host.log(level, formatArgs(args));
+  const log = (level: LogLevel) => (...args: unknown[]): void => host.log(level, clipLine(formatArgs(args)));
   define("console", {
     log: log("info"),
     info: log("info"),

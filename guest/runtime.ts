@@ -23,6 +23,8 @@ export interface InstallInfo {
   timers: number;
   /** How many handlers may run at once: the runtime holds messages beyond it, in order. */
   concurrency: number;
+  /** Whether the config set `concurrency`; if not, the module's own declaration counts. */
+  concurrencySet: boolean;
   /**
    * Shared with the kernel: [0] the sequence number of the last message this
    * runtime started, [1] the epoch below which a message it has not started
@@ -233,7 +235,8 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
   const progress = new Int32Array(info.progress);
   const startSeqs = new Int32Array(info.startSeqs);
   const startTimes = new Float64Array(info.startTimes);
-  const concurrency = Math.max(1, info.concurrency);
+  let concurrency = Math.max(1, info.concurrency);
+  let declared: number | undefined;
   const waiting: { seq: number; epoch: number; kind: DeliveryKind; bytes: Uint8Array }[] = [];
   let head = 0;
   /** Messages started and not finished, by sequence number: what counts against `concurrency`. */
@@ -350,6 +353,9 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
         // The bundle declares it with `var`, which makes it non-deletable.
         g.__molt_module = undefined;
         definition = checkDefinition(mod?.default ?? mod);
+        // The config's `concurrency` wins; without it, the module's own.
+        declared = Number.isInteger(definition.concurrency) && (definition.concurrency as number) >= 1 ? Math.min(definition.concurrency as number, 10_000) : undefined;
+        if (!info.concurrencySet && declared !== undefined) concurrency = declared;
         version.semver = definition.version ?? "0.0.0";
         version.stateVersion = definition.stateVersion ?? 1;
         Object.freeze(version);
@@ -359,6 +365,7 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
           semver: version.semver,
           stateVersion: version.stateVersion,
           restoresFrom: definition.restoresFrom ?? null,
+          concurrency: declared ?? null,
           hasRestore: typeof definition.restore === "function",
           handlers: Object.keys(definition.handlers),
         };

@@ -49,6 +49,14 @@ export interface ServiceDefinition<State = any, Config = unknown> {
   stateVersion?: number;
   /** State versions `restore` accepts; default: only `stateVersion` (unless `restore` is given). */
   restoresFrom?: readonly number[];
+  /**
+   * How many handlers may run at once, when the service's config does not
+   * say (default 1: handlers never interleave). A service whose handlers
+   * keep nothing in its state across an `await`, such as a router waiting
+   * on the service it forwards to, can take many, so that one slow request
+   * does not hold up every other.
+   */
+  concurrency?: number;
   /** Builds the initial state of a fresh instance. */
   init?: (ctx: ServiceContext<Config>) => State | Promise<State>;
   /** Runs after init or restore, when the instance goes live: arm timers, subscriptions. */

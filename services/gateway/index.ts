@@ -22,6 +22,9 @@ function table(config: Config | undefined): State["routes"] {
 export default defineService<State, Config>({
   version: "1.0.0",
   stateVersion: 1,
+  // Its handlers only read the route table: many requests may wait on their
+  // services at once, so one slow service does not hold up the others.
+  concurrency: 64,
   init: (ctx) => ({ routes: table(ctx.config) }),
   // The route table always comes from the current config, also after a restore.
   start: (state, ctx) => {

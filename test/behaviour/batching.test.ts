@@ -41,6 +41,7 @@ function sample(text: string, name: string, labels: Record<string, string>): num
 }
 
 const SINK = "./behaviour/batch-sink.ts";
+const SINK_DECLARED = "./behaviour/batch-sink-declared.ts";
 const CALLER = "./behaviour/batch-caller.ts";
 const HOSTILE = "./behaviour/batch-hostile.ts";
 const COUNTER = "./behaviour/batch-counter.ts";
@@ -54,6 +55,8 @@ describe("batched crossings keep every guarantee", () => {
         order: { entry: SINK, queue: 5000 },
         one: { entry: SINK, bindings: { echo: "echo" }, concurrency: 1 },
         four: { entry: SINK, bindings: { echo: "echo" }, concurrency: 4 },
+        declared: { entry: SINK_DECLARED, bindings: { echo: "echo" } },
+        overridden: { entry: SINK_DECLARED, bindings: { echo: "echo" }, concurrency: 1 },
         echo: { entry: "./probe.ts", concurrency: 8 },
         caller: { entry: CALLER, bindings: { order: "order", one: "one", bounded: "bounded", small: "small", gate: "gate" } },
         // Its own maxMessageBytes bounds the replies it takes in.
@@ -140,6 +143,21 @@ describe("batched crossings keep every guarantee", () => {
       expect(stats.max).toBeGreaterThan(1);
       expect(stats.max).toBeLessThanOrEqual(4);
       expect(((await t.kernel.call("four", "take")) as number[]).sort((a, b) => a - b)).toEqual(range(500));
+    });
+
+    it("takes the module's own `concurrency` when the config sets none, and the config's when it does", async () => {
+      const stats = async (service: string): Promise<{ max: number }> => {
+        await outcomes(flood(service));
+        return (await eventually(async () => {
+          const s = (await t.kernel.call(service, "stats")) as { handled: number; max: number };
+          expect(s.handled).toBe(500);
+          return s;
+        })) as { max: number };
+      };
+      const declared = await stats("declared");
+      expect(declared.max).toBeGreaterThan(1);
+      expect(declared.max).toBeLessThanOrEqual(4);
+      expect((await stats("overridden")).max).toBe(1);
     });
   });
 

@@ -20,6 +20,7 @@ describe("config", () => {
       entry: "/srv/app/a.ts",
       bindings: {},
       concurrency: 1,
+      concurrencySet: false,
       queue: 1000,
       limits: { memoryMb: 128, timeoutMs: 5000, maxMessageBytes: 4 * 1024 * 1024, timers: 10_000 },
       permissions: { net: [], env: [], stdout: false },

@@ -97,4 +97,12 @@ describe("hostile services: console floods", () => {
     expect(line.message.length).toBeGreaterThan(CONSOLE_BUDGET.maxLineChars);
     expect(line.message.length).toBeLessThan(CONSOLE_BUDGET.maxLineChars + 100);
   });
+
+  it("200 lines of 4 million characters each: cut inside the service before they cross, so the host's memory never holds them", async () => {
+    const peakBefore = process.resourceUsage().maxRSS;
+    expect(await t.kernel.call("flooder", "flood", { lines: 200, chars: 4_000_000 })).toBe(200);
+    // Each line would be 8 MB as a host string: 200 of them took the host from about 100 to 900 MB before.
+    const grewKb = process.resourceUsage().maxRSS - peakBefore;
+    expect(grewKb).toBeLessThan(300 * 1024);
+  });
 });

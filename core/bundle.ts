@@ -5,7 +5,7 @@
 import { createHash } from "node:crypto";
 import { realpathSync } from "node:fs";
 import { readFile, realpath } from "node:fs/promises";
-import { dirname, extname, isAbsolute, relative, resolve, sep } from "node:path";
+import { dirname, extname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 import { ErrorCode, MoltError } from "./errors.ts";
@@ -112,7 +112,18 @@ const LOADERS: Record<string, esbuild.Loader> = {
  * and turned into ERR_PERMISSION once the build ends.
  */
 function confine(allowedRoots: readonly string[]): { plugin: esbuild.Plugin; refused: () => MoltError | undefined } {
-  const roots = [...allowedRoots, SDK_DIR].map(realRoot);
+  const given = allowedRoots.map(realRoot);
+  // Packages the roots' code imports live in a node_modules folder of a root
+  // or of one of its ancestors (a monorepo hoists them): the same folders
+  // Node's own resolution would read, and no others.
+  const packages = given.flatMap((root) => {
+    const found: string[] = [];
+    for (let dir = root; ; dir = dirname(dir)) {
+      found.push(realRoot(join(dir, "node_modules")));
+      if (dirname(dir) === dir) return found;
+    }
+  });
+  const roots = [...given, ...packages, realRoot(SDK_DIR)];
   const outside: string[] = [];
   const plugin: esbuild.Plugin = {
     name: "molt-allowed-roots",

@@ -106,7 +106,8 @@ export async function bootIsolate(spec: BootSpec, bridge: InstanceBridge, runtim
     await host.activate();
     return host;
   } catch (err) {
-    if (!isolate.isDisposed) isolate.dispose();
+    // A quarantined isolate is left as it is: disposing it would wait on its parked thread.
+    if (!isolate.isDisposed && catastrophe.message === undefined) isolate.dispose();
     live--;
     if (catastrophe.message !== undefined) {
       throw new MoltError(ErrorCode.OOM, `${service.name} exhausted V8's heap while loading; its isolate was quarantined`, {

@@ -209,6 +209,21 @@ describe("bundleService with allowedRoots", () => {
     }
   });
 
+  it("allows packages from a node_modules folder of the root or of its ancestors (a monorepo hoists them), and nothing else beside the root", async () => {
+    const mono = fresh();
+    const app = join(mono, "app");
+    mkdirSync(join(mono, "node_modules", "leftpad"), { recursive: true });
+    mkdirSync(join(mono, "other"), { recursive: true });
+    mkdirSync(app);
+    writeFileSync(join(mono, "node_modules", "leftpad", "package.json"), '{ "name": "leftpad", "main": "index.js" }\n');
+    writeFileSync(join(mono, "node_modules", "leftpad", "index.js"), "module.exports = (s, n) => String(s).padStart(n);\n");
+    writeFileSync(join(mono, "other", "x.js"), "export const x = 1;\n");
+    writeFileSync(join(app, "uses-package.ts"), 'import pad from "leftpad";\nexport default { handlers: { pad: (_s: unknown, n: number) => pad("x", n) } };\n');
+    writeFileSync(join(app, "uses-sibling.ts"), 'import { x } from "../other/x.js";\nexport default { handlers: { x: () => x } };\n');
+    expect(await rejectionCode(bundleService(join(app, "uses-package.ts"), { allowedRoots: [app] }))).toBeUndefined();
+    expect(await rejectionCode(bundleService(join(app, "uses-sibling.ts"), { allowedRoots: [app] }))).toBe("ERR_PERMISSION");
+  });
+
   it("refuses with ERR_PERMISSION an import outside the roots, directly or through a symlink", async () => {
     for (const entry of ["imports-outside.ts", "imports-link.ts"]) {
       expect(await rejectionCode(bundleService(join(root, entry), { allowedRoots: [root] })), entry).toBe("ERR_PERMISSION");

@@ -5,7 +5,10 @@
 // swapped again and again through the admin API at four state sizes. Then,
 // in the same run, the two things users would do instead: restart a Node
 // process holding the same state, and (when `erl` is installed) Erlang/OTP's
-// hot code change of a gen_server holding the same state.
+// hot code change of a gen_server holding the same state. Like with like:
+// both sides are also swapped idle (molt at the small state, before the
+// clients start), and the gen_server under as many callers as molt has
+// clients, each looping on gen_server:call.
 //
 //   npm run bench:swap            (BENCH_QUICK=1 for a short run)
 
@@ -25,6 +28,7 @@ const SIZES = QUICK
   ? [{ bytes: 100, swaps: 40 }, { bytes: 65_536, swaps: 10 }, { bytes: 1 << 20, swaps: 5 }, { bytes: 10 << 20, swaps: 3 }]
   : [{ bytes: 100, swaps: 200 }, { bytes: 65_536, swaps: 50 }, { bytes: 1 << 20, swaps: 20 }, { bytes: 10 << 20, swaps: 8 }];
 const RESTARTS = QUICK ? 5 : 20;
+const IDLE_SWAPS = QUICK ? 20 : 100;
 
 interface SwapSample {
   bytes: number;
@@ -54,6 +58,18 @@ async function main(): Promise<void> {
   const token = readFileSync(join(dir, "data", "admin.token"), "utf8").trim();
   const entries = [join(ROOT, "bench/services/stateful-v2.ts"), join(ROOT, "bench/services/stateful.ts")];
 
+  // Idle: the small state, no clients, the same swaps.
+  const idle: number[] = [];
+  let n = 0;
+  await fetch(`${runtime.url}/bench/fill?bytes=${SIZES[0]?.bytes ?? 100}`, { method: "POST" });
+  for (let i = 0; i < IDLE_SWAPS; i++) {
+    const report = await swap(runtime.adminUrl, token, entries[n++ % 2] as string);
+    if (report.outcome !== "committed") throw new Error(`idle swap ${n} ended ${report.outcome}: ${JSON.stringify(report.error)}`);
+    idle.push(report.blackoutMs);
+    await sleep(20);
+  }
+  console.log(`  idle, ${SIZES[0]?.bytes ?? 100} B: ${IDLE_SWAPS} swaps`);
+
   console.log(`runtime at ${runtime.url}; ${CLIENTS} clients; warming up`);
   const load = startLoad(`${runtime.url}/bench/incr`, CLIENTS);
   await sleep(1500);
@@ -62,7 +78,6 @@ async function main(): Promise<void> {
   const steadyTo = performance.now();
 
   const swaps: SwapSample[] = [];
-  let n = 0;
   for (const { bytes, swaps: count } of SIZES) {
     await fetch(`${runtime.url}/bench/fill?bytes=${bytes}`, { method: "POST" });
     for (let i = 0; i < count; i++) {
@@ -111,6 +126,7 @@ async function main(): Promise<void> {
     final_count: finalCount,
     successful_posts: posted,
     blackout_ms: bySize[0]?.blackout_ms as Summary,
+    idle_blackout_ms: summarize(idle),
     by_state_size: bySize,
     latency_ms: { steady: summarize(steady), during_swap: summarize(during) },
     baselines: {
@@ -118,15 +134,20 @@ async function main(): Promise<void> {
       process_restart_failed_requests: restart.failed,
       process_restart_state: "lost: the restarted process starts from an empty state",
       erlang_swap_ms: erlang === null ? null : erlang.small,
+      erlang_idle_swap_ms: erlang === null ? null : erlang.idleSmall,
       erlang_by_state_size: erlang?.bySize ?? null,
-      erlang_note: erlang === null ? "erl not installed (apt-get install erlang-base)" : "gen_server: sys:suspend, code:load_binary, sys:change_code, sys:resume",
+      erlang_idle_by_state_size: erlang?.idleBySize ?? null,
+      erlang_note:
+        erlang === null
+          ? "erl not installed (apt-get install erlang-base)"
+          : `gen_server: sys:suspend, code:load_binary, sys:change_code, sys:resume; erlang_swap_ms and erlang_by_state_size under ${CLIENTS} callers each looping on gen_server:call, erlang_idle_* with none`,
     },
     machine: machine(),
     date: new Date().toISOString(),
   };
 
   printTable(
-    ["state", "swaps", "blackout p50", "p99", "max", "dump p50", "restore p50", "OTP p50"],
+    ["state", "swaps", "blackout p50", "p99", "max", "dump p50", "restore p50", "OTP p50", "OTP p99"],
     bySize.map((s) => [
       human(s.bytes),
       s.swaps,
@@ -136,12 +157,15 @@ async function main(): Promise<void> {
       ms(s.dump_ms),
       ms(s.restore_ms),
       ms(erlang?.bySize.find((e) => e.bytes === s.bytes)?.ms.p50),
+      ms(erlang?.bySize.find((e) => e.bytes === s.bytes)?.ms.p99),
     ]),
   );
+  const idleSummary = summarize(idle);
+  console.log(`idle, small state: molt blackout p50 ${ms(idleSummary.p50)} p99 ${ms(idleSummary.p99)}${erlang === null ? "" : `; Erlang/OTP p50 ${ms(erlang.idleSmall.p50)} p99 ${ms(erlang.idleSmall.p99)}`}`);
   console.log(`requests ${load.samples.length}, failed ${failed}; final count ${finalCount} for ${posted} successful POSTs`);
   console.log(`latency steady p50 ${ms(result.latency_ms.steady.p50)} p99 ${ms(result.latency_ms.steady.p99)}; during a swap p50 ${ms(result.latency_ms.during_swap.p50)} p99 ${ms(result.latency_ms.during_swap.p99)} max ${ms(result.latency_ms.during_swap.max)}`);
   console.log(`process restart: p50 ${ms(restart.ms.p50)} p99 ${ms(restart.ms.p99)}, ${restart.failed} failed requests, state lost`);
-  if (erlang !== null) console.log(`Erlang/OTP swap (small state): p50 ${ms(erlang.small.p50)} p99 ${ms(erlang.small.p99)}`);
+  if (erlang !== null) console.log(`Erlang/OTP swap under ${CLIENTS} callers (small state): p50 ${ms(erlang.small.p50)} p99 ${ms(erlang.small.p99)}`);
 
   mkdirSync(join(ROOT, "bench/results"), { recursive: true });
   writeFileSync(join(ROOT, "bench/results/swap.json"), `${JSON.stringify(result, null, 2)}\n`);
@@ -238,8 +262,15 @@ async function restartBaseline(): Promise<{ ms: Summary; failed: number }> {
   return { ms: summarize(times), failed: load.samples.filter((s) => !s.ok).length };
 }
 
-/** Erlang/OTP's hot code change of a gen_server with the same state sizes, when erl is installed. */
-function erlangBaseline(): { small: Summary; bySize: { bytes: number; swaps: number; ms: Summary }[] } | null {
+type ErlangRun = { bytes: number; swaps: number; mode: "idle" | "loaded"; clients: number; calls: number; us: number[] };
+
+/** Erlang/OTP's hot code change of a gen_server with the same state sizes, idle and under CLIENTS callers, when erl is installed. */
+function erlangBaseline(): {
+  small: Summary;
+  idleSmall: Summary;
+  bySize: { bytes: number; swaps: number; calls: number; ms: Summary }[];
+  idleBySize: { bytes: number; swaps: number; ms: Summary }[];
+} | null {
   if (spawnSync("erl", ["-version"], { stdio: "ignore" }).status !== 0) return null;
   const dir = mkdtempSync(join(tmpdir(), "molt-bench-erl-"));
   const src = join(ROOT, "bench/erlang");
@@ -251,17 +282,18 @@ function erlangBaseline(): { small: Summary; bySize: { bytes: number; swaps: num
   spawnSync("erlc", ["-o", dir, join(src, "molt_bench.erl")]);
   const sizes = SIZES.map((s) => s.bytes).join(",");
   const counts = SIZES.map((s) => s.swaps).join(",");
-  const run = spawnSync("erl", ["-noshell", "-pa", dir, "-eval", `molt_bench:run(["${dir}", "${sizes}", "${counts}"])`], {
+  const run = spawnSync("erl", ["-noshell", "-pa", dir, "-eval", `molt_bench:run(["${dir}", "${sizes}", "${counts}", "${CLIENTS}"])`], {
     encoding: "utf8",
     maxBuffer: 64 << 20,
   });
   if (run.status !== 0) throw new Error(`erl failed: ${run.stderr}`);
-  const bySize = run.stdout
+  const runs = run.stdout
     .trim()
     .split("\n")
-    .map((l) => JSON.parse(l) as { bytes: number; swaps: number; us: number[] })
-    .map((r) => ({ bytes: r.bytes, swaps: r.swaps, ms: summarize(r.us.map((u) => u / 1000)) }));
-  return { small: (bySize[0] as { ms: Summary }).ms, bySize };
+    .map((l) => JSON.parse(l) as ErlangRun);
+  const loaded = runs.filter((r) => r.mode === "loaded").map((r) => ({ bytes: r.bytes, swaps: r.swaps, calls: r.calls, ms: summarize(r.us.map((u) => u / 1000)) }));
+  const idle = runs.filter((r) => r.mode === "idle").map((r) => ({ bytes: r.bytes, swaps: r.swaps, ms: summarize(r.us.map((u) => u / 1000)) }));
+  return { small: (loaded[0] as { ms: Summary }).ms, idleSmall: (idle[0] as { ms: Summary }).ms, bySize: loaded, idleBySize: idle };
 }
 
 function machine(): Record<string, unknown> {

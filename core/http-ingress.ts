@@ -293,6 +293,8 @@ function checkResponse(result: unknown): CheckedResponse | string {
 
 /** A header value as written, or undefined if it cannot be one: a string or finite number with only field-value characters. */
 function headerValue(value: unknown): string | undefined {
-  const text = typeof value === "string" ? value : typeof value === "number" && Number.isFinite(value) ? String(value) : undefined;
+  // Strings, finite numbers and booleans are written as text, as Node's own setHeader does.
+  const text =
+    typeof value === "string" ? value : (typeof value === "number" && Number.isFinite(value)) || typeof value === "boolean" ? String(value) : undefined;
   return text !== undefined && FIELD_VALUE.test(text) ? text : undefined;
 }

@@ -17,6 +17,7 @@
 //   its to start) and handed to the kernel to deliver again, first.
 // This file knows nothing of isolated-vm: the host gives it a way to send.
 
+import { packBatch, readBatch } from "../protocol/batch.ts";
 import type { DeliveryKind } from "../protocol/wire.ts";
 import { ErrorCode, MoltError } from "./errors.ts";
 
@@ -42,8 +43,8 @@ export interface DeliveriesOptions {
   progress: Int32Array;
   /** Shared with the guest: when each message started (Date.now()), in a ring indexed by sequence number. */
   starts: { seqs: Int32Array; times: Float64Array };
-  /** One crossing: [seq, kind, length, epoch] per message, bytes end to end. Resolves once the guest has queued them. */
-  send: (meta: Float64Array, bytes: Uint8Array, timeoutMs: number) => Promise<void>;
+  /** One crossing: a batch of [seq, kind, epoch, request] (protocol/batch.ts). Resolves once the guest has queued them. */
+  send: (meta: Float64Array, bytes: Uint8Array) => Promise<void>;
   /** A message passed its deadline: the host checks the isolate is not stuck (see isolate-host's probe). */
   expired: () => void;
   error: (code: string, message: string, cause?: unknown) => MoltError;
@@ -91,28 +92,26 @@ export class Deliveries {
     });
   }
 
-  /** Replies from the guest: [seq, length] per message (-1: none), their bytes end to end. */
+  /** Replies from the guest: a batch of [seq, reply] (protocol/batch.ts; no reply: a send). */
   replies(meta: unknown, bytes: unknown): void {
-    if (!(meta instanceof Float64Array) || !(bytes instanceof Uint8Array)) return;
-    let at = 0;
-    for (let i = 0; i + 1 < meta.length; i += 2) {
-      const seq = meta[i] as number;
-      const length = meta[i + 1] as number;
-      const pending = this.#inFlight.get(seq);
-      const valid = length === -1 || (Number.isInteger(length) && length >= 0 && at + length <= bytes.length);
-      const reply = valid && length >= 0 ? bytes.subarray(at, at + length) : undefined;
-      if (valid && length > 0) at += length;
-      if (pending === undefined) continue;
+    // Whatever the guest hands back is checked, not trusted: a service that
+    // tampers with its own runtime must not make its caller fail to decode.
+    const bad = (pending: Pending | undefined): void => {
+      if (pending === undefined) return;
       this.#settle(pending);
-      // Whatever the guest hands back is checked, not trusted: a service that
-      // tampers with its own runtime must not make its caller fail to decode.
-      if (!valid || (reply === undefined && pending.kind === "call")) {
-        pending.reject(this.#o.error(ErrorCode.BAD_RESPONSE, `${this.#o.service} answered with something that is not a molt reply`));
-      } else {
-        pending.resolve(pending.kind === "send" ? undefined : reply);
-      }
-      if (!valid) break;
-    }
+      pending.reject(this.#o.error(ErrorCode.BAD_RESPONSE, `${this.#o.service} answered with something that is not a molt reply`));
+    };
+    let next = 0;
+    const whole = readBatch(2, meta, bytes, (i, reply) => {
+      next = i + 2;
+      const pending = this.#inFlight.get((meta as Float64Array)[i] as number);
+      if (pending === undefined) return;
+      if (reply === undefined && pending.kind === "call") return bad(pending);
+      this.#settle(pending);
+      pending.resolve(pending.kind === "send" ? undefined : reply);
+    });
+    // The reply whose length did not fit is the one at fault.
+    if (!whole && meta instanceof Float64Array) bad(this.#inFlight.get(meta[next] as number));
   }
 
   /**
@@ -159,32 +158,25 @@ export class Deliveries {
     this.#again = [];
     this.#outbox = [];
     this.#cancels = [];
-    const meta = new Float64Array((cancels.length + batch.length) * 4);
-    for (let i = 0; i < cancels.length; i++) {
-      meta[i * 4] = cancels[i] as number;
-      meta[i * 4 + 1] = KIND_CANCEL;
+    // A batch of [seq, kind, epoch, request] (protocol/batch.ts): the cancels first, without a request.
+    const heads: number[] = [];
+    const bodies: (Uint8Array | undefined)[] = [];
+    for (const seq of cancels) {
+      heads.push(seq, KIND_CANCEL, this.#epoch);
+      bodies.push(undefined);
     }
-    const offset = cancels.length * 4;
-    let total = 0;
-    for (const pending of batch) total += pending.request.byteLength;
-    const bytes = new Uint8Array(total);
-    let at = 0;
-    const { timeoutMs } = this.#o;
-    for (let i = 0; i < batch.length; i++) {
-      const pending = batch[i] as Pending;
+    for (const pending of batch) {
       pending.seq = ++this.#seq;
-      meta[offset + i * 4] = pending.seq;
-      meta[offset + i * 4 + 1] = pending.kind === "send" ? KIND_SEND : 0;
-      meta[offset + i * 4 + 2] = pending.request.byteLength;
-      meta[offset + i * 4 + 3] = this.#epoch;
-      bytes.set(pending.request, at);
-      at += pending.request.byteLength;
+      heads.push(pending.seq, pending.kind === "send" ? KIND_SEND : 0, this.#epoch);
+      bodies.push(pending.request);
       this.#inFlight.set(pending.seq, pending);
     }
+    const [meta, bytes] = packBatch(4, heads, bodies);
+    const { timeoutMs } = this.#o;
     this.#sweeper ??= setInterval(() => this.#sweep(), Math.max(5, Math.min(250, Math.ceil(timeoutMs / 10))));
     this.#sending = true;
     try {
-      await this.#o.send(meta, bytes, timeoutMs);
+      await this.#o.send(meta, bytes);
     } catch (err) {
       this.#cutShort(err, batch);
     } finally {

@@ -6,6 +6,7 @@
 // an abort of the process.
 // This file knows nothing of isolated-vm: the host gives it a way to send.
 
+import { packBatch, readBatch } from "../protocol/batch.ts";
 import { ErrorCode, MoltError } from "./errors.ts";
 import type { InstanceBridge } from "./instance.ts";
 
@@ -16,7 +17,7 @@ const OUT_FETCH = 2;
 
 export interface GuestCallsOptions {
   bridge: InstanceBridge;
-  /** One crossing into the isolate: [id, length] per answer (-1: did not fit), the bytes end to end. */
+  /** One crossing into the isolate: a batch of [id, answer] (protocol/batch.ts; no answer: it did not fit). */
   send: (meta: Float64Array, bytes: Uint8Array) => Promise<void>;
 }
 
@@ -31,27 +32,20 @@ export class GuestCalls {
     this.#o = options;
   }
 
-  /** What the guest sent: [id, kind, length] per message, a target per message, the bytes end to end. Hostile data. */
+  /** What the guest sent: a batch of [id, kind, request] (protocol/batch.ts), and a target per message. Hostile data. */
   out(meta: unknown, targets: unknown, bytes: unknown): void {
-    if (this.#closed || !(meta instanceof Float64Array) || !Array.isArray(targets) || !(bytes instanceof Uint8Array)) return;
+    if (this.#closed || !Array.isArray(targets)) return;
     const { bridge } = this.#o;
-    let at = 0;
-    for (let i = 0, n = 0; i + 2 < meta.length; i += 3, n++) {
-      const id = meta[i] as number;
-      const kind = meta[i + 1] as number;
-      const length = meta[i + 2] as number;
-      if (!Number.isInteger(length) || length < 0 || at + length > bytes.length) return;
-      const request = bytes.subarray(at, at + length);
-      at += length;
-      const target = targets[n];
-      if (kind === OUT_SEND) {
-        bridge.send(String(target), request);
-      } else if (kind === OUT_CALL) {
-        void bridge.call(String(target), request).then((reply) => this.#answer(id, reply));
-      } else if (kind === OUT_FETCH) {
-        void bridge.fetch(request).then((reply) => this.#answer(id, reply));
-      }
-    }
+    readBatch(3, meta, bytes, (i, request) => {
+      const head = meta as Float64Array;
+      const id = head[i] as number;
+      const kind = head[i + 1];
+      const target = String(targets[i / 3]);
+      if (request === undefined) return;
+      if (kind === OUT_SEND) bridge.send(target, request);
+      else if (kind === OUT_CALL) void bridge.call(target, request).then((reply) => this.#answer(id, reply));
+      else if (kind === OUT_FETCH) void bridge.fetch(request).then((reply) => this.#answer(id, reply));
+    });
   }
 
   /** The instance is gone: answers still on their way have nowhere to go. */
@@ -78,30 +72,13 @@ export class GuestCalls {
     this.#answers = [];
     if (this.#closed || ids.length === 0) return;
     try {
-      await this.#o.send(...pack(ids, answers));
+      // A batch of [id, answer] (protocol/batch.ts).
+      await this.#o.send(...packBatch(2, ids, answers));
     } catch (err) {
       // The answers did not fit (or the isolate is gone): each call learns
       // it from a few bytes instead, inside the isolate.
       if (this.#closed || (err instanceof MoltError && err.code !== ErrorCode.OOM)) return;
-      await this.#o.send(...pack(ids, answers.map(() => undefined))).catch(() => undefined);
+      await this.#o.send(...packBatch(2, ids, answers.map(() => undefined))).catch(() => undefined);
     }
   }
-}
-
-function pack(ids: number[], answers: (Uint8Array | undefined)[]): [Float64Array, Uint8Array] {
-  const meta = new Float64Array(ids.length * 2);
-  let total = 0;
-  for (const answer of answers) total += answer?.byteLength ?? 0;
-  const bytes = new Uint8Array(total);
-  let at = 0;
-  for (let i = 0; i < ids.length; i++) {
-    const answer = answers[i];
-    meta[i * 2] = ids[i] as number;
-    meta[i * 2 + 1] = answer === undefined ? -1 : answer.byteLength;
-    if (answer !== undefined) {
-      bytes.set(answer, at);
-      at += answer.byteLength;
-    }
-  }
-  return [meta, bytes];
 }

@@ -13,8 +13,8 @@ import { GuestCalls } from "./guest-calls.ts";
 import { decodeReply, encode } from "./wire.ts";
 
 /** Options of a crossing that hands the isolate data: null-prototype like every option object isolated-vm reads. */
-const CROSSING = (timeout: number): object =>
-  ({ __proto__: null, timeout, arguments: { __proto__: null, copy: true }, result: { __proto__: null, copy: false } }) as object;
+const crossing = (timeout: number): object =>
+  Object.freeze({ __proto__: null, timeout, arguments: Object.freeze({ __proto__: null, copy: true }), result: Object.freeze({ __proto__: null, copy: false }) });
 
 /** Messages whose start time is kept for their deadline (deliveries.ts): far more than are ever in flight at once. */
 const START_RING = 4096;
@@ -155,6 +155,8 @@ class IsolateInstance implements Instance {
   /** Start times of messages, written by the guest: see deliveries.ts. */
   readonly #starts = { seqs: new Int32Array(new SharedArrayBuffer(START_RING * 4)), times: new Float64Array(new SharedArrayBuffer(START_RING * 8)) };
   readonly #deliveries: Deliveries;
+  /** The options of every batch crossing, built once: they are the same for each. */
+  readonly #crossing: object;
   readonly #guestCalls: GuestCalls;
   #fireTimer: ivm.Reference | undefined;
   #probing: Promise<boolean> | undefined;
@@ -170,12 +172,13 @@ class IsolateInstance implements Instance {
     this.#isolate = isolate;
     this.#context = context;
     this.#catastrophe = catastrophe;
+    this.#crossing = crossing(spec.service.limits.timeoutMs);
     this.#deliveries = new Deliveries({
       service: this.service,
       timeoutMs: spec.service.limits.timeoutMs,
       progress: this.#progress,
       starts: this.#starts,
-      send: (meta, bytes, timeout) => this.#cross(this.#deliverBatch, [meta, bytes], timeout, `messages to ${this.service}`),
+      send: (meta, bytes) => this.#cross(this.#deliverBatch, [meta, bytes], `messages to ${this.service}`),
       expired: () => {
         const verdict = this.#probe();
         if (verdict !== undefined) this.#bridge.stalled(verdict);
@@ -184,7 +187,7 @@ class IsolateInstance implements Instance {
     });
     this.#guestCalls = new GuestCalls({
       bridge,
-      send: (meta, bytes) => this.#cross(this.#settle, [meta, bytes], spec.service.limits.timeoutMs, `answers to ${this.service}`, false),
+      send: (meta, bytes) => this.#cross(this.#settle, [meta, bytes], `answers to ${this.service}`, false),
     });
     catastrophe.onRaise(() => {
       // The isolate is left as V8 left it: disposing it would wait on the
@@ -209,7 +212,6 @@ class IsolateInstance implements Instance {
     const { service, env } = this.#spec;
     const bridge = this.#bridge;
     const origin = performance.now();
-    const bytes = (value: unknown): Uint8Array => (value instanceof Uint8Array ? value : new Uint8Array(0));
     const refs = [
       new ivm.Reference((meta: unknown, targets: unknown, request: unknown) => this.#guestCalls.out(meta, targets, request)),
       new ivm.Reference((level: unknown, text: unknown) => bridge.console(String(level), String(text))),
@@ -288,20 +290,20 @@ class IsolateInstance implements Instance {
   /**
    * One crossing into the isolate that hands it data and expects nothing
    * back but completion (a batch of messages, a batch of answers): the
-   * synchronous part runs under `timeoutMs`. With `fatal` false, data that
+   * synchronous part runs under the service's deadline. With `fatal` false, data that
    * does not fit in the isolate fails this crossing alone (ERR_OOM) instead
    * of ending the instance: a few bytes saying so may still fit.
    */
-  async #cross(ref: ivm.Reference | undefined, args: [Float64Array, Uint8Array], timeoutMs: number, what: string, fatal = true): Promise<void> {
+  async #cross(ref: ivm.Reference | undefined, args: [Float64Array, Uint8Array], what: string, fatal = true): Promise<void> {
     const live = this.#live(ref);
     try {
-      await live.apply(undefined, args, CROSSING(timeoutMs));
+      await live.apply(undefined, args, this.#crossing);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       if (!fatal && /Array buffer allocation failed/i.test(message) && !this.#isolate.isDisposed) {
         throw this.#error(ErrorCode.OOM, `${what} do not fit in ${this.service}'s memory`, err);
       }
-      throw this.#translate(err, what, timeoutMs);
+      throw this.#translate(err, what, this.#spec.service.limits.timeoutMs);
     }
   }
 

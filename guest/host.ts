@@ -3,6 +3,7 @@
 // way out of its isolate; they are held in closures, never on globalThis, so
 // service code cannot reach the raw references.
 
+import { packBatch, readBatch } from "../protocol/batch.ts";
 import { MoltError } from "./errors.ts";
 
 // Captured when the runtime script runs, before any service code: a service
@@ -88,8 +89,8 @@ const OUT_FETCH = 2;
 
 /**
  * The host's side of the runtime, and `settle`, the entry through which the
- * host answers calls and fetches: [id, length] per answer (length -1: the
- * answer did not fit in this isolate), their bytes end to end. Answers are
+ * host answers calls and fetches, a batch of [id, answer] (protocol/batch.ts;
+ * no answer: it did not fit in this isolate). Answers are
  * arguments of a call into the isolate, copied by isolated-vm on a path
  * where a failed allocation is reported to the host, never the result of a
  * promise (whose copy, when it fails, aborts the process) and never a handle
@@ -109,36 +110,22 @@ export function wrapHost(refs: HostRefs): { host: Host; settle: (meta: Float64Ar
   // or many handlers each making one, pay for one.
   const waiting = new Map<number, { resolve: (bytes: Uint8Array) => void; reject: (err: Error) => void }>();
   let nextId = 1;
-  let kinds: number[] = [];
-  let ids: number[] = [];
+  let heads: number[] = [];
   let targets: string[] = [];
   let payloads: Uint8Array[] = [];
   let queued = false;
   const flush = (): void => {
     queued = false;
-    const meta = new Float64Array(kinds.length * 3);
-    let total = 0;
-    for (const bytes of payloads) total += bytes.byteLength;
-    const all = new Uint8Array(total);
-    let at = 0;
-    for (let i = 0; i < kinds.length; i++) {
-      const bytes = payloads[i] as Uint8Array;
-      meta[i * 3] = ids[i] as number;
-      meta[i * 3 + 1] = kinds[i] as number;
-      meta[i * 3 + 2] = bytes.byteLength;
-      all.set(bytes, at);
-      at += bytes.byteLength;
-    }
+    // [id, kind, request] per message (protocol/batch.ts), and its binding beside.
+    const [meta, all] = packBatch(3, heads, payloads);
     const names = targets;
-    kinds = [];
-    ids = [];
+    heads = [];
     targets = [];
     payloads = [];
     out(undefined, [meta, names, all], SYNC_CALL);
   };
   const enqueue = (kind: number, id: number, target: string, bytes: Uint8Array): void => {
-    kinds.push(kind);
-    ids.push(id);
+    heads.push(id, kind);
     targets.push(target);
     payloads.push(bytes);
     if (!queued) {
@@ -153,20 +140,15 @@ export function wrapHost(refs: HostRefs): { host: Host; settle: (meta: Float64Ar
       enqueue(kind, id, target, bytes);
     });
 
+  // [id, answer] per call; no answer: it did not fit in this isolate.
   const settle = (meta: Float64Array, bytes: Uint8Array): void => {
-    let at = 0;
-    for (let i = 0; i + 1 < meta.length; i += 2) {
+    readBatch(2, meta, bytes, (i, answer) => {
       const id = meta[i] as number;
-      const length = meta[i + 1] as number;
       const entry = waiting.get(id);
       waiting.delete(id);
-      if (length < 0) {
-        entry?.reject(new MoltError("ERR_OOM", "the answer does not fit in this service's memory"));
-        continue;
-      }
-      entry?.resolve(bytes.subarray(at, at + length));
-      at += length;
-    }
+      if (answer === undefined) entry?.reject(new MoltError("ERR_OOM", "the answer does not fit in this service's memory"));
+      else entry?.resolve(answer);
+    });
   };
 
   const host: Host = {

@@ -8,6 +8,7 @@
 import { Packr } from "msgpackr";
 import type { ServiceContext, ServiceDefinition } from "../sdk/service.ts";
 import { DUMP_VERSION, PACK_OPTIONS, REPLY_ERROR, REPLY_OK, WIRE_VERSION, type DeliveryKind } from "../protocol/wire.ts";
+import { packBatch, readBatch } from "../protocol/batch.ts";
 import { fromWire, MoltError, toWire } from "./errors.ts";
 import { installGlobals } from "./globals.ts";
 import { wrapHost, type HostRefs } from "./host.ts";
@@ -252,21 +253,8 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
     const replies = doneReplies;
     doneSeqs = [];
     doneReplies = [];
-    // [seq, length] per message (length -1: no reply, a send); the bytes end to end.
-    const meta = new Float64Array(seqs.length * 2);
-    let total = 0;
-    for (let i = 0; i < seqs.length; i++) total += replies[i]?.byteLength ?? 0;
-    const out = new Uint8Array(total);
-    let at = 0;
-    for (let i = 0; i < seqs.length; i++) {
-      const bytes = replies[i];
-      meta[i * 2] = seqs[i] as number;
-      meta[i * 2 + 1] = bytes === undefined ? -1 : bytes.byteLength;
-      if (bytes !== undefined) {
-        out.set(bytes, at);
-        at += bytes.byteLength;
-      }
-    }
+    // [seq, reply] per message (no reply: a send).
+    const [meta, out] = packBatch(2, seqs, replies);
     host.replies(meta, out);
   };
   const record = (seq: number, bytes: Uint8Array | undefined): void => {
@@ -320,25 +308,18 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
     recoverOut();
   };
 
-  /** One crossing: [seq, kind, length, epoch] per message in `meta`, their bytes end to end in `bytes`. */
+  /** One crossing: a batch of [seq, kind, epoch, request] (protocol/batch.ts). */
   function deliverBatch(meta: Float64Array, bytes: Uint8Array): void {
     recover();
-    let at = 0;
-    for (let i = 0; i + 3 < meta.length; i += 4) {
+    readBatch(4, meta, bytes, (i, body) => {
       if (meta[i + 1] === KIND_CANCEL) {
         // Past its deadline: its caller has its answer, and its place goes to the next message.
         running.delete(meta[i] as number);
-        continue;
+        return;
       }
-      const length = meta[i + 2] as number;
-      waiting.push({
-        seq: meta[i] as number,
-        kind: meta[i + 1] === KIND_SEND ? "send" : "call",
-        bytes: bytes.subarray(at, at + length),
-        epoch: meta[i + 3] as number,
-      });
-      at += length;
-    }
+      if (body === undefined) return;
+      waiting.push({ seq: meta[i] as number, kind: meta[i + 1] === KIND_SEND ? "send" : "call", bytes: body, epoch: meta[i + 2] as number });
+    });
     pump();
   }
 

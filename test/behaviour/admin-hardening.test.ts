@@ -4,7 +4,6 @@
 // spoken to over HTTP with node:http, which lets a test set Host and
 // Origin as a browser or an attacker would (fetch forbids setting Host).
 
-import { spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
@@ -13,7 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ERROR_CODE_PATTERN } from "../../core/errors.ts";
 import type { ServiceStatus } from "../../core/kernel.ts";
 import type { VersionRecord } from "../../core/inventory.ts";
-import { FIXTURES, ROOT, runCli, startRuntime, type RunningRuntime } from "../support/runtime.ts";
+import { FIXTURES, killLeftovers, ROOT, runCli, runUntilExit, startRuntime, type RunningRuntime } from "../support/runtime.ts";
 
 const V1 = join(FIXTURES, "behaviour", "admin-counter.ts");
 /** Version 2, and also the code outside the allowed root that links and re-exports try to reach. */
@@ -83,32 +82,7 @@ function looseModes(dir: string): string[] {
   return loose;
 }
 
-const started: ChildProcess[] = [];
-
-/** `molt run`, for a runtime that must refuse to start: killed if it still runs after `ms`. */
-function runUntilExit(args: string[], ms = 20_000): Promise<{ code: number | null; stdout: string; stderr: string; killed: boolean }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(ROOT, "bin", "molt.js"), ...args], { cwd: ROOT });
-    started.push(child);
-    let stdout = "";
-    let stderr = "";
-    let killed = false;
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      killed = true;
-      child.kill("SIGKILL");
-    }, ms);
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, killed });
-    });
-  });
-}
-
-afterEach(() => {
-  for (const child of started.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-});
+afterEach(killLeftovers);
 
 describe("the admin token", () => {
   /** A config with an admin port whose dataDir holds `token` as admin.token (or a symlink to it). */

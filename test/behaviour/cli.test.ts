@@ -2,44 +2,17 @@
 // its own process). Failures are checked by exit status and the error code
 // printed on stderr, never by message text.
 
-import { spawn, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { FIXTURES, ROOT, runCli, startRuntime, writeConfig, type RunningRuntime } from "../support/runtime.ts";
+import { FIXTURES, killLeftovers, runCli, runUntilExit, startRuntime, writeConfig, type RunningRuntime } from "../support/runtime.ts";
 
 const PROBE = join(FIXTURES, "behaviour", "probe.ts");
-
-/**
- * `molt run` for configs that must fail: like runCli, but the process is
- * killed if it is still running after `ms` (a runtime that wrongly starts
- * must not outlive the test).
- */
-const started: ChildProcess[] = [];
-function runUntilExit(args: string[], ms = 20_000): Promise<{ code: number | null; stdout: string; stderr: string; killed: boolean }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(ROOT, "bin", "molt.js"), ...args], { cwd: ROOT });
-    started.push(child);
-    let stdout = "";
-    let stderr = "";
-    let killed = false;
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      killed = true;
-      child.kill("SIGKILL");
-    }, ms);
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, killed });
-    });
-  });
-}
 
 let runtimes: RunningRuntime[] = [];
 
 afterEach(async () => {
-  for (const child of started.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  killLeftovers();
   await Promise.all(runtimes.map((rt) => rt.stop()));
   runtimes = [];
 });

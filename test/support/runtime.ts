@@ -42,6 +42,39 @@ export function runCli(args: string[], options: { cwd?: string } = {}): Promise<
   });
 }
 
+const untilExit: ChildProcess[] = [];
+
+/**
+ * The CLI for commands that must fail (a runtime that must refuse to start):
+ * like runCli, but the process is killed if it still runs after `ms`, so a
+ * runtime that wrongly starts cannot outlive the test. killLeftovers() kills
+ * whatever is left.
+ */
+export function runUntilExit(args: string[], ms = 20_000): Promise<{ code: number | null; stdout: string; stderr: string; killed: boolean }> {
+  return new Promise((resolvePromise) => {
+    const child = spawn(process.execPath, [join(ROOT, "bin", "molt.js"), ...args], { cwd: ROOT });
+    untilExit.push(child);
+    let stdout = "";
+    let stderr = "";
+    let killed = false;
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      killed = true;
+      child.kill("SIGKILL");
+    }, ms);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolvePromise({ code, stdout, stderr, killed });
+    });
+  });
+}
+
+/** Kills every process runUntilExit started that still runs. */
+export function killLeftovers(): void {
+  for (const child of untilExit.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+}
+
 /** `molt run <configPath>` through the installed launcher; resolves once the HTTP listener is ready. */
 export async function startRuntime(configPath: string, options: { readyTimeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<RunningRuntime> {
   const child = spawn(process.execPath, [join(ROOT, "bin", "molt.js"), "run", configPath], {

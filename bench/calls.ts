@@ -14,6 +14,7 @@ import { Worker } from "node:worker_threads";
 import ivm from "isolated-vm";
 import { resolveConfig } from "../core/config.ts";
 import { Kernel } from "../core/kernel.ts";
+import { localBoot } from "../core/local-boot.ts";
 import { percentile, printTable } from "./lib/stats.ts";
 import { barChart } from "./lib/svg.ts";
 
@@ -30,6 +31,7 @@ async function pairs(count: number): Promise<{ pairs: number; round_trip_us: { p
     services[`echo${i}`] = { entry: join(ROOT, "bench/services/echo.ts"), queue: 1_000_000, limits: { timeoutMs: 600_000 } };
   }
   const kernel = new Kernel(resolveConfig({ services, dataDir: mkdtempSync(join(tmpdir(), "molt-bench-calls-")) } as never, ROOT), {
+    boot: localBoot,
     log: { log: () => undefined },
   });
   await kernel.start();

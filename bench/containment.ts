@@ -33,6 +33,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { resolveConfig } from "../core/config.ts";
 import { Kernel } from "../core/kernel.ts";
+import { localBoot } from "../core/local-boot.ts";
 import type { MoltConfig } from "../sdk/config.ts";
 import { median, percentile, printTable } from "./lib/stats.ts";
 
@@ -59,6 +60,7 @@ const mb = (bytes: number): number => bytes / (1 << 20);
 
 function newKernel(services: MoltConfig["services"], prefix: string): Kernel {
   return new Kernel(resolveConfig({ services, dataDir: mkdtempSync(join(tmpdir(), `molt-bench-${prefix}-`)) }, ROOT), {
+    boot: localBoot,
     log: { log: () => undefined },
   });
 }

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { resolveConfig } from "../core/config.ts";
 import { Kernel } from "../core/kernel.ts";
+import { localBoot } from "../core/local-boot.ts";
 import { printTable } from "./lib/stats.ts";
 import { barChart } from "./lib/svg.ts";
 
@@ -22,6 +23,7 @@ async function child(count: number): Promise<void> {
   const services: Record<string, unknown> = {};
   for (let i = 0; i < count; i++) services[`s${i}`] = { entry: join(ROOT, "bench/services/tiny.ts"), limits: { memoryMb: 16 } };
   const kernel = new Kernel(resolveConfig({ services, dataDir: mkdtempSync(join(tmpdir(), "molt-bench-density-")) } as never, ROOT), {
+    boot: localBoot,
     log: { log: () => undefined },
   });
   // What the runtime costs before any service: the kernel, esbuild, the guest runtime bundle.

@@ -1,18 +1,35 @@
 // The CLI's side of the admin API: finds the running runtime's admin port and
 // token from the config (the same file `molt run` was given) and calls it.
+// Each call names its path and answer once, from the contract (protocol/admin.ts).
 
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { tokenPath } from "../core/admin.ts";
 import { findConfig, loadConfig, type ResolvedConfig } from "../core/config.ts";
 import { ErrorCode, MoltError } from "../core/errors.ts";
+import {
+  AdminPath,
+  NDJSON,
+  type ErrorBody,
+  type HistoryBody,
+  type RestartAnswer,
+  type RollbackBody,
+  type SnapshotAnswer,
+  type SnapshotBody,
+  type StatusBody,
+  type SwapBody,
+  type SwapProgress,
+} from "../protocol/admin.ts";
 
 export interface AdminClient {
   config: ResolvedConfig;
-  get(path: string): Promise<unknown>;
-  post(path: string, body: unknown): Promise<unknown>;
-  /** A POST answered as NDJSON; `onLine` gets each parsed line. */
-  stream(path: string, body: unknown, onLine: (line: Record<string, unknown>) => void): Promise<void>;
+  status(): Promise<StatusBody>;
+  history(service: string): Promise<HistoryBody>;
+  snapshot(body: SnapshotBody): Promise<SnapshotAnswer>;
+  restart(service: string): Promise<RestartAnswer>;
+  /** A swap or a rollback, answered as NDJSON: `onLine` gets each line as it arrives. */
+  swap(service: string, body: SwapBody, onLine: (line: SwapProgress) => void): Promise<void>;
+  rollback(service: string, body: RollbackBody, onLine: (line: SwapProgress) => void): Promise<void>;
 }
 
 export async function connect(configArg: string | undefined): Promise<AdminClient> {
@@ -45,34 +62,40 @@ export async function connect(configArg: string | undefined): Promise<AdminClien
       throw new MoltError(ErrorCode.ADMIN, `cannot reach the runtime's admin API at ${base}: is it running?`, { cause });
     }
   };
-  const json = async (res: Response): Promise<unknown> => {
-    const value = (await res.json()) as { error?: { code: string; message: string } };
-    if (!res.ok || value.error !== undefined) {
-      throw new MoltError(value.error?.code ?? ErrorCode.ADMIN, value.error?.message ?? `admin API answered ${res.status}`);
+  /** An answer's body: T when it succeeded, its coded error thrown otherwise. */
+  const json = async <T>(res: Response): Promise<T> => {
+    const value = (await res.json()) as T | Partial<ErrorBody>;
+    const error = (value as Partial<ErrorBody>).error;
+    if (!res.ok || error !== undefined) {
+      throw new MoltError(error?.code ?? ErrorCode.ADMIN, error?.message ?? `admin API answered ${res.status}`);
     }
-    return value;
+    return value as T;
+  };
+  const stream = async (path: string, body: SwapBody | RollbackBody, onLine: (line: SwapProgress) => void): Promise<void> => {
+    const res = await request("POST", path, body);
+    if (!(res.headers.get("content-type") ?? "").startsWith(NDJSON)) {
+      await json<never>(res);
+      return;
+    }
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let newline: number;
+      while ((newline = buffer.indexOf("\n")) >= 0) {
+        const line = buffer.slice(0, newline).trim();
+        buffer = buffer.slice(newline + 1);
+        if (line !== "") onLine(JSON.parse(line) as SwapProgress);
+      }
+    }
   };
   return {
     config,
-    get: async (path) => json(await request("GET", path)),
-    post: async (path, body) => json(await request("POST", path, body ?? {})),
-    stream: async (path, body, onLine) => {
-      const res = await request("POST", path, body ?? {});
-      if (!(res.headers.get("content-type") ?? "").includes("ndjson")) {
-        await json(res);
-        return;
-      }
-      const decoder = new TextDecoder();
-      let buffer = "";
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-        buffer += decoder.decode(chunk, { stream: true });
-        let newline: number;
-        while ((newline = buffer.indexOf("\n")) >= 0) {
-          const line = buffer.slice(0, newline).trim();
-          buffer = buffer.slice(newline + 1);
-          if (line !== "") onLine(JSON.parse(line) as Record<string, unknown>);
-        }
-      }
-    },
+    status: async () => json<StatusBody>(await request("GET", AdminPath.status)),
+    history: async (service) => json<HistoryBody>(await request("GET", AdminPath.history(service))),
+    snapshot: async (body) => json<SnapshotAnswer>(await request("POST", AdminPath.snapshot, body)),
+    restart: async (service) => json<RestartAnswer>(await request("POST", AdminPath.restart(service), {})),
+    swap: (service, body, onLine) => stream(AdminPath.swap(service), body, onLine),
+    rollback: (service, body, onLine) => stream(AdminPath.rollback(service), body, onLine),
   };
 }

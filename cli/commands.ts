@@ -4,9 +4,7 @@
 import { resolve } from "node:path";
 import { shortId } from "../core/bundle.ts";
 import { ErrorCode, MoltError } from "../core/errors.ts";
-import type { VersionRecord } from "../core/inventory.ts";
-import type { RestartResult, ServiceStatus, SnapshotResult } from "../core/kernel.ts";
-import type { SwapReport } from "../core/swap.ts";
+import type { SwapBody, SwapProgress, SwapReport } from "../protocol/admin.ts";
 import { connect } from "./client.ts";
 
 export interface CommonOptions {
@@ -22,34 +20,24 @@ export async function swapCommand(service: string, entry: string, options: Commo
   const absolute = resolve(process.cwd(), entry);
   const freshState = options.freshState === true;
   if (!options.json) out(`swap ${service} → ${entry}${freshState ? " (fresh state: the current state is dropped)" : ""}`);
-  const body = freshState ? { entry: absolute, freshState } : { entry: absolute };
-  return reportSwap(await streamSwap(client.stream, `/v1/services/${encodeURIComponent(service)}/swap`, body, options), options);
+  const body: SwapBody = freshState ? { entry: absolute, freshState } : { entry: absolute };
+  return reportSwap(await untilReport((onLine) => client.swap(service, body, onLine), options), options);
 }
 
 /** `molt rollback <service> [--to <version>]` */
 export async function rollbackCommand(service: string, to: string | undefined, options: CommonOptions): Promise<number> {
   const client = await connect(options.config);
   if (!options.json) out(`rollback ${service}${to === undefined ? " to the previous version" : ` to ${to}`}`);
-  return reportSwap(
-    await streamSwap(client.stream, `/v1/services/${encodeURIComponent(service)}/rollback`, to === undefined ? {} : { to }, options),
-    options,
-  );
+  return reportSwap(await untilReport((onLine) => client.rollback(service, to === undefined ? {} : { to }, onLine), options), options);
 }
 
-async function streamSwap(
-  stream: Awaited<ReturnType<typeof connect>>["stream"],
-  path: string,
-  body: unknown,
-  options: CommonOptions,
-): Promise<SwapReport> {
+/** Shows a swap's or a rollback's phases as they stream in, and returns its report. */
+async function untilReport(run: (onLine: (line: SwapProgress) => void) => Promise<void>, options: CommonOptions): Promise<SwapReport> {
   let report: SwapReport | undefined;
-  await stream(path, body, (line) => {
-    if (line.event === "phase" && !options.json) out(`  ${String(line.phase).padEnd(8)} ${fmtMs(line.ms as number).padStart(10)}`);
-    if (line.event === "report") report = line.report as SwapReport;
-    if (line.event === "error") {
-      const e = line.error as { code: string; message: string };
-      throw new MoltError(e.code, e.message);
-    }
+  await run((line) => {
+    if (line.event === "phase" && !options.json) out(`  ${line.phase.padEnd(8)} ${fmtMs(line.ms).padStart(10)}`);
+    if (line.event === "report") report = line.report;
+    if (line.event === "error") throw new MoltError(line.error.code, line.error.message);
   });
   if (report === undefined) throw new MoltError(ErrorCode.ADMIN, "the runtime ended the swap without a report");
   return report;
@@ -82,7 +70,7 @@ function reportSwap(report: SwapReport, options: CommonOptions): number {
 /** `molt status [--json]` */
 export async function statusCommand(options: CommonOptions): Promise<number> {
   const client = await connect(options.config);
-  const { services } = (await client.get("/v1/status")) as { services: ServiceStatus[] };
+  const { services } = await client.status();
   if (options.json) {
     out(JSON.stringify({ services }));
     return 0;
@@ -107,7 +95,7 @@ export async function statusCommand(options: CommonOptions): Promise<number> {
 /** `molt history <service> [--json]` */
 export async function historyCommand(service: string, options: CommonOptions): Promise<number> {
   const client = await connect(options.config);
-  const { records } = (await client.get(`/v1/services/${encodeURIComponent(service)}/history`)) as { records: VersionRecord[] };
+  const { records } = await client.history(service);
   if (options.json) {
     out(JSON.stringify({ service, records }));
     return 0;
@@ -133,7 +121,7 @@ export async function historyCommand(service: string, options: CommonOptions): P
 /** `molt snapshot [service]`: every service is tried; exits 1 if any failed, after printing each failure. */
 export async function snapshotCommand(service: string | undefined, options: CommonOptions): Promise<number> {
   const client = await connect(options.config);
-  const { result } = (await client.post("/v1/snapshot", service === undefined ? {} : { service })) as { result: SnapshotResult[] };
+  const { result } = await client.snapshot(service === undefined ? {} : { service });
   const failed = result.filter((s) => "error" in s);
   if (options.json) out(JSON.stringify({ snapshots: result }));
   for (const s of result) {
@@ -146,7 +134,7 @@ export async function snapshotCommand(service: string | undefined, options: Comm
 /** `molt restart <service>`: exits 0 when the service runs afterwards (restarted or already running). */
 export async function restartCommand(service: string, options: CommonOptions): Promise<number> {
   const client = await connect(options.config);
-  const { result } = (await client.post(`/v1/services/${encodeURIComponent(service)}/restart`, {})) as { result: RestartResult };
+  const { result } = await client.restart(service);
   if (options.json) out(JSON.stringify(result));
   else if (result.restarted) out(`restarted: ${result.service} runs ${shortId(result.version)} again`);
   else out(`running: ${result.service} already runs ${shortId(result.version)}; nothing to do`);

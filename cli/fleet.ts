@@ -3,7 +3,7 @@
 // when run.
 
 import { shortId } from "../core/bundle.ts";
-import { MoltError } from "../core/errors.ts";
+import { ErrorCode, MoltError } from "../core/errors.ts";
 import type { RolloutEvent } from "../fleet/rollout.ts";
 
 export interface FleetFlags {
@@ -18,10 +18,10 @@ export interface FleetFlags {
 }
 
 export async function fleetCommand(sub: string | undefined, args: string[], flags: FleetFlags): Promise<number> {
-  if (sub !== "rollout" && sub !== "status") throw new MoltError("ERR_USAGE", "usage: molt fleet rollout|status --nats <url> … (see molt fleet --help)");
+  if (sub !== "rollout" && sub !== "status") throw new MoltError(ErrorCode.USAGE, "usage: molt fleet rollout|status --nats <url> … (see molt fleet --help)");
   const nats = flags.nats ?? process.env.MOLT_NATS;
   try {
-    if (nats === undefined) throw new MoltError("ERR_USAGE", "molt fleet needs --nats <url> (or MOLT_NATS)");
+    if (nats === undefined) throw new MoltError(ErrorCode.USAGE, "molt fleet needs --nats <url> (or MOLT_NATS)");
     return sub === "rollout" ? await rolloutCommand(nats, args, flags) : await statusCommand(nats, flags);
   } catch (err) {
     // With --json, errors are JSON on stdout too, like everything else.
@@ -35,7 +35,7 @@ export async function fleetCommand(sub: string | undefined, args: string[], flag
 
 async function rolloutCommand(nats: string, args: string[], flags: FleetFlags): Promise<number> {
   const [service, entry] = args;
-  if (service === undefined || entry === undefined) throw new MoltError("ERR_USAGE", "usage: molt fleet rollout <service> <entry> --nats <url>");
+  if (service === undefined || entry === undefined) throw new MoltError(ErrorCode.USAGE, "usage: molt fleet rollout <service> <entry> --nats <url>");
   const { rollout } = await import("../fleet/rollout.ts");
   // Ctrl-C halts the rollout after the step in progress and takes the runtimes back; a second one exits at once.
   const abort = new AbortController();
@@ -76,7 +76,7 @@ async function statusCommand(nats: string, flags: FleetFlags): Promise<number> {
 function count(value: string | undefined, flag: string, fallback: number, min = 1): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new MoltError("ERR_USAGE", `${flag} must be an integer ≥ ${min}`);
+  if (!Number.isInteger(n) || n < min) throw new MoltError(ErrorCode.USAGE, `${flag} must be an integer ≥ ${min}`);
   return n;
 }
 

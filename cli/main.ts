@@ -2,7 +2,7 @@
 // in the current folder) and --help.
 
 import { parseArgs } from "node:util";
-import { MoltError } from "../core/errors.ts";
+import { ErrorCode, MoltError } from "../core/errors.ts";
 import { historyCommand, restartCommand, rollbackCommand, snapshotCommand, statusCommand, swapCommand } from "./commands.ts";
 import { fleetCommand } from "./fleet.ts";
 import { run } from "./run.ts";
@@ -154,7 +154,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const common = { config: values.config, json: values.json === true };
   const need = (n: number, usage: string): void => {
-    if (rest.length < n) throw new MoltError("ERR_USAGE", `usage: molt ${usage}`);
+    if (rest.length < n) throw new MoltError(ErrorCode.USAGE, `usage: molt ${usage}`);
   };
   switch (command) {
     case "run":

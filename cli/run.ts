@@ -2,12 +2,15 @@
 // listener, and on SIGINT/SIGTERM stops accepting, drains and exits 0.
 
 import { join } from "node:path";
-import { AdminServer, adminToken } from "../core/admin.ts";
+import { AdminServer, adminRuntime, adminToken } from "../core/admin.ts";
 import { DEFAULTS, findConfig, loadConfig } from "../core/config.ts";
 import { writeAtomic } from "../core/disk.ts";
 import { HttpIngress } from "../core/http-ingress.ts";
 import { quarantinedIsolates } from "../core/isolate-host.ts";
 import { Kernel } from "../core/kernel.ts";
+import { Live } from "../core/live.ts";
+import { localBoot } from "../core/local-boot.ts";
+import { Metrics } from "../core/metrics.ts";
 import { jsonLog } from "../core/log.ts";
 
 /** How long a graceful stop may take before the process exits anyway. */
@@ -50,7 +53,12 @@ export async function run(configArg: string | undefined): Promise<void> {
   // A daemon that serves many services does not die of one stray rejection:
   // it is logged, loudly, and the runtime keeps serving.
   process.on("unhandledRejection", (reason) => log.log("error", "unhandled promise rejection (a bug in molt: please report it)", { error: String(reason) }));
-  const kernel = new Kernel(config, { log });
+  const kernel = new Kernel(config, { boot: localBoot, log });
+  // Watchers of the kernel, built here and handed to the admin API: the kernel keeps no metrics of its own.
+  const metrics = new Metrics(() => kernel.loads());
+  const live = new Live(() => kernel.status());
+  kernel.observe(metrics.observer());
+  kernel.observe(live.observer());
   // Only a runtime in a fleet loads the fleet's code (and NATS's).
   const member =
     config.fleet === null
@@ -85,7 +93,7 @@ export async function run(configArg: string | undefined): Promise<void> {
       await ingress.listen();
     }
     if (config.admin !== null && token !== undefined) {
-      admin = new AdminServer(kernel, { ...config.admin, token });
+      admin = new AdminServer(adminRuntime(kernel, metrics, live), { ...config.admin, token });
       await admin.listen();
       // With port 0 the CLI cannot know the port from the config: it reads it here.
       writeAtomic(join(config.dataDir, "admin.json"), `${JSON.stringify({ url: admin.url, pid: process.pid })}\n`);

@@ -1,7 +1,9 @@
 // The admin API: how the CLI (and operators' tools) talk to a running
 // runtime. It listens on 127.0.0.1 unless configured otherwise. Reads are
 // open to whoever can reach the port; write calls need the bearer token the
-// runtime keeps in dataDir (mode 0600), compared in constant time.
+// runtime keeps in dataDir (mode 0600), compared in constant time. Every
+// body and answer below is typed once, in protocol/admin.ts, for this
+// server and for everyone who talks to it.
 //
 //   GET  /                                  the dashboard (dashboard/, served by dashboard.ts)
 //   GET  /metrics                           Prometheus text format, every metric named molt_*
@@ -30,10 +32,13 @@ import { realpathSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { isAbsolute, resolve } from "node:path";
-import { bundleService, isInside, realRoot } from "./bundle.ts";
+import { NDJSON } from "../protocol/admin.ts";
+import type * as Api from "../protocol/admin.ts";
+import { isInside, realRoot } from "./bundle.ts";
 import { isDashboardPath, serveDashboard } from "./dashboard.ts";
 import { ErrorCode, MoltError, toMoltError } from "./errors.ts";
 import type { Kernel } from "./kernel.ts";
+import type { LiveEvent } from "./live.ts";
 import type { Phase, SwapReport } from "./swap.ts";
 
 export { adminToken, checkToken, readAdminToken, tokenPath } from "./admin-token.ts";
@@ -50,15 +55,39 @@ export interface AdminOptions {
   allowedRoots: string[];
 }
 
+/**
+ * What the admin API may do to the runtime, and nothing more: the kernel's
+ * operations it serves, the metrics' text and the live view.
+ */
+export interface AdminRuntime extends Pick<Kernel, "status" | "history" | "has" | "swap" | "rollback" | "restart" | "snapshot"> {
+  metrics: { text(): Promise<string>; readonly contentType: string };
+  live: { peek(): LiveEvent; subscribe(listener: (event: LiveEvent) => void): () => void };
+}
+
+/** The admin API's view of a kernel and its watchers: each operation bound, nothing else reachable. */
+export function adminRuntime(kernel: Kernel, metrics: AdminRuntime["metrics"], live: AdminRuntime["live"]): AdminRuntime {
+  return {
+    status: () => kernel.status(),
+    history: (service) => kernel.history(service),
+    has: (service) => kernel.has(service),
+    swap: (service, entry, options) => kernel.swap(service, entry, options),
+    rollback: (service, to, options) => kernel.rollback(service, to, options),
+    restart: (service) => kernel.restart(service),
+    snapshot: (service) => kernel.snapshot(service),
+    metrics,
+    live,
+  };
+}
+
 export class AdminServer {
-  readonly #kernel: Kernel;
+  readonly #kernel: AdminRuntime;
   readonly #options: AdminOptions;
   readonly #server: Server;
   readonly #token: Buffer;
   /** Host names (lower case, IPv6 in brackets) this server answers to. */
   readonly #hosts: Set<string>;
 
-  constructor(kernel: Kernel, options: AdminOptions) {
+  constructor(kernel: AdminRuntime, options: AdminOptions) {
     // An empty token compared equal to an empty Authorization: it must never get this far.
     if (options.token === "") throw new MoltError(ErrorCode.CONFIG, "the admin token is empty");
     this.#kernel = kernel;
@@ -70,7 +99,7 @@ export class AdminServer {
     this.#server = createServer({ requireHostHeader: false }, (req, res) => {
       this.#handle(req, res).catch((err: unknown) => {
         if (res.headersSent) res.end();
-        else send(res, 500, { error: toMoltError(err).toJSON() });
+        else send<Api.ErrorBody>(res, 500, { error: toMoltError(err).toJSON() });
       });
     });
   }
@@ -112,19 +141,19 @@ export class AdminServer {
 
     if (method === "GET" && pathname === "/metrics") {
       const body = await this.#kernel.metrics.text();
-      res.writeHead(200, { "content-type": this.#kernel.metrics.registry.contentType });
+      res.writeHead(200, { "content-type": this.#kernel.metrics.contentType });
       res.end(body);
       return;
     }
     if (method === "GET" && pathname === "/v1/events") return this.#events(req, res);
     if (method === "GET" && isDashboardPath(pathname)) return serveDashboard(pathname, res);
     if (method === "GET" && pathname === "/v1/status") {
-      return send(res, 200, { services: this.#kernel.status() });
+      return send<Api.StatusBody>(res, 200, { services: this.#kernel.status() });
     }
     if (method === "GET" && parts.length === 4 && parts[0] === "v1" && parts[1] === "services" && parts[3] === "history") {
       const service = this.#service(res, parts[2]);
       if (service === undefined) return;
-      return send(res, 200, { service, records: this.#kernel.inventory.history(service) });
+      return send<Api.HistoryBody>(res, 200, { service, records: [...this.#kernel.history(service)] });
     }
     if (method !== "POST") return fail(res, 404, ErrorCode.ADMIN, `no ${method} ${pathname}`);
     if (!this.#sameOrigin(req.headers.origin, host.port)) {
@@ -139,13 +168,13 @@ export class AdminServer {
     if (pathname === "/v1/snapshot") {
       const service = own(body, "service");
       if (service !== undefined && typeof service !== "string") return fail(res, 400, ErrorCode.BAD_MESSAGE, "service must be a string");
-      return this.#run(res, () => this.#kernel.snapshot(service));
+      return this.#run<Api.SnapshotResult[]>(res, () => this.#kernel.snapshot(service));
     }
     if (parts.length === 4 && parts[0] === "v1" && parts[1] === "services" && ["swap", "rollback", "restart"].includes(parts[3] as string)) {
       const service = this.#service(res, parts[2]);
       if (service === undefined) return;
       if (parts[3] === "swap") return this.#swap(res, service, body);
-      if (parts[3] === "restart") return this.#run(res, () => this.#kernel.restart(service));
+      if (parts[3] === "restart") return this.#run<Api.RestartResult>(res, () => this.#kernel.restart(service));
       const to = own(body, "to");
       if (to !== undefined && typeof to !== "string") return fail(res, 400, ErrorCode.BAD_MESSAGE, "to must be a version id");
       return this.#progress(res, (onPhase) => this.#kernel.rollback(service, to, { onPhase }));
@@ -171,8 +200,9 @@ export class AdminServer {
   /** Server-sent events: a `tick` a second with every service's rate, errors and p99, and a `swap` as each ends. */
   #events(req: IncomingMessage, res: ServerResponse): void {
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
-    res.write(`event: tick\ndata: ${JSON.stringify(this.#kernel.live.peek())}\n\n`);
-    const unsubscribe = this.#kernel.live.subscribe((event) => res.write(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`));
+    const write = (event: Api.LiveEvent): boolean => res.write(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+    write(this.#kernel.live.peek());
+    const unsubscribe = this.#kernel.live.subscribe(write);
     req.on("close", unsubscribe);
   }
 
@@ -244,9 +274,10 @@ export class AdminServer {
     return service;
   }
 
-  async #run(res: ServerResponse, op: () => Promise<unknown>): Promise<void> {
+  /** An operation answered as `{ result }`, its result checked against the contract's type. */
+  async #run<T>(res: ServerResponse, op: () => Promise<T>): Promise<void> {
     try {
-      send(res, 200, { result: await op() });
+      send<{ result: T }>(res, 200, { result: await op() });
     } catch (err) {
       const e = toMoltError(err);
       fail(res, statusFor(e.code), e.code, e.message);
@@ -263,18 +294,18 @@ export class AdminServer {
     const start = (): void => {
       if (started) return;
       started = true;
-      res.writeHead(200, { "content-type": "application/x-ndjson" });
+      res.writeHead(200, { "content-type": NDJSON });
     };
     try {
       const report = await op((phase, ms) => {
         start();
-        res.write(`${JSON.stringify({ event: "phase", phase, ms })}\n`);
+        res.write(ndjson({ event: "phase", phase, ms }));
       });
       start();
-      res.end(`${JSON.stringify({ event: "report", report })}\n`);
+      res.end(ndjson({ event: "report", report }));
     } catch (err) {
       const e = toMoltError(err);
-      if (started) res.end(`${JSON.stringify({ event: "error", error: e.toJSON() })}\n`);
+      if (started) res.end(ndjson({ event: "error", error: e.toJSON() }));
       else fail(res, statusFor(e.code), e.code, e.message);
     }
   }
@@ -328,12 +359,18 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown> |
   }
 }
 
-function send(res: ServerResponse, status: number, value: unknown): void {
+/** One line of a swap's progress (protocol/admin.ts). */
+function ndjson(line: Api.SwapProgress): string {
+  return `${JSON.stringify(line)}\n`;
+}
+
+/** A JSON answer; the caller names its type from the contract, so what the kernel hands over is checked against it. */
+function send<T>(res: ServerResponse, status: number, value: T): void {
   const body = JSON.stringify(value);
   res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
   res.end(body);
 }
 
 function fail(res: ServerResponse, status: number, code: string, message: string): void {
-  send(res, status, { error: { code, message } });
+  send<Api.ErrorBody>(res, status, { error: { code, message } });
 }

@@ -14,13 +14,25 @@
 import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type { DeliveryKind } from "../protocol/wire.ts";
-import { CELL_PROTOCOL, decodeFrame, encodeFrame, type ChildFrame, type ParentFrame } from "./cell-protocol.ts";
+import {
+  CELL_PROTOCOL,
+  decodeFrame,
+  encodeFrame,
+  type CellArgs,
+  type CellEventFrame,
+  type CellOp,
+  type CellResult,
+  type ChildFrame,
+  type ParentFrame,
+} from "./cell-protocol.ts";
 import { ErrorCode, MoltError } from "./errors.ts";
 import type { BootSpec, Instance, InstanceBridge, ServiceMeta } from "./instance.ts";
 
 const CELL_MAIN = fileURLToPath(new URL("./cell-main.ts", import.meta.url));
-/** Slack past the service's own deadline before the kernel gives up on a silent cell. */
+/** Slack past an op's deadline before the kernel gives up on a silent cell. */
 const CELL_GRACE_MS = 2000;
+/** How long a cell may take to boot its instance: a Node process and an isolate, loaded from nothing. */
+const CELL_BOOT_MS = 30_000;
 
 export async function bootCell(spec: BootSpec, bridge: InstanceBridge, runtimeCode: string): Promise<Instance> {
   const child = fork(CELL_MAIN, [], {
@@ -31,7 +43,7 @@ export async function bootCell(spec: BootSpec, bridge: InstanceBridge, runtimeCo
   const cell = new CellInstance(spec, bridge, child);
   try {
     await cell.ready;
-    cell.meta = (await cell.op("boot", [spec, runtimeCode])) as ServiceMeta;
+    cell.meta = await cell.op("boot", [spec, runtimeCode], CELL_BOOT_MS);
     return cell;
   } catch (err) {
     cell.dispose();
@@ -69,28 +81,32 @@ class CellInstance implements Instance {
     return this.#disposed;
   }
 
-  init(): Promise<void> {
-    return this.op("init", []) as Promise<void>;
+  async init(): Promise<void> {
+    await this.op("init", [null]);
   }
 
-  start(): Promise<void> {
-    return this.op("start", []) as Promise<void>;
+  async start(): Promise<void> {
+    await this.op("start", [null]);
   }
 
-  stop(): Promise<void> {
-    return this.op("stop", []) as Promise<void>;
+  async stop(): Promise<void> {
+    await this.op("stop", [null]);
   }
 
-  restore(dump: Uint8Array, fromStateVersion: number, options: { start?: boolean; timeoutMs?: number } = {}): Promise<void> {
-    return this.op("restore", [dump, fromStateVersion, options]) as Promise<void>;
+  // The same control ops an isolate answers (protocol/control.ts): a restore
+  // that starts too is `resume`, a dump that stops first is `quiesce`.
+  async restore(dump: Uint8Array, fromStateVersion: number, options: { start?: boolean; timeoutMs?: number } = {}): Promise<void> {
+    const timeoutMs = options.timeoutMs ?? null;
+    await this.op(options.start === true ? "resume" : "restore", [dump, fromStateVersion, timeoutMs], timeoutMs);
   }
 
   dump(options: { stop?: boolean; timeoutMs?: number } = {}): Promise<Uint8Array> {
-    return this.op("dump", [options]) as Promise<Uint8Array>;
+    const timeoutMs = options.timeoutMs ?? null;
+    return this.op(options.stop === true ? "quiesce" : "dump", [timeoutMs], timeoutMs);
   }
 
   deliver(kind: DeliveryKind, request: Uint8Array): Promise<Uint8Array | undefined> {
-    return this.op("deliver", [kind, request]) as Promise<Uint8Array | undefined>;
+    return this.op("deliver", [kind, request]);
   }
 
   dispose(): void {
@@ -102,20 +118,21 @@ class CellInstance implements Instance {
     setTimeout(() => this.#child.kill("SIGKILL"), 500).unref();
   }
 
-  op(name: string, args: unknown[]): Promise<unknown> {
+  /** One op (cell-protocol.ts); `deadlineMs` is how long the cell itself has to answer it, by default the service's deadline. */
+  op<Op extends CellOp>(name: Op, args: CellArgs<Op>, deadlineMs: number | null = null): Promise<CellResult<Op>> {
     if (this.#disposed || !this.#child.connected) {
       return Promise.reject(new MoltError(ErrorCode.SERVICE_DOWN, `${this.service} has no live cell`, { service: this.service }));
     }
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
-      // The cell enforces the service's deadline itself; this one only catches a cell that went silent.
+      // The cell enforces the deadline itself; this one only catches a cell that went silent.
       const timer = setTimeout(() => {
         this.#pending.delete(id);
         reject(new MoltError(ErrorCode.TIMEOUT, `${this.service}'s cell did not answer ${name}`, { service: this.service }));
         this.#child.kill("SIGKILL");
-      }, (name === "boot" ? 30_000 : this.#spec.service.limits.timeoutMs) + CELL_GRACE_MS);
-      this.#pending.set(id, { resolve, reject, timer });
-      this.#child.send(encodeFrame([CELL_PROTOCOL, "op", id, name, args] satisfies ParentFrame));
+      }, (deadlineMs ?? this.#spec.service.limits.timeoutMs) + CELL_GRACE_MS);
+      this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject, timer });
+      this.#child.send(encodeFrame([CELL_PROTOCOL, "op", id, name, args] as ParentFrame));
     });
   }
 
@@ -128,44 +145,47 @@ class CellInstance implements Instance {
         clearTimeout(pending.timer);
         if (frame[3]) pending.resolve(frame[4]);
         else {
-          const e = frame[4] as { code: string; message: string; service?: string; version?: string };
+          const e = frame[4];
           pending.reject(new MoltError(e.code, e.message, { service: e.service, version: e.version }));
         }
         return;
       }
       case "bridge": {
-        const [, , id, fn, args] = frame;
-        const answer = fn === "call" ? this.#bridge.call(args[0] as string, args[1] as Uint8Array) : this.#bridge.fetch(args[0] as Uint8Array);
+        const id = frame[2];
+        const answer = frame[3] === "call" ? this.#bridge.call(...frame[4]) : this.#bridge.fetch(...frame[4]);
         void answer.then((bytes) => {
           if (this.#child.connected) this.#child.send(encodeFrame([CELL_PROTOCOL, "bridge-reply", id, bytes]));
         });
         return;
       }
       case "event":
-        this.#onEvent(frame[2], frame[3], ready);
+        this.#onEvent(frame, ready);
     }
   }
 
-  #onEvent(name: string, args: unknown[], ready: () => void): void {
-    switch (name) {
+  #onEvent(frame: CellEventFrame, ready: () => void): void {
+    switch (frame[2]) {
       case "ready":
         return ready();
       case "send":
-        return this.#bridge.send(args[0] as string, args[1] as Uint8Array);
+        return this.#bridge.send(...frame[3]);
       case "console":
-        return this.#bridge.console(args[0] as string, args[1] as string);
+        return this.#bridge.console(...frame[3]);
       case "stdout":
-        return this.#bridge.stdout(args[0] as string);
-      case "stalled":
-        this.#bridge.stalled(new Promise<boolean>((resolve) => this.#verdicts.set(args[0] as number, resolve)));
+        return this.#bridge.stdout(...frame[3]);
+      case "stalled": {
+        const [id] = frame[3];
+        this.#bridge.stalled(new Promise<boolean>((resolve) => this.#verdicts.set(id, resolve)));
         return;
+      }
       case "verdict": {
-        const resolve = this.#verdicts.get(args[0] as number);
-        this.#verdicts.delete(args[0] as number);
-        return resolve?.(args[1] as boolean);
+        const [id, healthy] = frame[3];
+        const resolve = this.#verdicts.get(id);
+        this.#verdicts.delete(id);
+        return resolve?.(healthy);
       }
       case "exited": {
-        const e = args[0] as { code: string; message: string };
+        const [e] = frame[3];
         return this.#died(new MoltError(e.code, e.message, { service: this.service, version: this.versionId }));
       }
     }

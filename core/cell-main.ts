@@ -4,10 +4,19 @@
 // only its cell. It does what the kernel asks over IPC and relays the
 // instance's bridge calls back to the kernel.
 
-import type { DeliveryKind } from "../protocol/wire.ts";
-import { decodeFrame, encodeFrame, CELL_PROTOCOL, type ChildFrame, type ParentFrame } from "./cell-protocol.ts";
+import {
+  CELL_PROTOCOL,
+  decodeFrame,
+  encodeFrame,
+  type CellArgs,
+  type CellAsks,
+  type CellOp,
+  type CellResult,
+  type ChildFrame,
+  type ParentFrame,
+} from "./cell-protocol.ts";
 import { ErrorCode, MoltError, toMoltError } from "./errors.ts";
-import type { BootSpec, Instance, InstanceBridge } from "./instance.ts";
+import type { Instance, InstanceBridge } from "./instance.ts";
 import { bootIsolate } from "./isolate-host.ts";
 
 const send = (frame: ChildFrame): void => {
@@ -36,41 +45,49 @@ const bridge: InstanceBridge = {
   },
 };
 
-function ask(fn: string, args: unknown[]): Promise<Uint8Array> {
+function ask<Ask extends keyof CellAsks>(fn: Ask, args: CellAsks[Ask]): Promise<Uint8Array> {
   const id = nextId++;
   return new Promise((resolve) => {
     pending.set(id, resolve);
-    send([CELL_PROTOCOL, "bridge", id, fn, args]);
+    send([CELL_PROTOCOL, "bridge", id, fn, args] as ChildFrame);
   });
 }
 
-async function run(op: string, args: unknown[]): Promise<unknown> {
-  if (op === "boot") {
-    const [spec, runtime] = args as [BootSpec, string];
+function live(): Instance {
+  if (instance === undefined) throw new MoltError(ErrorCode.SERVICE_DOWN, "the cell has no instance");
+  return instance;
+}
+
+/** The deadline the kernel gave an op, as the Instance takes it: none means the service's own. */
+const within = (timeoutMs: number | null): { timeoutMs?: number } => (timeoutMs === null ? {} : { timeoutMs });
+
+/** Each op the kernel may ask, run on the instance this cell hosts. */
+const ops: { [Op in CellOp]: (args: CellArgs<Op>) => Promise<CellResult<Op>> } = {
+  boot: async ([spec, runtime]) => {
     instance = await bootIsolate(spec, bridge, runtime);
     return instance.meta;
-  }
-  if (instance === undefined) throw new MoltError(ErrorCode.SERVICE_DOWN, "the cell has no instance");
-  switch (op) {
-    case "init":
-      return instance.init();
-    case "start":
-      return instance.start();
-    case "stop":
-      return instance.stop();
-    case "restore":
-      return instance.restore(args[0] as Uint8Array, args[1] as number, args[2] as { start?: boolean; timeoutMs?: number });
-    case "dump":
-      return instance.dump(args[0] as { stop?: boolean; timeoutMs?: number });
-    case "deliver":
-      return instance.deliver(args[0] as DeliveryKind, args[1] as Uint8Array);
-    case "dispose":
-      instance.dispose();
-      setTimeout(() => process.exit(0), 10);
-      return undefined;
-    default:
-      throw new MoltError(ErrorCode.INTERNAL, `unknown cell op ${op}`);
-  }
+  },
+  init: () => live().init().then(() => undefined),
+  start: () => live().start().then(() => undefined),
+  stop: () => live().stop().then(() => undefined),
+  dump: ([timeoutMs]) => live().dump(within(timeoutMs)),
+  quiesce: ([timeoutMs]) => live().dump({ stop: true, ...within(timeoutMs) }),
+  restore: ([dump, fromStateVersion, timeoutMs]) => live().restore(dump, fromStateVersion, within(timeoutMs)).then(() => undefined),
+  resume: ([dump, fromStateVersion, timeoutMs]) =>
+    live().restore(dump, fromStateVersion, { start: true, ...within(timeoutMs) }).then(() => undefined),
+  deliver: ([kind, request]) => live().deliver(kind, request),
+  dispose: async () => {
+    instance?.dispose();
+    setTimeout(() => process.exit(0), 10);
+    return undefined;
+  },
+};
+
+async function run<Op extends CellOp>(op: Op, args: CellArgs<Op>): Promise<CellResult<Op>> {
+  // A name off the wire is looked up as an own key only.
+  if (!Object.hasOwn(ops, op)) throw new MoltError(ErrorCode.INTERNAL, `unknown cell op ${String(op)}`);
+  const handler: (args: CellArgs<Op>) => Promise<CellResult<Op>> = ops[op];
+  return handler(args);
 }
 
 process.on("message", (data: unknown) => {
@@ -83,7 +100,7 @@ process.on("message", (data: unknown) => {
   }
   if (frame[1] !== "op") return;
   const [, , id, op, args] = frame;
-  run(op, args).then(
+  run(op, args as CellArgs<typeof op>).then(
     (value) => send([CELL_PROTOCOL, "result", id, true, value]),
     (err: unknown) => send([CELL_PROTOCOL, "result", id, false, toMoltError(err).toJSON()]),
   );

@@ -14,19 +14,30 @@
 // - a batch cut short (a handler spinning past the synchronous deadline) or
 //   an instance that died: what the guest had not started is taken back
 //   (`progress[1]`, the epoch, tells the guest which messages are no longer
-//   its to start) and handed to the kernel to deliver again, first.
+//   its to start) and handed to the kernel to deliver again, first;
+// - handlers never interleave past `concurrency`: a message given up on at
+//   its deadline keeps its place inside the instance until its handler
+//   settles, since a handler still awaiting runs again when its await
+//   resolves. One that keeps it past a second deadline while other messages
+//   wait behind it has its instance replaced (`replace`).
 // This file knows nothing of isolated-vm: the host gives it a way to send.
 
 import { packBatch, readBatch } from "../protocol/batch.ts";
 import type { DeliveryKind } from "../protocol/wire.ts";
 import { ErrorCode, MoltError } from "./errors.ts";
 
-/** The guest's wire values (see guest/runtime.ts): a one-way message, and a message given up on. */
+/**
+ * The guest's wire values (see guest/runtime.ts): a one-way message; a
+ * message given up on; a turn of the isolate cut short (no message); a
+ * message whose place the guest must let go of now.
+ */
 const KIND_SEND = 1;
 const KIND_CANCEL = 2;
+const KIND_INTERRUPTED = 3;
+const KIND_RELEASE = 4;
 
 /** Taken back from an instance before it started the message: deliver it again, to whichever instance is current. */
-export const REDELIVER = "ERR_REDELIVER";
+export const REDELIVER = ErrorCode.REDELIVER;
 
 interface Pending {
   kind: DeliveryKind;
@@ -47,6 +58,14 @@ export interface DeliveriesOptions {
   send: (meta: Float64Array, bytes: Uint8Array) => Promise<void>;
   /** A message passed its deadline: the host checks the isolate is not stuck (see isolate-host's probe). */
   expired: () => void;
+  /**
+   * A handler given up on still holds its place past a second deadline while
+   * other messages wait behind it: the host replaces the instance (disposes
+   * it, calls close(reason), and the kernel restarts the service). Without
+   * it, the guest is told to let go of the place, and the late handler may
+   * then run beside the next message.
+   */
+  replace?: (reason: MoltError) => void;
   error: (code: string, message: string, cause?: unknown) => MoltError;
 }
 
@@ -64,6 +83,16 @@ export class Deliveries {
    * message was its own crossing.
    */
   #cancels: number[] = [];
+  /**
+   * Messages given up on whose handlers still hold their place inside the
+   * instance (the guest says when they let go: a reply without bytes), and
+   * when they will have held it for a second deadline.
+   */
+  readonly #fenced = new Map<number, number>();
+  /** Places the guest must let go of (see `replace`). */
+  #releases: number[] = [];
+  /** A turn of the isolate was cut short since the last crossing (see interrupted()). */
+  #interrupted = false;
   #seq = 0;
   /** Cross even with nothing to send: the guest then sends replies a cut-short turn left behind. */
   #nudge = false;
@@ -92,7 +121,20 @@ export class Deliveries {
     });
   }
 
-  /** Replies from the guest: a batch of [seq, reply] (protocol/batch.ts; no reply: a send). */
+  /**
+   * A turn of the isolate's code was cut short by its deadline (a loop after
+   * an await, in a timer callback or in an answer's continuation). V8 drops
+   * every continuation pending in the turn it stops, so handlers that were
+   * running may never settle, and nothing tells which: the guest lets those
+   * go of their places once they are given up on.
+   */
+  interrupted(): void {
+    if (this.#closed !== undefined) return;
+    this.#interrupted = true;
+    this.#schedule();
+  }
+
+  /** Replies from the guest: a batch of [seq, reply] (protocol/batch.ts; no reply: a send, or a place let go of). */
   replies(meta: unknown, bytes: unknown): void {
     // Whatever the guest hands back is checked, not trusted: a service that
     // tampers with its own runtime must not make its caller fail to decode.
@@ -104,8 +146,13 @@ export class Deliveries {
     let next = 0;
     const whole = readBatch(2, meta, bytes, (i, reply) => {
       next = i + 2;
-      const pending = this.#inFlight.get((meta as Float64Array)[i] as number);
-      if (pending === undefined) return;
+      const seq = (meta as Float64Array)[i] as number;
+      const pending = this.#inFlight.get(seq);
+      if (pending === undefined) {
+        // A handler given up on has settled: its place inside the instance is free.
+        if (this.#fenced.size > 0) this.#fenced.delete(seq);
+        return;
+      }
       if (reply === undefined && pending.kind === "call") return bad(pending);
       this.#settle(pending);
       pending.resolve(pending.kind === "send" ? undefined : reply);
@@ -123,6 +170,7 @@ export class Deliveries {
     this.#closed = reason;
     clearInterval(this.#sweeper);
     this.#sweeper = undefined;
+    this.#fenced.clear();
     const started = Atomics.load(this.#o.progress, 0);
     const back = new MoltError(REDELIVER, `${this.#o.service}'s instance ended before it started this message`);
     for (const pending of this.#inFlight.values()) {
@@ -151,18 +199,32 @@ export class Deliveries {
   }
 
   async #flush(): Promise<void> {
-    if (this.#closed !== undefined || (this.#again.length === 0 && this.#outbox.length === 0 && this.#cancels.length === 0 && !this.#nudge)) return;
+    if (this.#closed !== undefined) return;
+    if (this.#again.length === 0 && this.#outbox.length === 0 && this.#cancels.length === 0 && this.#releases.length === 0 && !this.#interrupted && !this.#nudge) return;
     this.#nudge = false;
     const batch = this.#again.length === 0 ? this.#outbox : [...this.#again, ...this.#outbox];
     const cancels = this.#cancels;
+    const releases = this.#releases;
     this.#again = [];
     this.#outbox = [];
     this.#cancels = [];
-    // A batch of [seq, kind, epoch, request] (protocol/batch.ts): the cancels first, without a request.
+    this.#releases = [];
+    // A batch of [seq, kind, epoch, request] (protocol/batch.ts). What is not
+    // a message comes first, without a request: an interruption before the
+    // cancels, so that the guest knows which of them it must let go of.
     const heads: number[] = [];
     const bodies: (Uint8Array | undefined)[] = [];
+    if (this.#interrupted) {
+      this.#interrupted = false;
+      heads.push(0, KIND_INTERRUPTED, this.#epoch);
+      bodies.push(undefined);
+    }
     for (const seq of cancels) {
       heads.push(seq, KIND_CANCEL, this.#epoch);
+      bodies.push(undefined);
+    }
+    for (const seq of releases) {
+      heads.push(seq, KIND_RELEASE, this.#epoch);
       bodies.push(undefined);
     }
     for (const pending of batch) {
@@ -182,7 +244,7 @@ export class Deliveries {
     } finally {
       this.#sending = false;
     }
-    if (this.#again.length > 0 || this.#outbox.length > 0 || this.#cancels.length > 0) this.#schedule();
+    if (this.#again.length > 0 || this.#outbox.length > 0 || this.#cancels.length > 0 || this.#releases.length > 0 || this.#interrupted) this.#schedule();
   }
 
   /**
@@ -206,6 +268,8 @@ export class Deliveries {
     const started = Atomics.load(this.#o.progress, 0);
     this.#epoch++;
     Atomics.store(this.#o.progress, 1, this.#epoch);
+    // The handler that spun will never settle, nor may others whose continuations the cut dropped.
+    this.#interrupted = true;
     const back: Pending[] = [];
     for (const pending of this.#inFlight.values()) {
       if (pending.seq === started) {
@@ -220,7 +284,9 @@ export class Deliveries {
     this.#again = [...back, ...this.#again];
   }
 
+  /** Gives up on a message the guest started: its caller is answered, its handler keeps its place until it settles. */
   #cancel(seq: number): void {
+    this.#fenced.set(seq, Date.now() + this.#o.timeoutMs);
     this.#cancels.push(seq);
     this.#schedule();
   }
@@ -242,9 +308,13 @@ export class Deliveries {
     const started = Atomics.load(progress, 0);
     const now = Date.now();
     const expired: Pending[] = [];
+    let waiting = false;
     // In sequence order: the first one not started ends the sweep.
     for (const pending of this.#inFlight.values()) {
-      if (pending.seq > started) break;
+      if (pending.seq > started) {
+        waiting = true;
+        break;
+      }
       const at = pending.seq % starts.seqs.length;
       const mark = starts.seqs[at];
       if (mark === -pending.seq) {
@@ -263,5 +333,33 @@ export class Deliveries {
       this.#o.expired();
       pending.reject(this.#o.error(ErrorCode.TIMEOUT, `message to ${this.#o.service} exceeded ${timeoutMs} ms`));
     }
+    if (waiting && this.#fenced.size > 0) this.#overdue(now);
+  }
+
+  /**
+   * Messages wait inside the instance behind handlers given up on a deadline
+   * ago that still hold their places. A handler that has awaited for twice
+   * the service's budget (`limits.timeoutMs` covers awaited continuations
+   * too) is taken for one that will not settle soon, if ever: the instance
+   * is replaced, and what it had not started goes to the next one. While
+   * nothing waits, a late handler costs nobody anything and is left to
+   * finish.
+   */
+  #overdue(now: number): void {
+    let late = false;
+    for (const bound of this.#fenced.values()) if (bound <= now) late = true;
+    if (!late) return;
+    const { replace, service, timeoutMs } = this.#o;
+    if (replace !== undefined) {
+      this.#fenced.clear();
+      replace(this.#o.error(ErrorCode.TIMEOUT, `a handler of ${service} kept its place past twice its deadline of ${timeoutMs} ms while messages waited; its instance is replaced`));
+      return;
+    }
+    for (const [seq, bound] of this.#fenced) {
+      if (bound > now) continue;
+      this.#fenced.delete(seq);
+      this.#releases.push(seq);
+    }
+    this.#schedule();
   }
 }

@@ -1,115 +1,14 @@
-// One error class for the whole runtime. Callers branch on `code`, never on
-// the message text: codes are part of molt's public contract.
+// The kernel's errors are the contract's (protocol/errors.ts): one class
+// and one list of codes for the host and every isolate. Host code imports
+// them from here, beside the rest of core/.
 
-export const ErrorCode = {
-  CONFIG: "ERR_CONFIG",
-  BUNDLE: "ERR_BUNDLE",
-  BAD_SERVICE: "ERR_BAD_SERVICE",
-  NO_SERVICE: "ERR_NO_SERVICE",
-  NO_BINDING: "ERR_NO_BINDING",
-  NO_HANDLER: "ERR_NO_HANDLER",
-  HANDLER: "ERR_HANDLER",
-  MAILBOX_FULL: "ERR_MAILBOX_FULL",
-  TIMEOUT: "ERR_TIMEOUT",
-  OOM: "ERR_OOM",
-  SERVICE_DOWN: "ERR_SERVICE_DOWN",
-  SERVICE_CRASHED: "ERR_SERVICE_CRASHED",
-  UNENCODABLE: "ERR_UNENCODABLE",
-  MESSAGE_TOO_LARGE: "ERR_MESSAGE_TOO_LARGE",
-  BAD_MESSAGE: "ERR_BAD_MESSAGE",
-  BAD_RESPONSE: "ERR_BAD_RESPONSE",
-  PERMISSION: "ERR_PERMISSION",
-  FETCH: "ERR_FETCH",
-  STOPPING: "ERR_STOPPING",
-  CORRUPT: "ERR_CORRUPT",
-  // A lifecycle hook failed (the hook's own code, if it had one, is in the message).
-  INIT_FAILED: "ERR_INIT_FAILED",
-  START_FAILED: "ERR_START_FAILED",
-  STOP_FAILED: "ERR_STOP_FAILED",
-  DUMP_FAILED: "ERR_DUMP_FAILED",
-  RESTORE_FAILED: "ERR_RESTORE_FAILED",
-  SWAP_BUSY: "ERR_SWAP_BUSY",
-  SWAP_COMPILE: "ERR_SWAP_COMPILE",
-  SWAP_DRAIN_TIMEOUT: "ERR_SWAP_DRAIN_TIMEOUT",
-  SWAP_STOP: "ERR_SWAP_STOP",
-  SWAP_DUMP: "ERR_SWAP_DUMP",
-  SWAP_RESTORE: "ERR_SWAP_RESTORE",
-  // A fresh-state swap whose new version's init failed (caught in prepare: nothing paused).
-  SWAP_INIT: "ERR_SWAP_INIT",
-  SWAP_TIMEOUT: "ERR_SWAP_TIMEOUT",
-  SWAP_OOM: "ERR_SWAP_OOM",
-  SWAP_PROBATION: "ERR_SWAP_PROBATION",
-  STATE_VERSION: "ERR_STATE_VERSION",
-  NO_VERSION: "ERR_NO_VERSION",
-  UNAUTHORIZED: "ERR_UNAUTHORIZED",
-  ADMIN: "ERR_ADMIN",
-  // The fleet: NATS could not be reached or answered wrongly; a rollout stopped and rolled back.
-  FLEET: "ERR_FLEET",
-  ROLLOUT_HALTED: "ERR_ROLLOUT_HALTED",
-  ROLLOUT_BUSY: "ERR_ROLLOUT_BUSY",
-  // A per-instance budget (timers, console output) was exhausted.
-  LIMIT: "ERR_LIMIT",
-  // A metric label for an error code that is not a well-formed molt code.
-  OTHER: "ERR_OTHER",
-  BAD_REQUEST: "ERR_BAD_REQUEST",
-  INTERNAL: "ERR_INTERNAL",
-} as const;
-
-/** The shape every error code must have to be reported as itself (metrics, admin, HTTP). */
-export const ERROR_CODE_PATTERN = /^ERR_[A-Z0-9_]{1,64}$/;
-
-export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
-
-/**
- * A service chooses its errors' codes and messages, and the kernel keeps
- * them: in the inventory, in logs, in a service's failure. Bounded here,
- * once, so no guest string of any size is kept host-side through an error.
- */
-const MAX_MESSAGE_CHARS = 4096;
-const MAX_CODE_CHARS = 128;
-
-function bounded(text: string, max: number): string {
-  const s = String(text);
-  return s.length <= max ? s : `${s.slice(0, max)}… [${s.length - max} more characters cut]`;
-}
-
-export interface ErrorDetails {
-  service?: string | undefined;
-  version?: string | undefined;
-  cause?: unknown;
-}
-
-export class MoltError extends Error {
-  override readonly name = "MoltError";
-  readonly code: string;
-  readonly service: string | undefined;
-  readonly version: string | undefined;
-
-  constructor(code: string, message: string, details: ErrorDetails = {}) {
-    super(bounded(message, MAX_MESSAGE_CHARS), details.cause === undefined ? undefined : { cause: details.cause });
-    this.code = bounded(code, MAX_CODE_CHARS);
-    this.service = details.service;
-    this.version = details.version;
-  }
-
-  /** The plain shape that crosses isolate boundaries and HTTP bodies. */
-  toJSON(): { code: string; message: string; service?: string; version?: string } {
-    return {
-      code: this.code,
-      message: this.message,
-      ...(this.service === undefined ? {} : { service: this.service }),
-      ...(this.version === undefined ? {} : { version: this.version }),
-    };
-  }
-}
-
-/** Wraps anything thrown into a MoltError, keeping an existing code. */
-export function toMoltError(err: unknown, fallback: string = ErrorCode.INTERNAL): MoltError {
-  if (err instanceof MoltError) return err;
-  const message = err instanceof Error ? err.message : String(err);
-  const code =
-    typeof err === "object" && err !== null && typeof (err as { code?: unknown }).code === "string"
-      ? (err as { code: string }).code
-      : fallback;
-  return new MoltError(code, message, { cause: err });
-}
+export {
+  ERROR_CODE_PATTERN,
+  ErrorCode,
+  isSwapCode,
+  MAX_CODE_CHARS,
+  MAX_MESSAGE_CHARS,
+  MoltError,
+  toMoltError,
+  type ErrorDetails,
+} from "../protocol/errors.ts";

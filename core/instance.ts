@@ -7,16 +7,8 @@ import type { DeliveryKind } from "../protocol/wire.ts";
 import type { ResolvedService } from "./config.ts";
 import type { MoltError } from "./errors.ts";
 
-/** What a service module declares about itself, read when its code is loaded. */
-export interface ServiceMeta {
-  semver: string;
-  stateVersion: number;
-  restoresFrom: number[] | null;
-  /** Handlers the module says may run at once (`concurrency` in its definition), or null. */
-  concurrency?: number | null;
-  hasRestore: boolean;
-  handlers: string[];
-}
+export type { ServiceMeta } from "../protocol/control.ts";
+import type { ServiceMeta } from "../protocol/control.ts";
 
 /** What the kernel offers an instance: its way to the rest of the runtime. */
 export interface InstanceBridge {

@@ -8,51 +8,8 @@ import { InventoryLog, type CompactionPolicy, type Frame } from "./inventory-log
 import { ErrorCode, MoltError } from "./errors.ts";
 import type { KernelLog } from "./log.ts";
 
-/** How a record came to be. */
-export const Via = { START: "start", SWAP: "swap", ROLLBACK: "rollback", RESTART: "restart" } as const;
-export type Via = (typeof Via)[keyof typeof Via];
-
-/** How the attempt to run a version ended. */
-export const Outcome = {
-  /** Running now, or ran until it was replaced. */
-  LIVE: "live",
-  /** A swap to it failed and the previous version kept serving. */
-  ROLLED_BACK: "rolled-back",
-  /** It failed its probation and the previous version took its state back. */
-  PROBATION_FAILED: "probation-failed",
-  /** It failed its probation but the previous version could not take its state: it stays, marked. */
-  UNHEALTHY: "unhealthy",
-} as const;
-export type Outcome = (typeof Outcome)[keyof typeof Outcome];
-
-export interface VersionRecord {
-  /** Position in the service's history, from 1. */
-  seq: number;
-  service: string;
-  /** Content hash of the bundle: the version id. */
-  version: string;
-  semver: string;
-  stateVersion: number;
-  entry: string;
-  /** The version this one replaced (or tried to), null for the first. */
-  parent: string | null;
-  via: Via;
-  requestedAt: string;
-  /** When it went live; null if it never did. */
-  startedAt: string | null;
-  replacedAt: string | null;
-  outcome: Outcome;
-  code?: string;
-  message?: string;
-  blackoutMs?: number;
-  phases?: Record<string, number>;
-  /**
-   * Set by a fresh-state swap (`molt swap --fresh-state`): this version
-   * started from its own init and the state of the version it replaced was
-   * dropped (on a rolled-back attempt: would have been).
-   */
-  freshState?: boolean;
-}
+export { Outcome, Via, type VersionRecord } from "../protocol/admin.ts";
+import { Outcome, type Via, type VersionRecord } from "../protocol/admin.ts";
 
 export interface InventoryOptions {
   /** When the log is folded into a new base (default: inventory-log.ts); tests and benchmarks lower it. */
@@ -147,7 +104,7 @@ export class Inventory {
   /** Records an instance that has just gone live, replacing the running record of the service, if any. */
   live(
     instance: { service: string; versionId: string; meta: { semver: string; stateVersion: number } },
-    fields: { entry: string; parent: string | null; via: Via; code?: string; message?: string },
+    fields: { entry: string; parent: string | null; via: Via; code?: string; message?: string; blackoutMs?: number },
   ): Readonly<VersionRecord> {
     const now = new Date().toISOString();
     this.replaced(instance.service, now);

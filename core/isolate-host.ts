@@ -4,6 +4,7 @@
 
 import { randomBytes } from "node:crypto";
 import ivm from "isolated-vm";
+import { ControlOp, type ControlArgs, type ControlResult } from "../protocol/control.ts";
 import type { DeliveryKind } from "../protocol/wire.ts";
 import { shortId } from "./bundle.ts";
 import { ErrorCode, MoltError } from "./errors.ts";
@@ -21,6 +22,28 @@ const START_RING = 4096;
 
 /** How long a timed-out isolate gets to show it is not stuck in a loop. */
 const PROBE_MS = 250;
+
+/**
+ * isolated-vm reports its own failures as plain Errors that carry no code,
+ * so they can only be told apart by their text: this table is the one place
+ * that reads it, where a rewording in a new isolated-vm shows up. Failures
+ * of the service itself never need it: the guest runtime answers every
+ * control op and every message in a reply envelope that carries a code.
+ */
+const IsolatedVmFailure = {
+  /** The isolate's ArrayBuffer allocator refused: every later copy into it fails the same way. */
+  ALLOCATION: /Array buffer allocation failed/i,
+  /** isolated-vm disposed the isolate for passing its memory limit. */
+  MEMORY_LIMIT: /memory limit/i,
+  /** isolated-vm's own timeout stopped synchronous code. */
+  TIMED_OUT: /timed out/i,
+  /** V8 collected a promise the isolate held and could never settle. */
+  ABANDONED: /Promise was abandoned/,
+} as const;
+
+function isolatedVmFailed(err: unknown, failure: keyof typeof IsolatedVmFailure): boolean {
+  return IsolatedVmFailure[failure].test(err instanceof Error ? err.message : String(err));
+}
 
 let runtimeCache: ivm.ExternalCopy<ArrayBuffer> | undefined;
 let live = 0;
@@ -149,7 +172,7 @@ class IsolateInstance implements Instance {
   #timersRefused = 0;
   #deliverBatch: ivm.Reference | undefined;
   #settle: ivm.Reference | undefined;
-  #control: ivm.Reference | undefined;
+  #controlRef: ivm.Reference | undefined;
   /** [0] the last message the guest started, [1] the epoch: shared with the guest (see deliveries.ts). */
   readonly #progress = new Int32Array(new SharedArrayBuffer(8));
   /** Start times of messages, written by the guest: see deliveries.ts. */
@@ -183,11 +206,14 @@ class IsolateInstance implements Instance {
         const verdict = this.#probe();
         if (verdict !== undefined) this.#bridge.stalled(verdict);
       },
+      replace: (reason) => this.#exit(reason),
       error: (code, message, cause) => this.#error(code, message, cause),
     });
     this.#guestCalls = new GuestCalls({
       bridge,
       send: (meta, bytes) => this.#cross(this.#settle, [meta, bytes], `answers to ${this.service}`, false),
+      timeoutMs: spec.service.limits.timeoutMs,
+      service: this.service,
     });
     catastrophe.onRaise(() => {
       // The isolate is left as V8 left it: disposing it would wait on the
@@ -246,36 +272,36 @@ class IsolateInstance implements Instance {
     )) as ivm.Reference;
     this.#deliverBatch = (await exports.get("deliverBatch", { reference: true })) as ivm.Reference;
     this.#settle = (await exports.get("settle", { reference: true })) as ivm.Reference;
-    this.#control = (await exports.get("control", { reference: true })) as ivm.Reference;
+    this.#controlRef = (await exports.get("control", { reference: true })) as ivm.Reference;
     this.#fireTimer = (await exports.get("fireTimer", { reference: true })) as ivm.Reference;
     exports.release();
   }
 
   async activate(): Promise<void> {
-    this.meta = (await this.#controlOp("activate")) as ServiceMeta;
+    this.meta = await this.#control(ControlOp.ACTIVATE, []);
     // Warm both sides of the control path now, not in a swap's blackout.
-    for (let i = 0; i < 2; i++) await this.#controlOp("warm");
+    for (let i = 0; i < 2; i++) await this.#control(ControlOp.WARM, []);
   }
 
   async init(): Promise<void> {
-    await this.#controlOp("init");
+    await this.#control(ControlOp.INIT, []);
   }
 
   async restore(dump: Uint8Array, fromStateVersion: number, options: { start?: boolean; timeoutMs?: number } = {}): Promise<void> {
-    await this.#controlOp(options.start === true ? "resume" : "restore", dump, fromStateVersion, options.timeoutMs);
+    await this.#control(options.start === true ? ControlOp.RESUME : ControlOp.RESTORE, [own(dump), fromStateVersion], options.timeoutMs);
   }
 
   async start(): Promise<void> {
-    await this.#controlOp("start");
+    await this.#control(ControlOp.START, []);
   }
 
   async stop(): Promise<void> {
-    await this.#controlOp("stop");
+    await this.#control(ControlOp.STOP, []);
     this.#clearAllTimers();
   }
 
   async dump(options: { stop?: boolean; timeoutMs?: number } = {}): Promise<Uint8Array> {
-    const dumped = (await this.#controlOp(options.stop === true ? "quiesce" : "dump", undefined, undefined, options.timeoutMs)) as Uint8Array;
+    const dumped = await this.#control(options.stop === true ? ControlOp.QUIESCE : ControlOp.DUMP, [], options.timeoutMs);
     if (options.stop === true) this.#clearAllTimers();
     return dumped;
   }
@@ -299,8 +325,7 @@ class IsolateInstance implements Instance {
     try {
       await live.apply(undefined, args, this.#crossing);
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      if (!fatal && /Array buffer allocation failed/i.test(message) && !this.#isolate.isDisposed) {
+      if (!fatal && isolatedVmFailed(err, "ALLOCATION") && !this.#isolate.isDisposed) {
         throw this.#error(ErrorCode.OOM, `${what} do not fit in ${this.service}'s memory`, err);
       }
       throw this.#translate(err, what, this.#spec.service.limits.timeoutMs);
@@ -315,8 +340,8 @@ class IsolateInstance implements Instance {
   dispose(): void {
     this.#clearAllTimers();
     this.#deliveries.close(new MoltError(ErrorCode.SERVICE_DOWN, `${this.service}'s instance was disposed`, { service: this.service, version: this.versionId }));
-    const refs = [this.#deliverBatch, this.#settle, this.#control, this.#fireTimer];
-    this.#deliverBatch = this.#settle = this.#control = this.#fireTimer = undefined;
+    const refs = [this.#deliverBatch, this.#settle, this.#controlRef, this.#fireTimer];
+    this.#deliverBatch = this.#settle = this.#controlRef = this.#fireTimer = undefined;
     this.#guestCalls.close();
     if (!this.#counted) return;
     this.#counted = false;
@@ -327,16 +352,17 @@ class IsolateInstance implements Instance {
     }
   }
 
-  async #controlOp(op: string, bytes?: Uint8Array, fromStateVersion?: number, timeoutMs?: number): Promise<unknown> {
-    const control = this.#live(this.#control);
+  /** One control op (protocol/control.ts): the guest's `control` entry answers it in a reply envelope. */
+  async #control<Op extends ControlOp>(op: Op, args: ControlArgs<Op>, timeoutMs?: number): Promise<ControlResult<Op>> {
+    const control = this.#live(this.#controlRef);
     const reply = await this.#guard(`${op} of ${this.service}`, timeoutMs, (timeout) =>
-      control.apply(undefined, bytes === undefined ? [op] : [op, own(bytes), fromStateVersion], {
+      control.apply(undefined, [op, ...args], {
         arguments: { copy: true },
         result: { promise: true, copy: true },
         timeout,
       }) as Promise<Uint8Array>,
     );
-    return decodeReply(reply);
+    return decodeReply(reply) as ControlResult<Op>;
   }
 
   #live(ref: ivm.Reference | undefined): ivm.Reference {
@@ -367,7 +393,7 @@ class IsolateInstance implements Instance {
     // will ever resolve) is "abandoned" once V8 collects it: that is a call
     // past its deadline, reported as such when the deadline comes.
     const call = op(timeoutMs).catch((err: unknown) => {
-      if (err instanceof Error && /Promise was abandoned/.test(err.message) && !this.#isolate.isDisposed) return deadline;
+      if (err instanceof Error && isolatedVmFailed(err, "ABANDONED") && !this.#isolate.isDisposed) return deadline;
       throw err;
     });
     try {
@@ -387,21 +413,21 @@ class IsolateInstance implements Instance {
     const message = err instanceof Error ? err.message : String(err);
     // The isolate's ArrayBuffer allocator refused: it is out of memory for
     // good (every later copy into it fails the same way), so it is replaced.
-    if (/Array buffer allocation failed/i.test(message)) {
+    if (isolatedVmFailed(err, "ALLOCATION")) {
       const reason = this.#error(ErrorCode.OOM, `${this.service} ran out of memory for binary data (limit ${this.#spec.service.limits.memoryMb} MiB)`, err);
       this.#exit(reason);
       return reason;
     }
     if (this.#isolate.isDisposed) {
       // Nothing but its memory limit disposes an isolate behind our back.
-      const oom = /memory limit/i.test(message) || this.#counted;
+      const oom = isolatedVmFailed(err, "MEMORY_LIMIT") || this.#counted;
       const reason = oom
         ? this.#error(ErrorCode.OOM, `${this.service} exceeded its memory limit of ${this.#spec.service.limits.memoryMb} MiB`, err)
         : this.#error(ErrorCode.SERVICE_CRASHED, `${this.service}'s isolate died during ${what}: ${message}`, err);
       this.#exit(reason);
       return reason;
     }
-    if (/timed out/i.test(message)) return this.#error(ErrorCode.TIMEOUT, `${what} exceeded ${timeoutMs} ms`, err);
+    if (isolatedVmFailed(err, "TIMED_OUT")) return this.#error(ErrorCode.TIMEOUT, `${what} exceeded ${timeoutMs} ms`, err);
     return this.#error(ErrorCode.INTERNAL, `${what} failed: ${message}`, err);
   }
 
@@ -460,9 +486,14 @@ class IsolateInstance implements Instance {
       const ref = this.#fireTimer;
       if (ref === undefined || this.#isolate.isDisposed || running) return;
       running = true;
-      void this.#guard(`timer of ${this.service}`, undefined, (timeout) =>
-        ref.apply(undefined, [id], { timeout }) as Promise<unknown>,
-      )
+      void this.#guard(`timer of ${this.service}`, undefined, (timeout) => {
+        const crossing = ref.apply(undefined, [id], { timeout }) as Promise<unknown>;
+        // Stopped by isolated-vm's timeout: the continuations pending in that turn were dropped with it (deliveries.ts).
+        crossing.catch((err: unknown) => {
+          if (isolatedVmFailed(err, "TIMED_OUT")) this.#deliveries.interrupted();
+        });
+        return crossing;
+      })
         .catch((err: MoltError) => this.#bridge.console("error", `timer callback failed: ${err.code}: ${err.message}`))
         .finally(() => (running = false));
     };

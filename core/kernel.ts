@@ -2,59 +2,57 @@
 // of messages between them through declared bindings. It knows nothing of
 // HTTP routing, log formats, timers' semantics or storage: those are services.
 
-import { bundleRuntime, bundleService, shortId, type Bundle } from "./bundle.ts";
+import type { RestartResult } from "../protocol/admin.ts";
+import type { DeliveryKind } from "../protocol/wire.ts";
+import { bundleService, shortId, type Bundle } from "./bundle.ts";
 import type { ResolvedConfig } from "./config.ts";
 import { ErrorCode, MoltError, toMoltError } from "./errors.ts";
 import type { Boot } from "./instance.ts";
 import { Inventory, Via, type VersionRecord } from "./inventory.ts";
-import { bootCell } from "./cell-host.ts";
-import { bootIsolate } from "./isolate-host.ts";
 import { jsonLog, type KernelLog } from "./log.ts";
-import { Live } from "./live.ts";
-import { Metrics } from "./metrics.ts";
 import { Router, type RemoteServices } from "./router.ts";
-import { Slot } from "./slot.ts";
-import { SnapshotStore } from "./snapshots.ts";
-import { Supervisor, type SnapshotWritten } from "./supervisor.ts";
+import { Slot, type DeliveryObserver } from "./slot.ts";
+import { SnapshotStore, type SnapshotResult } from "./snapshots.ts";
+import { lastSwap, serviceStatus, type ServiceStatus } from "./status.ts";
+import { stopOrder } from "./stop-order.ts";
+import { Supervisor } from "./supervisor.ts";
 import { swap, type Phase, type SwapOptions, type SwapReport } from "./swap.ts";
-import type { DeliveryKind } from "../protocol/wire.ts";
 import { decodeReply, encodeRequest } from "./wire.ts";
 
+export type { ServiceStatus } from "./status.ts";
+
 export interface KernelOptions {
-  /** How instances are hosted; default: an isolate in this process. */
-  boot?: Boot;
+  /** How instances are hosted (core/local-boot.ts: isolates here, or cells). */
+  boot: Boot;
   log?: KernelLog;
   /** Where service output goes when no log service is configured, and permitted stdout writes. */
   stdout?: (text: string) => void;
 }
 
-export interface ServiceStatus {
+/**
+ * What the kernel tells whoever watches it (metrics, the live view): each
+ * message's outcome, through an observer made once per service so the hot
+ * path calls it without looking anything up; each swap as it ends; each
+ * restart after a death.
+ */
+export interface KernelObserver {
+  delivery?(service: string): DeliveryObserver;
+  swapped?(report: SwapReport): void;
+  restarted?(service: string): void;
+}
+
+/** What a scrape reads of a service at the moment it asks. */
+export interface ServiceLoad {
   name: string;
-  state: "running" | "down" | "starting";
-  version: string | null;
-  semver: string | null;
-  stateVersion: number | null;
-  uptimeMs: number;
   queueDepth: number;
   inFlight: number;
-  /** True while the mailbox holds deliveries (a swap's blackout, a restart). */
-  paused: boolean;
-  restarts: number;
-  /** Where the service runs: "isolate" in the kernel's process, "process" in a cell (its config's choice, or since it was moved there). */
-  isolation: "isolate" | "process";
-  error: { code: string; message: string } | null;
-  lastSwap: VersionRecord | null;
+  heapUsedBytes: number | undefined;
 }
 
-/** One service's entry in a snapshot of every service: what was written, or why nothing was. */
-export type SnapshotResult = SnapshotWritten | { service: string; error: { code: string; message: string } };
+export type { SnapshotResult, SnapshotWritten } from "./snapshots.ts";
+export { stopOrder } from "./stop-order.ts";
 
-/** What `kernel.restart` did: `restarted` is false when the service was up already. */
-export interface RestartResult {
-  service: string;
-  version: string;
-  restarted: boolean;
-}
+export type { RestartResult } from "../protocol/admin.ts";
 
 interface Started {
   inventory: Inventory;
@@ -64,36 +62,22 @@ interface Started {
 
 export class Kernel {
   readonly config: ResolvedConfig;
-  /** Prometheus metrics of every service; the admin API serves them at /metrics. */
-  readonly metrics: Metrics;
-  /** Per-second rates and every swap as it ends, for the dashboard. */
-  readonly live: Live;
   readonly #slots = new Map<string, Slot>();
   readonly #log: KernelLog;
   readonly #router: Router;
-  readonly #bootOverride: Boot | undefined;
+  readonly #boot: Boot;
+  readonly #observers = new Set<KernelObserver>();
   #stopping = false;
   /** What exists once start() has run. */
   #started: Started | undefined;
   readonly #swapping = new Set<string>();
   #snapshotTimer: NodeJS.Timeout | undefined;
 
-  constructor(config: ResolvedConfig, options: KernelOptions = {}) {
+  constructor(config: ResolvedConfig, options: KernelOptions) {
     this.config = config;
     this.#log = options.log ?? jsonLog();
-    this.#bootOverride = options.boot;
-    this.metrics = new Metrics(() =>
-      Promise.all(
-        [...this.#slots.values()].map(async (slot) => ({
-          name: slot.name,
-          queueDepth: slot.mailbox.depth,
-          inFlight: slot.mailbox.inFlight,
-          heapUsedBytes: await slot.instance?.heapUsed?.().catch(() => undefined),
-        })),
-      ),
-    );
-    for (const spec of Object.values(config.services)) this.#slots.set(spec.name, new Slot(spec, this.metrics));
-    this.live = new Live(() => this.#slots.values());
+    this.#boot = options.boot;
+    for (const spec of Object.values(config.services)) this.#slots.set(spec.name, new Slot(spec));
     this.#router = new Router({
       slots: this.#slots,
       logService: config.log?.service ?? null,
@@ -108,19 +92,18 @@ export class Kernel {
    * rather than failing.
    */
   async start(): Promise<void> {
-    const runtime = await bundleRuntime();
     const inventory = Inventory.open(this.config.dataDir, this.#log);
     const snapshots = new SnapshotStore(this.config.dataDir, this.#log);
     const supervisor = new Supervisor({
-      boot:
-        this.#bootOverride ??
-        ((spec, bridge) => (spec.service.isolation === "process" ? bootCell(spec, bridge, runtime) : bootIsolate(spec, bridge, runtime))),
+      boot: this.#boot,
       router: this.#router,
       inventory,
       snapshots,
       log: this.#log,
       restart: this.config.restart,
-      onRestart: (slot) => this.metrics.restarts.inc({ service: slot.name }),
+      onRestart: (slot) => {
+        for (const o of this.#observers) o.restarted?.(slot.name);
+      },
       running: () => !this.#stopping,
     });
     this.#started = { inventory, snapshots, supervisor };
@@ -130,7 +113,7 @@ export class Kernel {
       await this.stop();
       throw failed.reason;
     }
-    await this.inventory.save();
+    await this.#inventory.save();
     // Periodic snapshots bound what a crash of the whole runtime can lose.
     if (this.config.snapshot.everyMs > 0) {
       // Each service's failure is logged by snapshot() itself; a throw here would be a bug of the kernel's.
@@ -141,8 +124,40 @@ export class Kernel {
     }
   }
 
-  get inventory(): Inventory {
+  get #inventory(): Inventory {
     return this.#running.inventory;
+  }
+
+  /** Every recorded version of a service, oldest first. */
+  history(service: string): readonly VersionRecord[] {
+    return this.#inventory.history(service);
+  }
+
+  /** The record of a version that ran here (`version`: an id or a unique prefix of one). */
+  recorded(service: string, version: string): VersionRecord | undefined {
+    return this.#inventory.find(service, version);
+  }
+
+  /** Tells `observer` what happens from now on, until the returned function is called. */
+  observe(observer: KernelObserver): () => void {
+    this.#observers.add(observer);
+    const stops = observer.delivery === undefined ? [] : [...this.#slots.values()].map((slot) => slot.observe(observer.delivery?.(slot.name) as DeliveryObserver));
+    return () => {
+      this.#observers.delete(observer);
+      for (const stop of stops) stop();
+    };
+  }
+
+  /** Queue depth, messages in flight and heap in use of every service, read now. */
+  loads(): Promise<ServiceLoad[]> {
+    return Promise.all(
+      [...this.#slots.values()].map(async (slot) => ({
+        name: slot.name,
+        queueDepth: slot.mailbox.depth,
+        inFlight: slot.mailbox.inFlight,
+        heapUsedBytes: await slot.instance?.heapUsed?.().catch(() => undefined),
+      })),
+    );
   }
 
   get #running(): Started {
@@ -214,7 +229,7 @@ export class Kernel {
   async rollback(service: string, to?: string, options: { onPhase?: (phase: Phase, ms: number) => void } = {}): Promise<SwapReport> {
     const slot = this.#slot(service);
     return this.#exclusive(slot, async () => {
-      const target = to === undefined ? this.inventory.previous(service) : this.inventory.find(service, to);
+      const target = to === undefined ? this.#inventory.previous(service) : this.#inventory.find(service, to);
       if (target === undefined) {
         throw new MoltError(
           ErrorCode.NO_VERSION,
@@ -239,17 +254,8 @@ export class Kernel {
    * `error` entry (and a log line), and every other is written all the same.
    */
   async snapshot(service?: string): Promise<SnapshotResult[]> {
-    if (service !== undefined) return [await this.#supervisor.snapshot(this.#slot(service))];
-    return Promise.all(
-      [...this.#slots.values()].map((slot) =>
-        this.#supervisor.snapshot(slot).catch((err: unknown): SnapshotResult => {
-          const { code, message } = toMoltError(err);
-          // A service that is down was logged when it went down; the periodic snapshot must not repeat that every time.
-          if (code !== ErrorCode.SERVICE_DOWN) this.#log.log("error", "snapshot failed", { service: slot.name, code, error: message });
-          return { service: slot.name, error: { code, message } };
-        }),
-      ),
-    );
+    if (service !== undefined) return [await this.#snapshotStore.take(this.#slot(service))];
+    return this.#snapshotStore.takeAll(this.#slots.values());
   }
 
   /**
@@ -290,24 +296,7 @@ export class Kernel {
   }
 
   status(): ServiceStatus[] {
-    return [...this.#slots.values()].map((slot) => {
-      const instance = slot.instance;
-      return {
-        name: slot.name,
-        state: instance !== undefined ? "running" : slot.failure !== undefined ? "down" : "starting",
-        version: instance?.versionId ?? null,
-        semver: instance?.meta.semver ?? null,
-        stateVersion: instance?.meta.stateVersion ?? null,
-        uptimeMs: instance === undefined ? 0 : Date.now() - slot.startedAt,
-        queueDepth: slot.mailbox.depth,
-        inFlight: slot.mailbox.inFlight,
-        paused: slot.mailbox.paused,
-        restarts: slot.restarts.length,
-        isolation: slot.isolation,
-        error: slot.failure === undefined ? null : { code: slot.failure.code, message: slot.failure.message },
-        lastSwap: this.#lastSwap(slot.name),
-      };
-    });
+    return [...this.#slots.values()].map((slot) => serviceStatus(slot, this.#started === undefined ? null : lastSwap(this.#started.inventory.history(slot.name))));
   }
 
   /** Refuses new messages, lets every queued one finish, runs each `stop`, and disposes the isolates. */
@@ -323,7 +312,7 @@ export class Kernel {
       try {
         // A graceful stop snapshots every service, so that a stop and a start lose nothing.
         const dump = await instance.dump({ stop: true });
-        if (this.#started !== undefined) await this.#started.supervisor.writeSnapshot(slot, instance, dump);
+        if (this.#started !== undefined) await this.#started.snapshots.keep(slot, instance, dump);
       } catch (err) {
         this.#log.log("error", "stop or final snapshot failed", { service: slot.name, code: toMoltError(err).code, error: String(err) });
       }
@@ -339,7 +328,8 @@ export class Kernel {
       bundle,
       via,
       boot: (b) => this.#supervisor.boot(slot, b),
-      inventory: this.inventory,
+      lost: (reason, state) => this.#supervisor.lost(slot, reason, state),
+      inventory: this.#inventory,
       log: this.#log,
       settings: this.config.swap,
       ...(options.onPhase === undefined ? {} : { onPhase: options.onPhase }),
@@ -347,17 +337,13 @@ export class Kernel {
       // The committed state is the dump the serving instance restored from:
       // written after the blackout, without dumping again.
       onSettled: (instance, dump, stateVersion) => {
-        settled = this.#supervisor.writeSnapshot(slot, instance, dump, stateVersion).catch((err: unknown) =>
+        settled = this.#snapshotStore.keep(slot, instance, dump, stateVersion).catch((err: unknown) =>
           this.#log.log("error", "snapshot after swap failed", { service: slot.name, error: String(err) }),
         );
       },
     });
     await settled;
-    if (report.outcome !== "unchanged") {
-      this.live.swapped(report);
-      this.metrics.swaps.inc({ service: slot.name, outcome: report.outcome });
-      if (report.blackoutMs !== null) this.metrics.blackout.observe({ service: slot.name }, report.blackoutMs / 1000);
-    }
+    if (report.outcome !== "unchanged") for (const o of this.#observers) o.swapped?.(report);
     if (report.outcome === "committed" || report.outcome === "unhealthy") this.#snapshotStore.saveBundle(bundle);
     this.#log.log(report.outcome === "committed" || report.outcome === "unchanged" ? "info" : "warn", `swap ${report.outcome}`, {
       service: slot.name,
@@ -382,39 +368,9 @@ export class Kernel {
     }
   }
 
-  #lastSwap(service: string): VersionRecord | null {
-    if (this.#started === undefined) return null;
-    // From the end: the history grows with every swap and restart, status is asked for often.
-    const records = this.#started.inventory.history(service);
-    for (let i = records.length - 1; i >= 0; i--) if ((records[i] as VersionRecord).via !== Via.START) return records[i] as VersionRecord;
-    return null;
-  }
-
   #slot(name: string): Slot {
     const slot = this.#slots.get(name);
     if (slot === undefined) throw new MoltError(ErrorCode.NO_SERVICE, `no service named "${name}"`);
     return slot;
   }
-}
-
-/**
- * The order services stop in: every service after all the services that
- * hold a binding to it, so a caller's last queued messages can still reach
- * their callees; the log service last, so everyone's final output reaches
- * it. Services in a binding cycle keep their config order.
- */
-export function stopOrder(slots: Slot[], logService: string | undefined): Slot[] {
-  const callers = new Map<string, Set<string>>(slots.map((s) => [s.name, new Set<string>()]));
-  for (const slot of slots) for (const target of Object.values(slot.spec.bindings)) if (target !== slot.name) callers.get(target)?.add(slot.name);
-  for (const slot of slots) if (logService !== undefined && slot.name !== logService) callers.get(logService)?.add(slot.name);
-  const order: Slot[] = [];
-  const done = new Set<string>();
-  while (order.length < slots.length) {
-    const ready = slots.find((s) => !done.has(s.name) && [...(callers.get(s.name) ?? [])].every((c) => done.has(c)));
-    const next = ready ?? slots.find((s) => !done.has(s.name) && s.name !== logService) ?? slots.find((s) => !done.has(s.name));
-    if (next === undefined) break;
-    order.push(next);
-    done.add(next.name);
-  }
-  return order;
 }

@@ -3,34 +3,40 @@
 // every swap as it ends. Subscribers (the admin API's server-sent events)
 // get the same ticks; nothing is computed while nobody listens.
 
-import type { Slot } from "./slot.ts";
-import type { SwapReport } from "./swap.ts";
+import type { LiveEvent, ServiceStatus, ServiceTick, SwapReport } from "../protocol/admin.ts";
 
-export interface ServiceTick {
-  name: string;
-  version: string | null;
-  semver: string | null;
-  stateVersion: number | null;
-  uptimeMs: number;
-  queueDepth: number;
-  inFlight: number;
-  rps: number;
+export type { LiveEvent, ServiceTick } from "../protocol/admin.ts";
+
+interface Window {
+  latencies: number[];
   errors: number;
-  p99Ms: number | null;
 }
 
-export type LiveEvent =
-  | { type: "tick"; time: number; services: ServiceTick[] }
-  | { type: "swap"; time: number; report: SwapReport };
-
 export class Live {
-  readonly #slots: () => Iterable<Slot>;
+  readonly #status: () => ServiceStatus[];
   readonly #listeners = new Set<(event: LiveEvent) => void>();
   #timer: NodeJS.Timeout | undefined;
   #last = performance.now();
+  /** Latencies (ms) and errors per service since the last tick; collected only while someone watches. */
+  readonly #windows = new Map<string, Window>();
+  #watching = false;
 
-  constructor(slots: () => Iterable<Slot>) {
-    this.#slots = slots;
+  constructor(status: () => ServiceStatus[]) {
+    this.#status = status;
+  }
+
+  /** An observer for the kernel: what each message took, kept only while someone watches. */
+  observer(): { delivery(service: string): (ms: number, failure: unknown) => void; swapped(report: SwapReport): void } {
+    return {
+      delivery: (service) => (ms, failure) => {
+        if (!this.#watching) return;
+        let window = this.#windows.get(service);
+        if (window === undefined) this.#windows.set(service, (window = { latencies: [], errors: 0 }));
+        window.latencies.push(ms);
+        if (failure !== undefined) window.errors++;
+      },
+      swapped: (report) => this.swapped(report),
+    };
   }
 
   subscribe(listener: (event: LiveEvent) => void): () => void {
@@ -46,7 +52,8 @@ export class Live {
         clearInterval(this.#timer);
         this.#timer = undefined;
         // Nobody watches: stop collecting.
-        for (const slot of this.#slots()) slot.window = undefined;
+        this.#watching = false;
+        this.#windows.clear();
       }
     };
   }
@@ -69,21 +76,20 @@ export class Live {
     const now = performance.now();
     const seconds = Math.max((now - this.#last) / 1000, 1e-3);
     if (reset) this.#last = now;
-    const services = [...this.#slots()].map((slot): ServiceTick => {
-      const window = slot.window ?? { latencies: [], errors: 0 };
-      if (reset && slot.window !== undefined) slot.window = { latencies: [], errors: 0 };
+    const services = this.#status().map((status): ServiceTick => {
+      const window = this.#windows.get(status.name) ?? { latencies: [], errors: 0 };
+      if (reset) this.#windows.delete(status.name);
       const latencies = reset ? window.latencies : [...window.latencies];
       const { errors } = window;
       latencies.sort((a, b) => a - b);
-      const instance = slot.instance;
       return {
-        name: slot.name,
-        version: instance?.versionId ?? null,
-        semver: instance?.meta.semver ?? null,
-        stateVersion: instance?.meta.stateVersion ?? null,
-        uptimeMs: instance === undefined ? 0 : Date.now() - slot.startedAt,
-        queueDepth: slot.mailbox.depth,
-        inFlight: slot.mailbox.inFlight,
+        name: status.name,
+        version: status.version,
+        semver: status.semver,
+        stateVersion: status.stateVersion,
+        uptimeMs: status.uptimeMs,
+        queueDepth: status.queueDepth,
+        inFlight: status.inFlight,
         rps: Math.round((latencies.length / seconds) * 10) / 10,
         errors,
         p99Ms: latencies.length === 0 ? null : Math.round((latencies[Math.min(latencies.length - 1, Math.ceil(latencies.length * 0.99) - 1)] as number) * 1000) / 1000,
@@ -94,7 +100,8 @@ export class Live {
 
   #reset(): void {
     this.#last = performance.now();
-    for (const slot of this.#slots()) slot.window = { latencies: [], errors: 0 };
+    this.#windows.clear();
+    this.#watching = true;
   }
 
   #emit(event: LiveEvent): void {

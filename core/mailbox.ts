@@ -1,5 +1,5 @@
 // The kernel-side queue in front of a service. It outlives instances: a
-// swap pauses it and points it at another instance, it is never emptied.
+// transfer holds it and points it at another instance, it is never emptied.
 // Each queued job looks up its target when it runs, not when it is queued,
 // so messages waiting during a pause go to whichever instance is current at
 // resume.
@@ -28,7 +28,6 @@ export class Mailbox {
   #closed = false;
   /** Independent reasons to hold deliveries (a swap, a restart, a stalled instance): paused while any is held. */
   readonly #holds = new Set<object>();
-  #paused: (() => void) | undefined;
   #concurrency: number;
   /** Extra messages in hand beyond `concurrency` (see MAX_WINDOW). */
   #window = 1;
@@ -109,28 +108,15 @@ export class Mailbox {
     };
   }
 
-  /** Stops starting new deliveries (the swap's and start-up's hold); queued ones stay queued. */
-  pause(): void {
-    this.#paused ??= this.hold();
-  }
-
   /** Resolves when no delivery is running (queued ones may remain while paused). */
   async drained(): Promise<void> {
     await this.#queue.onPendingZero();
-  }
-
-  /** Releases what pause() held. */
-  resume(): void {
-    const release = this.#paused;
-    this.#paused = undefined;
-    release?.();
   }
 
   /** Refuses new messages and resolves once everything queued has run. */
   async close(): Promise<void> {
     this.#closed = true;
     this.#holds.clear();
-    this.#paused = undefined;
     this.#queue.start();
     await this.#queue.onIdle();
   }

@@ -70,6 +70,13 @@ export interface ServiceGauges {
   heapUsedBytes?: number | undefined;
 }
 
+/** What the metrics are told by the kernel they watch (see KernelObserver in kernel.ts). */
+export interface MetricsObserver {
+  delivery(service: string): (ms: number, failure: { code: string } | undefined) => void;
+  swapped(report: { service: string; outcome: string; blackoutMs: number | null; rollbackBlackoutMs?: number }): void;
+  restarted(service: string): void;
+}
+
 export class Metrics {
   readonly registry = new Registry();
   readonly requests: Counter<"service" | "outcome">;
@@ -112,6 +119,36 @@ export class Metrics {
   }
 
   readonly #refresh: () => Promise<void>;
+
+  /** An observer for the kernel: counts where messages and swaps already pass, label children bound once per service. */
+  observer(): MetricsObserver {
+    return {
+      delivery: (service) => {
+        // Bound once: the hot path increments, it does not hash labels.
+        const ok = this.requests.labels(service, "ok");
+        const error = this.requests.labels(service, "error");
+        const latency = this.latency.labels(service);
+        return (ms, failure) => {
+          latency.observe(ms / 1000);
+          if (failure === undefined) ok.inc();
+          else {
+            error.inc();
+            this.errors.inc({ service, code: failure.code });
+          }
+        };
+      },
+      swapped: (report) => {
+        this.swaps.inc({ service: report.service, outcome: report.outcome });
+        if (report.blackoutMs !== null) this.blackout.observe({ service: report.service }, report.blackoutMs / 1000);
+        if (report.rollbackBlackoutMs !== undefined) this.blackout.observe({ service: report.service }, report.rollbackBlackoutMs / 1000);
+      },
+      restarted: (service) => this.restarts.inc({ service }),
+    };
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
 
   /** The Prometheus text exposition of every metric. */
   async text(): Promise<string> {

@@ -3,7 +3,7 @@
 // variables `ctx.env.get` may read. Anything not granted fails with
 // ERR_PERMISSION. The check runs on the host, where a service cannot alter it.
 
-import { REPLY_ERROR, REPLY_OK, WIRE_VERSION, type FetchReply, type RedirectMode } from "../protocol/wire.ts";
+import { REPLY_OK, WIRE_VERSION, errorReplyEnvelope, type FetchReply, type RedirectMode } from "../protocol/wire.ts";
 import type { ResolvedPermissions } from "./config.ts";
 import { ErrorCode, MoltError } from "./errors.ts";
 import { decode, encode } from "./wire.ts";
@@ -133,7 +133,7 @@ export async function permittedFetch(
     }
   } catch (err) {
     const error = err instanceof MoltError ? err : new MoltError(ErrorCode.FETCH, `fetch failed: ${(err as Error)?.message}`, { service, cause: err });
-    return encode([WIRE_VERSION, REPLY_ERROR, error.toJSON()]);
+    return encode(errorReplyEnvelope(error.toJSON()));
   }
 }
 

@@ -2,22 +2,20 @@
 // outlives instances), the instance currently behind the mailbox, and the
 // record of how that instance came to be there.
 
-import { replyIsError, type DeliveryKind } from "../protocol/wire.ts";
+import { replyFailure, type DeliveryKind, type ReplyFailure } from "../protocol/wire.ts";
 import type { Bundle } from "./bundle.ts";
 import type { ResolvedService } from "./config.ts";
 import { ErrorCode, MoltError } from "./errors.ts";
 import type { Instance } from "./instance.ts";
 import { REDELIVER } from "./deliveries.ts";
 import { Mailbox } from "./mailbox.ts";
-import type { Metrics } from "./metrics.ts";
-import { decodeReply } from "./wire.ts";
 
-interface ErrorWatch {
-  max: number;
-  count: number;
-  last: MoltError | undefined;
-  resolve: (failed: { count: number; last: MoltError } | undefined) => void;
-}
+/**
+ * Told of every message a service answered or failed: its time from
+ * delivery to reply (queueing excluded) and, for a failure, its code and
+ * the service at fault. Metrics, the live view and probation subscribe.
+ */
+export type DeliveryObserver = (ms: number, failure: ReplyFailure | undefined) => void;
 
 export class Slot {
   readonly name: string;
@@ -27,15 +25,13 @@ export class Slot {
   /** The bundle before the last attach: where a failed probation goes back to. */
   previousBundle: Bundle | undefined;
   #instance: Instance | undefined;
-  #watch: ErrorWatch | undefined;
   /** Why the service is down, when it is. */
   failure: MoltError | undefined;
   startedAt = 0;
-  /** Latencies (ms) and errors since the live view last looked; kept only while someone watches (see live.ts). */
-  window: { latencies: number[]; errors: number } | undefined;
-  /** Size of the last dump taken, to judge whether a swap's rehearsal is worth it. */
-  lastDumpBytes: number | undefined;
   readonly restarts: number[] = [];
+  readonly #observers = new Set<DeliveryObserver>();
+  /** Holds the mailbox until the first instance is attached. */
+  #unborn: (() => void) | undefined;
   /** Deliveries waiting for the next instance (see #next). */
   readonly #waiting: ((instance: Instance | undefined) => void)[] = [];
   /**
@@ -45,23 +41,13 @@ export class Slot {
    */
   isolation: ResolvedService["isolation"];
 
-  readonly #metrics: Metrics | undefined;
-  readonly #ok: { inc(): void } | undefined;
-  readonly #error: { inc(): void } | undefined;
-  readonly #latency: { observe(v: number): void } | undefined;
-
-  constructor(spec: ResolvedService, metrics?: Metrics) {
+  constructor(spec: ResolvedService) {
     this.name = spec.name;
     this.spec = spec;
     this.isolation = spec.isolation;
-    this.#metrics = metrics;
-    // Label children bound once: the hot path increments, it does not hash labels.
-    this.#ok = metrics?.requests.labels(spec.name, "ok");
-    this.#error = metrics?.requests.labels(spec.name, "error");
-    this.#latency = metrics?.latency.labels(spec.name);
     this.mailbox = new Mailbox(spec.name, { concurrency: spec.concurrency, bound: spec.queue });
     // Nothing is delivered until the first instance is live.
-    this.mailbox.pause();
+    this.#unborn = this.mailbox.hold();
   }
 
   get instance(): Instance | undefined {
@@ -80,6 +66,8 @@ export class Slot {
     // Without a `concurrency` in the config, the module's own declaration counts (1 if it makes none).
     if (!this.spec.concurrencySet) this.mailbox.setConcurrency(instance.meta.concurrency ?? 1);
     for (const wake of this.#waiting.splice(0)) wake(instance);
+    this.#unborn?.();
+    this.#unborn = undefined;
   }
 
   detach(reason: MoltError): void {
@@ -139,72 +127,32 @@ export class Slot {
           new MoltError(ErrorCode.SERVICE_DOWN, `${this.name} has no live instance`, { service: this.name })
         );
       }
-      if (this.#watch === undefined && this.#metrics === undefined) return this.#deliverTo(instance, kind, request);
+      if (this.#observers.size === 0) return this.#deliverTo(instance, kind, request);
       return this.#observed(instance, kind, request);
     });
   }
 
-  /**
-   * Counts this service's own failures (errors it raised, timeouts, crashes)
-   * for `ms`; resolves early with the count once it passes `max`, or with
-   * undefined when the window ends. Used for a new version's probation.
-   */
-  watchErrors(ms: number, max: number): Promise<{ count: number; last: MoltError } | undefined> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => finish(undefined), ms);
-      const finish = (failed: { count: number; last: MoltError } | undefined): void => {
-        clearTimeout(timer);
-        this.#watch = undefined;
-        resolve(failed);
-      };
-      this.#watch = { max, count: 0, last: undefined, resolve: finish };
-    });
+  /** Tells `observer` of every message from now on, until the returned function is called. */
+  observe(observer: DeliveryObserver): () => void {
+    this.#observers.add(observer);
+    return () => this.#observers.delete(observer);
   }
 
-  /** Delivers and accounts: latency, outcome, error codes, and errors counted against a version on probation. */
   async #observed(instance: Instance, kind: DeliveryKind, request: Uint8Array): Promise<Uint8Array | undefined> {
     const t0 = performance.now();
     let reply: Uint8Array | undefined;
     try {
       reply = await this.#deliverTo(instance, kind, request);
     } catch (err) {
-      this.#account(t0, err instanceof MoltError ? err : new MoltError(ErrorCode.INTERNAL, String(err)));
+      this.#tell(t0, err instanceof MoltError ? { code: err.code, service: err.service ?? null } : { code: ErrorCode.INTERNAL, service: this.name });
       throw err;
     }
-    let failure: MoltError | undefined;
-    if (reply !== undefined && replyIsError(reply)) {
-      try {
-        decodeReply(reply);
-      } catch (err) {
-        failure = err instanceof MoltError ? err : new MoltError(ErrorCode.BAD_MESSAGE, String(err));
-      }
-    }
-    this.#account(t0, failure);
+    this.#tell(t0, reply === undefined ? undefined : replyFailure(reply));
     return reply;
   }
 
-  #account(t0: number, failure: MoltError | undefined): void {
+  #tell(t0: number, failure: ReplyFailure | undefined): void {
     const ms = performance.now() - t0;
-    this.#latency?.observe(ms / 1000);
-    if (this.window !== undefined) {
-      this.window.latencies.push(ms);
-      if (failure !== undefined) this.window.errors++;
-    }
-    if (failure === undefined) {
-      this.#ok?.inc();
-      return;
-    }
-    this.#error?.inc();
-    this.#metrics?.errors.inc({ service: this.name, code: failure.code });
-    // Errors passed on from a callee are the callee's failures, not this version's.
-    if (failure.service === undefined || failure.service === this.name) this.#failed(failure);
-  }
-
-  #failed(err: MoltError): void {
-    const watch = this.#watch;
-    if (watch === undefined) return;
-    watch.count++;
-    watch.last = err;
-    if (watch.count > watch.max) watch.resolve({ count: watch.count, last: err });
+    for (const observer of this.#observers) observer(ms, failure);
   }
 }

@@ -1,5 +1,7 @@
 // Snapshots: a service's dump written to dataDir with its version record, so
-// that a stop and start (or a crash) resumes from committed state. One file
+// that a stop and start (or a crash) resumes from committed state. A live
+// service is dumped through its mailbox, between two of its messages, each
+// service on its own, so one failure never touches another's snapshot. One file
 // per service, the previous one kept; bundles are stored by content hash so
 // any recorded version can be booted again, whatever happened to its source.
 // The store is opened when the kernel starts, before anything is written: it
@@ -10,8 +12,10 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Bundle } from "./bundle.ts";
 import { readRecord, tightenDataDir, writeAtomic, writeRecordAsync } from "./disk.ts";
-import { ErrorCode, MoltError } from "./errors.ts";
+import { ErrorCode, MoltError, toMoltError } from "./errors.ts";
+import type { Instance } from "./instance.ts";
 import type { KernelLog } from "./log.ts";
+import type { Slot } from "./slot.ts";
 
 export interface Snapshot {
   service: string;
@@ -22,6 +26,9 @@ export interface Snapshot {
   /** The dump envelope as the instance produced it: [DUMP_VERSION, stateVersion, value]. */
   dump: Uint8Array;
 }
+
+export type { SnapshotResult, SnapshotWritten } from "../protocol/admin.ts";
+import type { SnapshotResult, SnapshotWritten } from "../protocol/admin.ts";
 
 export class SnapshotStore {
   readonly #dir: string;
@@ -50,6 +57,65 @@ export class SnapshotStore {
   }
 
   readonly #writing = new Map<string, Promise<void>>();
+
+  /**
+   * Writes a dump as the service's snapshot, to boot `instance`'s version
+   * from. `stateVersion` is the dump's own, which may be older than the
+   * instance's: a swap's snapshot is the dump the new version restored from.
+   */
+  keep(slot: Slot, instance: Instance, dump: Uint8Array, stateVersion: number = instance.meta.stateVersion): Promise<void> {
+    return this.write({
+      service: slot.name,
+      version: instance.versionId,
+      semver: instance.meta.semver,
+      stateVersion,
+      time: new Date().toISOString(),
+      dump,
+    });
+  }
+
+  /**
+   * Dumps a live service between two of its messages and writes the dump as
+   * its snapshot. A failure (the service down, its dump failing) rejects
+   * this call only: no other service's snapshot depends on it.
+   */
+  async take(slot: Slot): Promise<SnapshotWritten> {
+    // Queued like a message, so it never runs in the middle of a handler; the
+    // instance is looked up when its turn comes, as a message's is.
+    const { written, result } = await slot.mailbox.push(async () => {
+      const current = slot.instance;
+      if (current === undefined || current.disposed) {
+        const why = slot.failure === undefined ? "" : ` (${slot.failure.code}: ${slot.failure.message})`;
+        throw new MoltError(ErrorCode.SERVICE_DOWN, `${slot.name} is down${why}: nothing to snapshot`, { service: slot.name, cause: slot.failure });
+      }
+      const dump = await current.dump();
+      // Queued for writing before the job ends, so before any later transfer can start: its snapshot is written after this one.
+      return {
+        written: this.keep(slot, current, dump),
+        result: { service: slot.name, version: current.versionId, stateVersion: current.meta.stateVersion, bytes: dump.byteLength },
+      };
+    });
+    await written;
+    return result;
+  }
+
+  /**
+   * Snapshots every service, each on its own: one that is down or cannot
+   * dump gets an `error` entry (and a log line), and every other is written
+   * all the same.
+   */
+  takeAll(slots: Iterable<Slot>): Promise<SnapshotResult[]> {
+    return Promise.all(
+      [...slots].map((slot) =>
+        this.take(slot).catch((err: unknown): SnapshotResult => {
+          const { code, message } = toMoltError(err);
+          // A service that is down was logged when it went down; the periodic snapshot must not repeat that every time.
+          if (code !== ErrorCode.SERVICE_DOWN) this.#log?.log("error", "snapshot failed", { service: slot.name, code, error: message });
+          return { service: slot.name, error: { code, message } };
+        }),
+      ),
+    );
+  }
 
   /** The last good snapshot of a service; a corrupt file is reported and the previous one used. */
   read(service: string): Snapshot | undefined {

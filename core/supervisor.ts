@@ -5,8 +5,7 @@
 // (at most `maxRestarts` in `windowMs`, as OTP supervisors count), its
 // queued messages kept; past the policy the service stays down, and its
 // messages fail with ERR_SERVICE_DOWN, until an operator brings it back
-// (`revive`, behind `molt restart`). Snapshots of a live service are taken
-// here too, one service at a time, each on its own.
+// (`revive`, behind `molt restart`).
 
 import { bundleService, shortId, type Bundle } from "./bundle.ts";
 import { ErrorCode, MoltError, toMoltError } from "./errors.ts";
@@ -17,7 +16,8 @@ import { grantedEnv } from "./permissions.ts";
 import type { Router } from "./router.ts";
 import type { Slot } from "./slot.ts";
 import type { SnapshotStore } from "./snapshots.ts";
-import { checkStateVersion } from "./swap.ts";
+import { checkStateVersion } from "./swap-prepare.ts";
+import type { State } from "./transfer.ts";
 
 export interface SupervisorOptions {
   boot: Boot;
@@ -29,14 +29,6 @@ export interface SupervisorOptions {
   /** False once the runtime is stopping: nothing is restarted then. */
   running: () => boolean;
   onRestart?: (slot: Slot) => void;
-}
-
-/** A snapshot written: what `molt snapshot` reports for one service. */
-export interface SnapshotWritten {
-  service: string;
-  version: string;
-  stateVersion: number;
-  bytes: number;
 }
 
 export class Supervisor {
@@ -120,13 +112,18 @@ export class Supervisor {
     return instance;
   }
 
-  /** Gives a booted instance its state, starts it and puts it behind the mailbox. Returns true for fresh (init) state. */
-  async bringUp(slot: Slot, instance: Instance, bundle: Bundle): Promise<boolean> {
+  /**
+   * Gives a booted instance its state (`state` when given, else the last
+   * snapshot if its code can take it, else init), starts it and puts it
+   * behind the mailbox. Returns true for fresh (init) state. The mailbox
+   * runs again when whoever holds it lets go, never because of this.
+   */
+  async bringUp(slot: Slot, instance: Instance, bundle: Bundle, state?: State): Promise<boolean> {
     let fresh = true;
     try {
-      const snapshot = this.#o.snapshots.read(slot.name);
-      if (snapshot !== undefined && checkStateVersion(instance, snapshot.stateVersion) === undefined) {
-        await instance.restore(snapshot.dump, snapshot.stateVersion);
+      const from = state ?? this.#o.snapshots.read(slot.name);
+      if (from !== undefined && checkStateVersion(instance, from.stateVersion) === undefined) {
+        await instance.restore(from.dump, from.stateVersion);
         fresh = false;
       } else {
         await instance.init();
@@ -137,44 +134,16 @@ export class Supervisor {
       throw err;
     }
     slot.attach(instance, bundle);
-    slot.mailbox.resume();
     return fresh;
   }
 
   /**
-   * Writes a dump as the service's snapshot, to boot `instance`'s version
-   * from. `stateVersion` is the dump's own, which may be older than the
-   * instance's: a swap's snapshot is the dump the new version restored from.
+   * An instance stopped behind the mailbox that cannot start again (a
+   * transfer's `from`, disposed by it): replaced like one that died, from
+   * `state` when the transfer had dumped it, so nothing it held is lost.
    */
-  writeSnapshot(slot: Slot, instance: Instance, dump: Uint8Array, stateVersion: number = instance.meta.stateVersion): Promise<void> {
-    return this.#o.snapshots.write({
-      service: slot.name,
-      version: instance.versionId,
-      semver: instance.meta.semver,
-      stateVersion,
-      time: new Date().toISOString(),
-      dump,
-    });
-  }
-
-  /**
-   * Dumps a live service between two of its messages and writes the dump as
-   * its snapshot. A failure (the service down, its dump failing) rejects
-   * this call only: no other service's snapshot depends on it.
-   */
-  async snapshot(slot: Slot): Promise<SnapshotWritten> {
-    // Queued like a message, so it never runs in the middle of a handler; the
-    // instance is looked up when its turn comes, as a message's is.
-    const { instance, dump } = await slot.mailbox.push(async () => {
-      const current = slot.instance;
-      if (current === undefined || current.disposed) {
-        const why = slot.failure === undefined ? "" : ` (${slot.failure.code}: ${slot.failure.message})`;
-        throw new MoltError(ErrorCode.SERVICE_DOWN, `${slot.name} is down${why}: nothing to snapshot`, { service: slot.name, cause: slot.failure });
-      }
-      return { instance: current, dump: await current.dump() };
-    });
-    await this.writeSnapshot(slot, instance, dump);
-    return { service: slot.name, version: instance.versionId, stateVersion: instance.meta.stateVersion, bytes: dump.byteLength };
+  lost(slot: Slot, reason: MoltError, state: State | undefined): void {
+    void this.#tracked(slot, this.#restart(slot, reason, state));
   }
 
   /**
@@ -219,36 +188,36 @@ export class Supervisor {
     return run;
   }
 
-  /** Boots the version the slot ran again, from its last snapshot (or init), behind the mailbox, and records it in the inventory. */
-  async #bootAgain(slot: Slot, why: { code?: string; message: string }): Promise<void> {
+  /** Boots the version the slot ran again, from `state` or its last snapshot (or init), behind the mailbox, and records it in the inventory. */
+  async #bootAgain(slot: Slot, why: { code?: string; message: string }, state?: State): Promise<void> {
     const { inventory, log } = this.#o;
     const bundle = slot.bundle ?? (await this.#bundleOnce(slot.spec.entry));
     const instance = await this.boot(slot, bundle);
-    const fresh = await this.bringUp(slot, instance, bundle);
+    const fresh = await this.bringUp(slot, instance, bundle, state);
     // The inventory records every crash and restart, beside the swaps.
     inventory.live(instance, {
       entry: bundle.entry,
       parent: bundle.hash,
       via: Via.RESTART,
       ...(why.code === undefined ? {} : { code: why.code }),
-      message: `${why.message}; state from ${fresh ? "init" : "the last snapshot"}`,
+      message: `${why.message}; state from ${fresh ? "init" : state !== undefined ? "its own last dump" : "the last snapshot"}`,
     });
     inventory.save().catch((err: unknown) => log.log("error", "cannot write the inventory", { error: (err as Error).message }));
     log.log("info", "service restarted", { service: slot.name, version: shortId(bundle.hash), state: fresh ? "init" : "snapshot" });
   }
 
-  async #restart(slot: Slot, reason: MoltError): Promise<void> {
+  async #restart(slot: Slot, reason: MoltError, state?: State): Promise<void> {
     // Queued messages wait for the new instance.
     const release = slot.mailbox.hold();
     try {
       slot.detach(reason);
-      if (this.#o.running()) await this.#replace(slot, reason);
+      if (this.#o.running()) await this.#replace(slot, reason, state);
     } finally {
       release();
     }
   }
 
-  async #replace(slot: Slot, reason: MoltError): Promise<void> {
+  async #replace(slot: Slot, reason: MoltError, state?: State): Promise<void> {
     const { log, restart } = this.#o;
     const now = Date.now();
     while (slot.restarts.length > 0 && (slot.restarts[0] ?? 0) < now - restart.windowMs) slot.restarts.shift();
@@ -266,7 +235,7 @@ export class Supervisor {
     this.#o.onRestart?.(slot);
     log.log("error", "instance died; restarting from its last snapshot", { service: slot.name, code: reason.code, error: reason.message });
     try {
-      await this.#bootAgain(slot, { code: reason.code, message: `restarted after ${reason.code}: ${reason.message}` });
+      await this.#bootAgain(slot, { code: reason.code, message: `restarted after ${reason.code}: ${reason.message}` }, state);
     } catch (err) {
       const e = toMoltError(err);
       log.log("error", "restart failed", { service: slot.name, code: e.code, error: e.message });

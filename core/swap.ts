@@ -1,52 +1,37 @@
-// The swap: one service replaced by a new version while the runtime serves.
-// An explicit state machine, driven by the kernel, one swap per service at a
-// time:
+// The swap: one service replaced by a new version while the runtime serves,
+// one swap per service at a time. The swap prepares, then drives the
+// transfer (transfer.ts: quiesce, dump, restore, cutover — the blackout),
+// then commits and puts the new version on probation (probation.ts):
 //
-//   prepare  → compile and boot the new instance, warm it; the old one serves
-//   quiesce  → pause the mailbox (messages queue, none lost), let in-flight
-//              messages finish                               ← blackout starts
-//   dump     → the old `stop`, then its state, msgpack-encoded (one crossing)
-//   restore  → the new `restore(dump, fromStateVersion)`, then `start` (one crossing)
-//   cutover  → point the mailbox at the new instance, resume ← blackout ends
-//   commit   → inventory, probation, dispose the old instance, snapshot
+//   prepare  → compile and boot the new instance, check it can take the
+//              state, rehearse its restore on a dump of the state as it is
+//              now; the old one serves throughout
+//   transfer → the old instance stops and hands its state to the new one,
+//              which starts and goes behind the mailbox
+//   commit   → inventory, snapshot of the handed-over state, probation,
+//              dispose of the old instance
 //
-// Any failure from quiesce to cutover is a rollback: the old instance, which
-// still holds its state, starts again and takes the queued messages.
+// A failure in prepare changes nothing; one during the transfer gives the
+// service back to the old instance, which still holds its state.
 //
 // A fresh-state swap (`freshState`, the operator's escape hatch for a
-// service whose state cannot be handed over) runs the same machine with the
-// state taken from the new version's own init instead of the old dump:
-//
-//   prepare  → boot the new instance, run its `init`, dump that fresh state
-//              (the snapshot to commit); nothing of the old one is read
-//   quiesce  → pause, drain, then the old `stop`, best effort: a stop that
-//              throws or hangs is recorded and passed over, since the old
-//              instance is going away with its state anyway
-//   restore  → the new instance takes its fresh state back and starts
-//   cutover, commit → as above; the record and the report say `freshState`
+// service whose state cannot be handed over) prepares the state from the
+// new version's own init instead, and the transfer stops the old instance
+// best effort without dumping it: a stop that throws or hangs is recorded
+// and passed over, since the old instance goes away with its state anyway.
 
 import type { Bundle } from "./bundle.ts";
-import { ErrorCode, MoltError, toMoltError } from "./errors.ts";
+import { ErrorCode, isSwapCode, MoltError, toMoltError } from "./errors.ts";
 import type { Instance } from "./instance.ts";
 import { Outcome, Via, type Inventory, type VersionRecord } from "./inventory.ts";
 import type { KernelLog } from "./log.ts";
+import { probation } from "./probation.ts";
+import { checkStateVersion, freshDump, noteDumpSize, rehearse, type Blame } from "./swap-prepare.ts";
 import type { Slot } from "./slot.ts";
+import { round, transfer, type State } from "./transfer.ts";
 
-export const Phase = {
-  PREPARE: "prepare",
-  QUIESCE: "quiesce",
-  DUMP: "dump",
-  RESTORE: "restore",
-  CUTOVER: "cutover",
-  COMMIT: "commit",
-} as const;
-export type Phase = (typeof Phase)[keyof typeof Phase];
-
-export interface VersionInfo {
-  version: string;
-  semver: string;
-  stateVersion: number;
-}
+export { Phase, type SwapReport, type VersionInfo } from "../protocol/admin.ts";
+import { Phase, type SwapReport, type VersionInfo } from "../protocol/admin.ts";
 
 /** How a swap is asked for: what the kernel, the admin API and the CLI pass on. */
 export interface SwapOptions {
@@ -60,22 +45,6 @@ export interface SwapOptions {
   freshState?: boolean;
   /** Every file the new bundle reads must lie under one of these (by real path), or the swap is refused with ERR_PERMISSION before anything changes. */
   allowedRoots?: readonly string[];
-}
-
-export interface SwapReport {
-  service: string;
-  outcome: "committed" | "rolled-back" | "unchanged" | "unhealthy";
-  via: Via;
-  from: VersionInfo;
-  to: VersionInfo | null;
-  /** Mailbox paused → resumed, in ms; null when the mailbox was never paused. */
-  blackoutMs: number | null;
-  phases: Partial<Record<Phase, number>>;
-  error?: { code: string; message: string; phase: Phase };
-  /** Present on a fresh-state swap: the new version started from init and the old state was dropped (if it committed). */
-  freshState?: true;
-  /** A fresh-state swap only: the old `stop` failed and was passed over. */
-  stopError?: { code: string; message: string };
 }
 
 export interface SwapRequest {
@@ -97,6 +66,8 @@ export interface SwapRequest {
    * state to snapshot, with no extra dump.
    */
   onSettled?: (instance: Instance, dump: Uint8Array, stateVersion: number) => void;
+  /** An instance the swap stopped could not start again: it must be replaced, from `state` if given (see transfer.ts). */
+  lost: (reason: MoltError, state: State | undefined) => void;
 }
 
 /** Codes of the phase a failure happened in, unless the failure says timeout or memory. */
@@ -123,26 +94,19 @@ const STEP_CODE: Record<string, string> = {
 
 function phaseError(phase: Phase, err: unknown, service: string, fallback: string = PHASE_CODE[phase]): MoltError {
   const e = toMoltError(err);
-  const code = STEP_CODE[e.code] ?? (e.code === ErrorCode.STATE_VERSION || e.code.startsWith("ERR_SWAP_") ? e.code : fallback);
+  const code = STEP_CODE[e.code] ?? (e.code === ErrorCode.STATE_VERSION || isSwapCode(e.code) ? e.code : fallback);
   return new MoltError(code, `${phase} failed: ${e.message}`, { service, cause: e });
+}
+
+export { checkStateVersion } from "./swap-prepare.ts";
+
+/** A failure as the swap reports it: the swap's own codes as they are, anything else named by its phase. */
+function swapError(phase: Phase, err: unknown, service: string): MoltError {
+  return err instanceof MoltError && (isSwapCode(err.code) || err.code === ErrorCode.STATE_VERSION) ? err : phaseError(phase, err, service);
 }
 
 function info(instance: Instance): VersionInfo {
   return { version: instance.versionId, semver: instance.meta.semver, stateVersion: instance.meta.stateVersion };
-}
-
-/** Whether `next` can take state dumped at `fromStateVersion`, judged before anything changes. */
-export function checkStateVersion(next: Instance, fromStateVersion: number): MoltError | undefined {
-  const { stateVersion, restoresFrom, hasRestore } = next.meta;
-  if (fromStateVersion === stateVersion) return undefined;
-  const accepted = restoresFrom !== null ? restoresFrom.includes(fromStateVersion) : hasRestore;
-  if (accepted) return undefined;
-  return new MoltError(
-    ErrorCode.STATE_VERSION,
-    `${next.service} ${next.meta.semver} holds stateVersion ${stateVersion} and cannot restore stateVersion ${fromStateVersion}` +
-      (restoresFrom !== null ? ` (it restores from ${restoresFrom.join(", ") || "none"})` : " (it has no restore)"),
-    { service: next.service },
-  );
 }
 
 export async function swap(req: SwapRequest): Promise<SwapReport> {
@@ -166,7 +130,6 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
     return report;
   }
   const requestedAt = new Date().toISOString();
-  let phase: Phase = Phase.PREPARE;
   let mark = performance.now();
   const done = (p: Phase): void => {
     const now = performance.now();
@@ -191,149 +154,80 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
       ...(fresh ? { freshState: true } : {}),
       ...fields,
     });
+  const rolledBack = (phase: Phase, error: MoltError, next: Instance | undefined): SwapReport => {
+    next?.dispose();
+    report.outcome = "rolled-back";
+    report.error = { code: error.code, message: error.message, phase };
+    record(Outcome.ROLLED_BACK, { code: error.code, message: error.message, ...(report.blackoutMs === null ? {} : { blackoutMs: report.blackoutMs }) }, next);
+    saveQuietly(inventory, log);
+    log.log("warn", "swap rolled back", { service: slot.name, code: error.code, phase, error: error.message });
+    return report;
+  };
 
+  const blame: Blame = (phase, err, fallback) => phaseError(phase, err, slot.name, fallback);
+  // prepare: everything that can be done while the old instance serves.
   let next: Instance | undefined;
-  let dumped: Uint8Array | undefined;
-  // The stateVersion of the state the new instance restores: the old one's, or its own when it starts fresh.
-  let fromStateVersion = old.meta.stateVersion;
-  let paused = false;
-  let stopped = false;
-  let pausedAt = 0;
+  let given: State | undefined;
   try {
-    // prepare: everything that can be done while the old instance serves.
     try {
       next = await req.boot(req.bundle);
     } catch (err) {
-      throw phaseError(phase, err, slot.name);
+      throw phaseError(Phase.PREPARE, err, slot.name);
     }
     report.to = info(next);
     if (fresh) {
-      dumped = await freshDump(req, next);
-      fromStateVersion = next.meta.stateVersion;
+      given = { dump: await freshDump(slot, next, blame), stateVersion: next.meta.stateVersion };
     } else {
       const incompatible = checkStateVersion(next, old.meta.stateVersion);
       if (incompatible !== undefined) throw incompatible;
-      await rehearse(req, old, next);
+      await rehearse(slot, old, next, blame);
     }
-    done(phase);
-
-    phase = Phase.QUIESCE;
-    slot.mailbox.pause();
-    paused = true;
-    pausedAt = performance.now();
-    // The blackout has one budget, below the deadlines of the service's
-    // callers: a message queued behind a failing swap is answered after the
-    // rollback, never timed out by its caller while it still waits to run.
-    const left = budget(pausedAt, req.settings.blackoutTimeoutMs);
-    await drain(slot, Math.min(req.settings.drainTimeoutMs, left()));
-    if (fresh) {
-      stopped = true;
-      // Half of what is left at most, so that the new start keeps the other half.
-      const stopError = await stopBestEffort(old, Math.max(1, Math.floor(left() / 2)));
-      if (stopError !== undefined) {
-        report.stopError = { code: stopError.code, message: stopError.message };
-        log.log("warn", "the old stop failed in a fresh-state swap; passed over", {
-          service: slot.name,
-          code: stopError.code,
-          error: stopError.message,
-        });
-      }
-    }
-    done(phase);
-
-    if (!fresh) {
-      phase = Phase.DUMP;
-      stopped = true;
-      dumped = await old.dump({ stop: true, timeoutMs: left() }).catch((err: unknown) => {
-        throw phaseError(phase, err, slot.name);
-      });
-      slot.lastDumpBytes = dumped.byteLength;
-      done(phase);
-    }
-
-    phase = Phase.RESTORE;
-    try {
-      // A fresh instance takes back the state its init made (the dump committed below): the state it serves is the one snapshotted.
-      await next.restore(dumped as Uint8Array, fromStateVersion, { start: true, timeoutMs: left() });
-    } catch (err) {
-      throw phaseError(phase, err, slot.name);
-    }
-    done(phase);
-
-    phase = Phase.CUTOVER;
-    slot.attach(next, req.bundle);
-    slot.mailbox.resume();
-    paused = false;
-    report.blackoutMs = round(performance.now() - pausedAt);
-    done(phase);
   } catch (err) {
-    const e = err instanceof MoltError && (err.code.startsWith("ERR_SWAP_") || err.code === ErrorCode.STATE_VERSION) ? err : phaseError(phase, err, slot.name);
-    // Rollback: the old instance still holds its state; it goes live again and takes the queue.
-    if (stopped && !old.disposed) {
-      await old.start().catch((startErr: unknown) =>
-        log.log("error", "old instance failed to start again after a failed swap", { service: slot.name, error: String(startErr) }),
-      );
-    }
-    if (paused) {
-      slot.mailbox.resume();
-      report.blackoutMs = round(performance.now() - pausedAt);
-    }
-    next?.dispose();
-    report.outcome = "rolled-back";
-    report.error = { code: e.code, message: e.message, phase };
-    record(Outcome.ROLLED_BACK, { code: e.code, message: e.message, ...(report.blackoutMs === null ? {} : { blackoutMs: report.blackoutMs }) }, next);
-    saveQuietly(inventory, log);
-    log.log("warn", "swap rolled back", { service: slot.name, code: e.code, phase, error: e.message });
-    return report;
+    return rolledBack(Phase.PREPARE, swapError(Phase.PREPARE, err, slot.name), next);
   }
+  done(Phase.PREPARE);
+
+  // The blackout has one budget, below the deadlines of the service's
+  // callers: a message queued behind a failing swap is answered after the
+  // rollback, never timed out by its caller while it still waits to run.
+  const moved = await transfer({
+    slot,
+    from: old,
+    to: next,
+    bundle: req.bundle,
+    budget: req.settings,
+    ...(given === undefined ? {} : { given }),
+    onStep: done,
+    lost: req.lost,
+  });
+  report.blackoutMs = moved.blackoutMs;
+  if (!moved.ok) {
+    return rolledBack(moved.step, swapError(moved.step, moved.error, slot.name), next);
+  }
+  if (moved.stopError !== undefined) {
+    report.stopError = { code: moved.stopError.code, message: moved.stopError.message };
+    log.log("warn", "the old stop failed in a fresh-state swap; passed over", { service: slot.name, code: moved.stopError.code, error: moved.stopError.message });
+  }
+  if (!fresh) noteDumpSize(slot, moved.state.dump.byteLength);
 
   // commit: record, then probation, then the old isolate goes.
   const now = new Date().toISOString();
   inventory.replaced(slot.name, now);
-  const committed = record(Outcome.LIVE, { startedAt: now, blackoutMs: report.blackoutMs as number, ...(fresh ? dropped(report, old) : {}) }, next);
+  const committed = record(Outcome.LIVE, { startedAt: now, blackoutMs: moved.blackoutMs, ...(fresh ? dropped(report, old) : {}) }, next);
   saveQuietly(inventory, log);
   // Snapshot now, not after probation: a snapshot taken during probation is newer and must not be overwritten.
-  req.onSettled?.(next, dumped as Uint8Array, fromStateVersion);
+  req.onSettled?.(next, moved.state.dump, moved.state.stateVersion);
   report.outcome = "committed";
-  const verdict = await probation(req, next, old, committed);
+  const verdict = await probation({ ...req, next, old, committed });
   if (verdict !== undefined) {
     report.outcome = verdict.outcome;
     report.error = { code: verdict.error.code, message: verdict.error.message, phase: Phase.COMMIT };
+    if (verdict.blackoutMs !== null) report.rollbackBlackoutMs = verdict.blackoutMs;
   }
   done(Phase.COMMIT);
   inventory.update(committed, { phases: report.phases });
   saveQuietly(inventory, log);
   return report;
-}
-
-/**
- * A fresh-state swap's state: the new instance's own `init`, dumped, before
- * the blackout and without touching the old instance. The dump is what the
- * new instance restores at cutover and what is snapshotted at commit, so a
- * crash after the swap resumes from the fresh state, never the dropped one.
- */
-async function freshDump(req: SwapRequest, next: Instance): Promise<Uint8Array> {
-  try {
-    await next.init();
-  } catch (err) {
-    throw phaseError(Phase.PREPARE, err, req.slot.name, ErrorCode.SWAP_INIT);
-  }
-  let dumped: Uint8Array;
-  try {
-    dumped = await next.dump();
-  } catch (err) {
-    throw phaseError(Phase.DUMP, err, req.slot.name);
-  }
-  req.slot.lastDumpBytes = dumped.byteLength;
-  // The rehearsal of a fresh start: a restore that refuses this state fails here, with nothing paused (see rehearse).
-  if (dumped.byteLength <= REHEARSAL_MAX_BYTES) {
-    try {
-      await next.restore(dumped, next.meta.stateVersion);
-    } catch (err) {
-      throw phaseError(Phase.RESTORE, err, req.slot.name);
-    }
-  }
-  return dumped;
 }
 
 /** What a fresh-state swap's record says beside `freshState`: what was dropped, and the old stop's failure if it had one. */
@@ -343,154 +237,6 @@ function dropped(report: SwapReport, old: Instance): Pick<VersionRecord, "messag
   return failed === undefined ? { message } : { code: failed.code, message: `${message}; its stop failed: ${failed.message}` };
 }
 
-/**
- * The old `stop` of a fresh-state swap, within `timeoutMs`: a failure is
- * returned, not thrown. The operator asked to drop this instance because
- * something in it is broken; a stop that throws or hangs must not keep it
- * in place, and disposing the isolate at commit ends whatever it left
- * running (timers, a stop still pending).
- */
-async function stopBestEffort(old: Instance, timeoutMs: number): Promise<MoltError | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new MoltError(ErrorCode.TIMEOUT, `stop of ${old.service} exceeded ${timeoutMs} ms`, { service: old.service })),
-      timeoutMs,
-    );
-  });
-  const stopping = old.stop();
-  // Settles after the deadline when it loses the race; nobody waits for it then.
-  stopping.catch(() => undefined);
-  try {
-    await Promise.race([stopping, deadline]);
-    return undefined;
-  } catch (err) {
-    return toMoltError(err);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** States up to this size are rehearsed; past it the rehearsal would cost more than it saves. */
-const REHEARSAL_MAX_BYTES = 256 * 1024;
-
-/**
- * A dress rehearsal, before the blackout: the new version restores a dump
- * of the state as it is now, and the result is thrown away. It warms the
- * paths the real restore will take (V8 compiles a function on its first
- * call: the blackout should not pay for that), and a restore that throws,
- * hangs or runs out of memory on the current state fails the swap here,
- * with nothing paused. `dump` and `restore` are pure by contract; `stop`
- * and `start` have effects and are not rehearsed.
- */
-async function rehearse(req: SwapRequest, old: Instance, next: Instance): Promise<void> {
-  if ((req.slot.lastDumpBytes ?? 0) > REHEARSAL_MAX_BYTES) return;
-  let draft: Uint8Array;
-  try {
-    draft = await old.dump();
-  } catch (err) {
-    throw phaseError(Phase.DUMP, err, req.slot.name);
-  }
-  req.slot.lastDumpBytes = draft.byteLength;
-  if (draft.byteLength > REHEARSAL_MAX_BYTES) return;
-  try {
-    await next.restore(draft, old.meta.stateVersion);
-  } catch (err) {
-    throw phaseError(Phase.RESTORE, err, req.slot.name);
-  }
-}
-
-/** The ms left of a budget that started at `from`; at least 1, so an exhausted budget fails the next step at once. */
-function budget(from: number, ms: number): () => number {
-  return () => Math.max(1, Math.floor(from + ms - performance.now()));
-}
-
-/** Waits for in-flight messages, including their outgoing calls, within the drain deadline. */
-async function drain(slot: Slot, timeoutMs: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new MoltError(ErrorCode.SWAP_DRAIN_TIMEOUT, `${slot.mailbox.inFlight} message(s) still running after ${timeoutMs} ms`, { service: slot.name })),
-      timeoutMs,
-    );
-  });
-  try {
-    await Promise.race([slot.mailbox.drained(), deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
- * Probation: for `probationMs` after cutover, errors of the new version past
- * `probationMaxErrors` send its state back to the old version (through the
- * new `dump` and the old `restore`). If the old version cannot take that
- * state, the new one stays and is marked unhealthy: state is never dropped
- * to make a rollback possible.
- */
-async function probation(
-  req: SwapRequest,
-  next: Instance,
-  old: Instance,
-  committed: VersionRecord,
-): Promise<{ outcome: "rolled-back" | "unhealthy"; error: MoltError } | undefined> {
-  const { slot, settings, log, inventory } = req;
-  if (settings.probationMs > 0) {
-    const failed = await slot.watchErrors(settings.probationMs, settings.probationMaxErrors);
-    if (failed !== undefined && slot.instance === next) {
-      const error = new MoltError(
-        ErrorCode.SWAP_PROBATION,
-        `${failed.count} error(s) during probation (most recent ${failed.last.code}: ${failed.last.message})`,
-        { service: slot.name, cause: failed.last },
-      );
-      slot.mailbox.pause();
-      const left = budget(performance.now(), settings.blackoutTimeoutMs);
-      let back: Uint8Array | undefined;
-      try {
-        await drain(slot, Math.min(settings.drainTimeoutMs, left()));
-        back = await next.dump({ stop: true, timeoutMs: left() });
-        await old.restore(back, next.meta.stateVersion, { start: true, timeoutMs: left() });
-      } catch (err) {
-        // The old version cannot take the newer state back: the new one keeps serving, marked.
-        await next.start().catch(() => undefined);
-        slot.mailbox.resume();
-        inventory.update(committed, {
-          outcome: Outcome.UNHEALTHY,
-          code: error.code,
-          message: `${error.message}; rollback impossible: ${toMoltError(err).message}`,
-        });
-        old.dispose();
-        if (back !== undefined) req.onSettled?.(next, back, next.meta.stateVersion);
-        log.log("error", "probation failed and the old version cannot take the state back; keeping the new one", {
-          service: slot.name,
-          error: committed.message,
-        });
-        return { outcome: "unhealthy", error };
-      }
-      slot.attach(old, slot.previousBundle ?? req.bundle);
-      slot.mailbox.resume();
-      // Recorded while the failed version is still the running record, so that it is marked replaced.
-      inventory.live(old, {
-        entry: slot.bundle?.entry ?? "",
-        parent: next.versionId,
-        via: Via.ROLLBACK,
-        message: "automatic rollback after failed probation",
-      });
-      inventory.update(committed, { outcome: Outcome.PROBATION_FAILED, code: error.code, message: error.message });
-      next.dispose();
-      req.onSettled?.(old, back, next.meta.stateVersion);
-      log.log("warn", "probation failed; rolled back", { service: slot.name, error: error.message });
-      return { outcome: "rolled-back", error };
-    }
-  }
-  old.dispose();
-  return undefined;
-}
-
 function saveQuietly(inventory: Inventory, log: KernelLog): void {
   inventory.save().catch((err: unknown) => log.log("error", "cannot write the inventory", { error: (err as Error).message }));
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
 }

@@ -4,7 +4,7 @@
 // the kernel as opaque bytes and never come here.
 
 import { Packr } from "msgpackr";
-import { PACK_OPTIONS, REPLY_ERROR, REPLY_OK, WIRE_VERSION, type WireError } from "../protocol/wire.ts";
+import { PACK_OPTIONS, REPLY_OK, WIRE_VERSION, errorReplyEnvelope, wireErrorOf, type WireError } from "../protocol/wire.ts";
 import { ErrorCode, MoltError } from "./errors.ts";
 
 const packr = new Packr({
@@ -40,7 +40,7 @@ export function encodeRequest(method: string, payload: unknown): Uint8Array {
 }
 
 export function encodeErrorReply(err: MoltError): Uint8Array {
-  return encode([WIRE_VERSION, REPLY_ERROR, err.toJSON()]);
+  return encode(errorReplyEnvelope(err.toJSON()));
 }
 
 export function encodeOkReply(value: unknown): Uint8Array {
@@ -57,7 +57,7 @@ export function decodeReply(bytes: Uint8Array): unknown {
   }
   if (!Array.isArray(reply) || reply[0] !== WIRE_VERSION) throw new MoltError(ErrorCode.BAD_MESSAGE, "not a molt reply");
   if (reply[1] === REPLY_OK) return reply[2];
-  const err = reply[2] as WireError;
+  const err = wireErrorOf(reply) as WireError | undefined;
   throw new MoltError(String(err?.code ?? ErrorCode.INTERNAL), String(err?.message ?? "unknown error"), {
     service: err?.service,
     version: err?.version,

@@ -1,68 +1,27 @@
-// The admin API as this page reads it: the shapes it answers with (mirrors of
-// core/live.ts, core/swap.ts and core/inventory.ts), and the few calls the
-// page makes. All same-origin: the page is served by that API.
+// The admin API as this page reads it: the few calls the page makes. The
+// shapes it answers with are the contract's (protocol/admin.ts), the same
+// types the runtime's admin server and the CLI are checked against. All
+// same-origin: the page is served by that API.
 
-export interface ServiceTick {
-  name: string;
-  version: string | null;
-  semver: string | null;
-  stateVersion: number | null;
-  uptimeMs: number;
-  queueDepth: number;
-  inFlight: number;
-  rps: number;
-  errors: number;
-  p99Ms: number | null;
-}
+import {
+  AdminPath,
+  type ErrorBody,
+  type HistoryBody,
+  type RollbackBody,
+  type StatusBody,
+  type SwapBody,
+  type SwapProgress,
+  type VersionRecord,
+} from "../protocol/admin.ts";
+import type { WireError } from "../protocol/wire.ts";
 
-export interface Tick {
-  time: number;
-  services: ServiceTick[];
-}
-
-export interface VersionInfo {
-  version: string;
-  semver: string;
-  stateVersion: number;
-}
-
-export interface SwapReport {
-  service: string;
-  outcome: "committed" | "rolled-back" | "unchanged" | "unhealthy";
-  via: string;
-  from: VersionInfo;
-  to: VersionInfo | null;
-  blackoutMs: number | null;
-  phases: Record<string, number>;
-  error?: { code: string; message: string; phase: string };
-}
-
-export interface VersionRecord {
-  seq: number;
-  version: string;
-  semver: string;
-  stateVersion: number;
-  entry: string;
-  via: string;
-  requestedAt: string;
-  startedAt: string | null;
-  replacedAt: string | null;
-  outcome: string;
-  code?: string;
-  message?: string;
-  blackoutMs?: number;
-}
+export type { ServiceTick, SwapReport, Tick, VersionRecord } from "../protocol/admin.ts";
 
 /** One line of a swap's or a rollback's NDJSON answer. */
-export type Progress =
-  | { event: "phase"; phase: string; ms: number }
-  | { event: "report"; report: SwapReport }
-  | { event: "error"; error: { code: string; message: string } };
+export type Progress = SwapProgress;
 
-export interface ApiError {
-  code: string;
-  message: string;
-}
+/** A refused call: its code and message, or, when the answer was not the API's, "HTTP <status>". */
+export type ApiError = Pick<WireError, "code" | "message">;
 
 async function getJson<T>(path: string): Promise<T> {
   const res = await fetch(path);
@@ -71,13 +30,13 @@ async function getJson<T>(path: string): Promise<T> {
 }
 
 export async function serviceNames(): Promise<string[]> {
-  const status = await getJson<{ services: { name: string }[] }>("/v1/status");
+  const status = await getJson<StatusBody>(AdminPath.status);
   return status.services.map((s) => s.name);
 }
 
 /** A service's inventory, oldest first. */
 export async function history(service: string): Promise<VersionRecord[]> {
-  const { records } = await getJson<{ records: VersionRecord[] }>(`/v1/services/${encodeURIComponent(service)}/history`);
+  const { records } = await getJson<HistoryBody>(AdminPath.history(service));
   return records.sort((a, b) => a.seq - b.seq);
 }
 
@@ -89,10 +48,10 @@ export async function history(service: string): Promise<VersionRecord[]> {
 export async function* swapOrRollback(
   kind: "swap" | "rollback",
   service: string,
-  body: Record<string, string>,
+  body: SwapBody | RollbackBody,
   token: string,
 ): AsyncGenerator<Progress> {
-  const res = await fetch(`/v1/services/${encodeURIComponent(service)}/${kind}`, {
+  const res = await fetch(kind === "swap" ? AdminPath.swap(service) : AdminPath.rollback(service), {
     method: "POST",
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
     body: JSON.stringify(body),
@@ -116,7 +75,7 @@ export async function* swapOrRollback(
 
 async function errorOf(res: Response): Promise<ApiError> {
   try {
-    const body = (await res.json()) as { error?: ApiError };
+    const body = (await res.json()) as Partial<ErrorBody>;
     if (body.error !== undefined) return { code: body.error.code, message: body.error.message };
   } catch {
     // not JSON

@@ -4,6 +4,7 @@
 // put back into the page. The form shows each phase as it ends, then the
 // outcome, in #swap-outcome (data-outcome: committed, rolled-back, error…).
 
+import type { RollbackBody, SwapBody } from "../protocol/admin.ts";
 import { swapOrRollback, type ApiError } from "./api.ts";
 import { byId, describeSwap, h, ms, option, outcomeBadge, type Child } from "./dom.ts";
 import type { Inventory } from "./inventory.ts";
@@ -71,14 +72,14 @@ export class SwapForm {
       return;
     }
     const service = this.#service.value;
-    const body: Record<string, string> = {};
+    let body: SwapBody | RollbackBody;
     if (kind === "swap") {
       const entry = byId<HTMLInputElement>("swap-entry").value.trim();
       if (entry === "") return outcome("error", outcomeBadge("error"), " give the entry file of the new version (an absolute path)");
-      body.entry = entry;
+      body = { entry };
     } else {
       const to = byId<HTMLInputElement>("rollback-to").value.trim();
-      if (to !== "") body.to = to;
+      body = to === "" ? {} : { to };
     }
 
     const phases = byId("swap-phases");

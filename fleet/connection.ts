@@ -5,7 +5,7 @@
 // instant.
 
 import { hostname } from "node:os";
-import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
+import { jetstream, JetStreamApiCodes, JetStreamApiError, type JetStreamClient } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import { connect, errors, type NatsConnection } from "@nats-io/transport-node";
@@ -65,9 +65,12 @@ export async function openExistingStores(nc: NatsConnection): Promise<Omit<Fleet
   const kvm = new Kvm(jetstream(nc, { timeout: 10_000 }));
   try {
     const [nodes, desired, rollouts] = await Promise.all([kvm.open(Bucket.nodes), kvm.open(Bucket.desired), kvm.open(Bucket.rollouts)]);
+    // Opening binds a name without asking the server; asking each bucket's
+    // status is what finds out whether it exists.
+    await Promise.all([nodes.status(), desired.status(), rollouts.status()]);
     return { nodes, desired, rollouts };
   } catch (cause) {
-    if (/stream not found/i.test((cause as Error).message)) return null;
+    if (cause instanceof JetStreamApiError && cause.code === JetStreamApiCodes.StreamNotFound) return null;
     throw storesFailure(cause);
   }
 }
@@ -76,6 +79,18 @@ function storesFailure(cause: unknown): MoltError {
   return new MoltError(ErrorCode.FLEET, `cannot open the fleet's JetStream stores (is nats-server running with -js?): ${(cause as Error).message}`, {
     cause,
   });
+}
+
+/**
+ * Whether a JetStream write lost its compare-and-set: the key changed since
+ * the revision the writer gave (or, for a create, it exists). Told by
+ * JetStream's error code, not its text.
+ */
+export function isStaleRevision(err: unknown): boolean {
+  return (
+    err instanceof JetStreamApiError &&
+    (err.code === JetStreamApiCodes.StreamWrongLastSequence || err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+  );
 }
 
 /** The largest message the connected server takes (NATS's max_payload, 1 MiB by default), less room for headers. */

@@ -20,6 +20,9 @@ import { writeAtomic } from "../core/disk.ts";
 import { ErrorCode, MoltError, toMoltError } from "../core/errors.ts";
 import { Via } from "../core/inventory.ts";
 import type { Kernel } from "../core/kernel.ts";
+
+/** What a fleet member may do to its runtime's kernel, and nothing more. */
+export type MemberKernel = Pick<Kernel, "useRemote" | "status" | "history" | "recorded" | "has" | "running" | "deliver" | "swapBundle" | "storedBundle">;
 import type { KernelLog } from "../core/log.ts";
 import type { RemoteServices } from "../core/router.ts";
 import { encodeErrorReply } from "../core/wire.ts";
@@ -41,7 +44,7 @@ import {
 } from "./protocol.ts";
 
 export interface MemberOptions {
-  kernel: Kernel;
+  kernel: MemberKernel;
   fleet: ResolvedFleet;
   dataDir: string;
   log: KernelLog;
@@ -49,7 +52,7 @@ export interface MemberOptions {
 
 export class FleetMember implements RemoteServices {
   readonly node: string;
-  readonly #kernel: Kernel;
+  readonly #kernel: MemberKernel;
   readonly #fleet: ResolvedFleet;
   readonly #log: KernelLog;
   readonly #startedAt = new Date().toISOString();
@@ -298,7 +301,7 @@ export class FleetMember implements RemoteServices {
     const what = `${request.via} by rollout ${request.rollout}`;
     const via = request.via === "rollback" ? Via.ROLLBACK : Via.SWAP;
     // A rollback takes the version back under the entry it was recorded with here.
-    const entry = (request.via === "rollback" ? this.#kernel.inventory.find(request.service, request.version)?.entry : undefined) ?? request.entry;
+    const entry = (request.via === "rollback" ? this.#kernel.recorded(request.service, request.version)?.entry : undefined) ?? request.entry;
     void this.#queue(() =>
       this.#leaving
         ? Promise.resolve(this.#answerError(new MoltError(ErrorCode.STOPPING, `${this.node} is stopping`)))
@@ -426,7 +429,7 @@ export class FleetMember implements RemoteServices {
         version: s.version,
         semver: s.semver,
         stateVersion: s.stateVersion,
-        chain: this.#kernel.inventory
+        chain: this.#kernel
           .history(s.name)
           .slice(-CHAIN_LENGTH)
           .reverse()

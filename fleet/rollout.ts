@@ -10,7 +10,7 @@ import type { KvEntry } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { bundleService, shortId, type Bundle } from "../core/bundle.ts";
 import { ErrorCode, MoltError, toMoltError } from "../core/errors.ts";
-import { connectFleet, openStores, requestFailure, type FleetStores } from "./connection.ts";
+import { connectFleet, isStaleRevision, openStores, requestFailure, type FleetStores } from "./connection.ts";
 import { readNodes, runningVersion, type SeenNode } from "./nodes.ts";
 import {
   decodeRecord,
@@ -192,7 +192,7 @@ class Rollout {
       return;
     }
     if (answer.outcome === "committed" || answer.outcome === "unchanged") this.#record.swapped.push(node);
-    else this.#record.failed.push({ node, code: answer.code ?? "ERR_SWAP", message: answer.message ?? answer.outcome });
+    else this.#record.failed.push({ node, code: answer.code ?? ErrorCode.FLEET, message: answer.message ?? answer.outcome });
     this.#emit({
       type: "runtime",
       stage,
@@ -422,7 +422,7 @@ class Rollout {
             ? await this.#stores.desired.create(service, bytes)
             : await this.#stores.desired.update(service, bytes, this.#entryRevision);
         } catch (err) {
-          if (/wrong last sequence|key exists/i.test((err as Error).message)) {
+          if (isStaleRevision(err)) {
             throw new MoltError(ErrorCode.ROLLOUT_BUSY, `another rollout of ${service} changed the desired version meanwhile`, { service, cause: err });
           }
           throw err;
@@ -459,7 +459,7 @@ class Rollout {
           else await this.#stores.rollouts.update(service, encodeRecord(history), entry.revision);
           return;
         } catch (err) {
-          if (!/wrong last sequence|key exists/i.test((err as Error).message)) throw err;
+          if (!isStaleRevision(err)) throw err;
         }
       }
     });

@@ -1,24 +1,12 @@
-// The guest's view of molt errors: the same shape as the kernel's MoltError
-// (a stable `code`, the service and version it concerns), rebuilt inside the
-// isolate because guest code never imports host code.
+// The guest's side of molt errors: the contract's MoltError and codes
+// (protocol/errors.ts, the same class the kernel uses, bundled into the
+// isolate), and how an error turns into a reply and back.
 
+import { ErrorCode, MoltError } from "../protocol/errors.ts";
 import type { WireError } from "../protocol/wire.ts";
 
-export class MoltError extends Error {
-  override readonly name = "MoltError";
-  readonly code: string;
-  readonly service: string | undefined;
-  readonly version: string | undefined;
+export { ErrorCode, MoltError };
 
-  constructor(code: string, message: string, details: { service?: string; version?: string; cause?: unknown } = {}) {
-    super(message, details.cause === undefined ? undefined : { cause: details.cause });
-    this.code = code;
-    this.service = details.service;
-    this.version = details.version;
-  }
-}
-
-/** Rebuilds an error that arrived in a reply, keeping the callee's code. */
 /**
  * Errors that really arrived from a callee. Only these keep naming another
  * service when a handler lets them through; any other error a handler
@@ -28,6 +16,7 @@ export class MoltError extends Error {
  */
 const relayed = new WeakSet<object>();
 
+/** Rebuilds an error that arrived in a reply, keeping the callee's code. */
 export function fromWire(err: WireError): MoltError {
   const details: { service?: string; version?: string } = {};
   if (err.service !== undefined) details.service = err.service;

@@ -4,8 +4,8 @@
 // plain ECMAScript from ./web.
 
 import { Packr } from "msgpackr";
-import { PACK_OPTIONS, REPLY_OK, WIRE_VERSION, type FetchReply, type FetchRequest } from "../protocol/wire.ts";
-import { fromWire, MoltError } from "./errors.ts";
+import { PACK_OPTIONS, REPLY_OK, WIRE_VERSION, wireErrorOf, type FetchReply, type FetchRequest } from "../protocol/wire.ts";
+import { ErrorCode, fromWire, MoltError } from "./errors.ts";
 import type { Host, LogLevel } from "./host.ts";
 import { formatArgs } from "./inspect.ts";
 import {
@@ -71,7 +71,7 @@ export function installGlobals(host: Host, onUncaught: (where: string, err: unkn
     if (typeof fn !== "function") throw new TypeError("timer callback must be a function");
     // Each pending timer costs host memory outside this isolate's heap limit.
     if (timers.size >= limits.timers) {
-      throw new MoltError("ERR_LIMIT", `too many pending timers: limits.timers is ${limits.timers}`);
+      throw new MoltError(ErrorCode.LIMIT, `too many pending timers: limits.timers is ${limits.timers}`);
     }
     const id = nextTimer++;
     const delay = Math.max(0, Number(ms) || 0);
@@ -155,7 +155,7 @@ export function installGlobals(host: Host, onUncaught: (where: string, err: unkn
   define("fetch", async (input: unknown, init?: unknown): Promise<Response> => {
     const request: FetchRequest = normalizeFetchInit(input as never, init as never);
     const reply = codec.unpack(await host.fetch(Reflect.apply(bytesSlice, codec.pack([WIRE_VERSION, request]), []) as Uint8Array)) as [number, number, unknown];
-    if (reply[1] !== REPLY_OK) throw fromWire(reply[2] as never);
+    if (reply[1] !== REPLY_OK) throw fromWire(wireErrorOf(reply) as never);
     const res = reply[2] as FetchReply;
     const response = new Response(res.body.byteLength === 0 ? null : res.body, {
       status: res.status,
@@ -187,5 +187,5 @@ export function installGlobals(host: Host, onUncaught: (where: string, err: unkn
 }
 
 function cannotClone(): never {
-  throw new MoltError("ERR_UNENCODABLE", "a function cannot be cloned or sent");
+  throw new MoltError(ErrorCode.UNENCODABLE, "a function cannot be cloned or sent");
 }

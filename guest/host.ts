@@ -4,7 +4,7 @@
 // service code cannot reach the raw references.
 
 import { packBatch, readBatch } from "../protocol/batch.ts";
-import { MoltError } from "./errors.ts";
+import { ErrorCode, MoltError } from "./errors.ts";
 
 // Captured when the runtime script runs, before any service code: a service
 // that replaces them later cannot stand between the runtime and the host.
@@ -146,7 +146,7 @@ export function wrapHost(refs: HostRefs): { host: Host; settle: (meta: Float64Ar
       const id = meta[i] as number;
       const entry = waiting.get(id);
       waiting.delete(id);
-      if (answer === undefined) entry?.reject(new MoltError("ERR_OOM", "the answer does not fit in this service's memory"));
+      if (answer === undefined) entry?.reject(new MoltError(ErrorCode.OOM, "the answer does not fit in this service's memory"));
       else entry?.resolve(answer);
     });
   };

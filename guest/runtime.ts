@@ -7,9 +7,10 @@
 
 import { Packr } from "msgpackr";
 import type { ServiceContext, ServiceDefinition } from "../sdk/service.ts";
-import { DUMP_VERSION, PACK_OPTIONS, REPLY_ERROR, REPLY_OK, WIRE_VERSION, type DeliveryKind } from "../protocol/wire.ts";
+import { DUMP_VERSION, PACK_OPTIONS, REPLY_OK, WIRE_VERSION, errorReplyEnvelope, wireErrorOf, type DeliveryKind } from "../protocol/wire.ts";
 import { packBatch, readBatch } from "../protocol/batch.ts";
-import { fromWire, MoltError, toWire } from "./errors.ts";
+import { CONTROL_FAILURE, type ControlOp } from "../protocol/control.ts";
+import { ErrorCode, fromWire, MoltError, toWire } from "./errors.ts";
 import { installGlobals } from "./globals.ts";
 import { wrapHost, type HostRefs } from "./host.ts";
 import { formatArgs } from "./inspect.ts";
@@ -38,13 +39,12 @@ export interface InstallInfo {
   config: Uint8Array;
 }
 
-export type ControlOp = "activate" | "warm" | "init" | "start" | "stop" | "dump" | "restore" | "quiesce" | "resume";
 
 const codec = new Packr({ ...PACK_OPTIONS, writeFunction: unencodable });
 const dumpCodec = new Packr({ ...PACK_OPTIONS, writeFunction: unencodable });
 
 function unencodable(): never {
-  throw new MoltError("ERR_UNENCODABLE", "functions cannot cross an isolate boundary");
+  throw new MoltError(ErrorCode.UNENCODABLE, "functions cannot cross an isolate boundary");
 }
 
 // Captured when the runtime script runs, before any service code exists, so
@@ -99,13 +99,21 @@ function encode(packr: Packr, value: unknown): Uint8Array {
     return reflectApply(bytesSlice, packr.pack(value), []) as Uint8Array;
   } catch (err) {
     if (err instanceof MoltError) throw err;
-    throw new MoltError("ERR_UNENCODABLE", `value cannot be encoded: ${(err as Error).message}`);
+    throw new MoltError(ErrorCode.UNENCODABLE, `value cannot be encoded: ${(err as Error).message}`);
   }
 }
 
-/** A message's kind on the wire of a batch (core/deliveries.ts): a one-way message, and a message the kernel gave up on. */
+/**
+ * An entry's kind on the wire of a batch (core/deliveries.ts): a one-way
+ * message; a message the kernel gave up on; a turn of this isolate the
+ * kernel cut short; a message whose place the kernel takes back.
+ */
 const KIND_SEND = 1;
 const KIND_CANCEL = 2;
+const KIND_INTERRUPTED = 3;
+const KIND_RELEASE = 4;
+/** The id, in a batch of answers (core/guest-calls.ts), that says a turn of this isolate was cut short: guest/host.ts numbers calls from 1. */
+const ANSWER_INTERRUPTED = 0;
 
 function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; settle: unknown; control: unknown; fireTimer: unknown } {
   // Everything the runtime hands back to the kernel is bytes, and a promise
@@ -128,7 +136,7 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
 
   const checkBinding = (binding: string): void => {
     if (!bindings.has(binding)) {
-      throw new MoltError("ERR_NO_BINDING", `service "${info.service}" has no binding "${binding}"`, {
+      throw new MoltError(ErrorCode.NO_BINDING, `service "${info.service}" has no binding "${binding}"`, {
         service: info.service,
       });
     }
@@ -139,13 +147,9 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
     config,
     async call<T>(binding: string, method: string, payload?: unknown): Promise<T> {
       checkBinding(binding);
-      const reply = codec.unpack(await host.call(binding, encode(codec, [WIRE_VERSION, method, payload]))) as [
-        number,
-        number,
-        unknown,
-      ];
+      const reply = codec.unpack(await host.call(binding, encode(codec, [WIRE_VERSION, method, payload]))) as unknown[];
       if (reply[1] === REPLY_OK) return reply[2] as T;
-      throw fromWire(reply[2] as never);
+      throw fromWire(wireErrorOf(reply) as never);
     },
     send(binding: string, method: string, payload?: unknown): void {
       checkBinding(binding);
@@ -154,7 +158,7 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
     env: Object.freeze({
       get(name: string): string | undefined {
         if (!Object.hasOwn(info.env, name)) {
-          throw new MoltError("ERR_PERMISSION", `environment variable "${name}" is not in permissions.env`, {
+          throw new MoltError(ErrorCode.PERMISSION, `environment variable "${name}" is not in permissions.env`, {
             service: info.service,
           });
         }
@@ -164,7 +168,7 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
     stdout: Object.freeze({
       write(text: string): void {
         if (!info.stdout) {
-          throw new MoltError("ERR_PERMISSION", "writing to stdout needs permissions.stdout", { service: info.service });
+          throw new MoltError(ErrorCode.PERMISSION, "writing to stdout needs permissions.stdout", { service: info.service });
         }
         host.stdout(String(text));
       },
@@ -175,11 +179,11 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
     try {
       return encode(codec, [WIRE_VERSION, REPLY_OK, value]);
     } catch (err) {
-      return replyError(err, "ERR_UNENCODABLE");
+      return replyError(err, ErrorCode.UNENCODABLE);
     }
   };
   const replyError = (err: unknown, fallback: string): Uint8Array =>
-    encode(codec, [WIRE_VERSION, REPLY_ERROR, toWire(err, fallback, info.service, version.id)]);
+    encode(codec, errorReplyEnvelope(toWire(err, fallback, info.service, version.id)));
 
   /**
    * Runs one message. A handler that returns a value (not a promise) is
@@ -196,19 +200,19 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
       method = message[1];
       payload = message[2];
     } catch (err) {
-      return replyError(new MoltError("ERR_BAD_MESSAGE", `undecodable message: ${(err as Error).message}`), "ERR_BAD_MESSAGE");
+      return replyError(new MoltError(ErrorCode.BAD_MESSAGE, `undecodable message: ${(err as Error).message}`), ErrorCode.BAD_MESSAGE);
     }
     const handlers = definition?.handlers;
     const handler = typeof method === "string" && handlers !== undefined && Object.hasOwn(handlers, method) ? handlers[method] : undefined;
     if (typeof handler !== "function") {
       return replyError(
-        new MoltError("ERR_NO_HANDLER", `service "${info.service}" has no handler "${String(method)}"`),
-        "ERR_NO_HANDLER",
+        new MoltError(ErrorCode.NO_HANDLER, `service "${info.service}" has no handler "${String(method)}"`),
+        ErrorCode.NO_HANDLER,
       );
     }
     const failed = (err: unknown): Uint8Array | undefined => {
       if (kind === "send") reportUncaught(`handler "${method as string}" (send)`, err);
-      return kind === "send" ? undefined : replyError(err, "ERR_HANDLER");
+      return kind === "send" ? undefined : replyError(err, ErrorCode.HANDLER);
     };
     let returned: unknown;
     try {
@@ -242,6 +246,22 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
   let head = 0;
   /** Messages started and not finished, by sequence number: what counts against `concurrency`. */
   const running = new Set<number>();
+  /**
+   * Running messages the kernel gave up on (past their deadline: their
+   * callers have their answer). They keep their place until their handlers
+   * settle: a handler still awaiting runs again when its await resolves,
+   * and the next message must not run beside it. The kernel replaces the
+   * instance if one keeps its place too long while others wait.
+   */
+  const abandoned = new Set<number>();
+  /**
+   * Messages that were running when the kernel cut a turn of this isolate
+   * short (code spinning past its deadline). V8 drops every continuation
+   * pending in the turn it stops, so these handlers may never settle, and
+   * nothing here can tell which: they let go of their place once the kernel
+   * gives up on them.
+   */
+  const maybeDropped = new Set<number>();
   let doneSeqs: number[] = [];
   let doneReplies: (Uint8Array | undefined)[] = [];
   let flushQueued = false;
@@ -270,9 +290,33 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
   };
   /** A handler that awaited something has finished: its place goes to the next message. */
   const finish = (seq: number, bytes: Uint8Array | undefined): void => {
-    running.delete(seq);
-    record(seq, bytes);
+    // Let go of already (see release): the place it had is another's now.
+    if (!running.delete(seq)) return;
+    if (maybeDropped.size > 0) maybeDropped.delete(seq);
+    // Given up on: its caller has an answer; the kernel only learns that the place is free.
+    record(seq, abandoned.size > 0 && abandoned.delete(seq) ? undefined : bytes);
     pump();
+  };
+  /** Frees the place of a message whose handler has not settled; the kernel learns it as a reply without bytes. */
+  const release = (seq: number): void => {
+    running.delete(seq);
+    abandoned.delete(seq);
+    maybeDropped.delete(seq);
+    record(seq, undefined);
+  };
+  /** A turn was cut short: running handlers given up on are let go of, the others once they are (see maybeDropped). */
+  const interrupted = (): void => {
+    for (const seq of [...running]) {
+      if (abandoned.has(seq)) release(seq);
+      else maybeDropped.add(seq);
+    }
+  };
+  /** What the kernel says of a running message: given up on (cancel) or taken back (release). */
+  const givenUp = (kind: number, seq: number): void => {
+    // Not running: it finished already, and its reply is on its way.
+    if (!running.has(seq)) return;
+    if (kind === KIND_RELEASE || maybeDropped.has(seq)) release(seq);
+    else abandoned.add(seq);
   };
   const pump = (): void => {
     while (running.size < concurrency && head < waiting.length) {
@@ -312,13 +356,11 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
   function deliverBatch(meta: Float64Array, bytes: Uint8Array): void {
     recover();
     readBatch(4, meta, bytes, (i, body) => {
-      if (meta[i + 1] === KIND_CANCEL) {
-        // Past its deadline: its caller has its answer, and its place goes to the next message.
-        running.delete(meta[i] as number);
-        return;
-      }
-      if (body === undefined) return;
-      waiting.push({ seq: meta[i] as number, kind: meta[i + 1] === KIND_SEND ? "send" : "call", bytes: body, epoch: meta[i + 2] as number });
+      const kind = meta[i + 1] as number;
+      if (kind <= KIND_SEND) {
+        if (body !== undefined) waiting.push({ seq: meta[i] as number, kind: kind === KIND_SEND ? "send" : "call", bytes: body, epoch: meta[i + 2] as number });
+      } else if (kind === KIND_INTERRUPTED) interrupted();
+      else if (kind === KIND_CANCEL || kind === KIND_RELEASE) givenUp(kind, meta[i] as number);
     });
     pump();
   }
@@ -356,7 +398,7 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
       case "warm": {
         const sample = encode(dumpCodec, [DUMP_VERSION, version.stateVersion, { warm: [1, "x"], m: new Map([[1, 2]]) }]);
         for (let i = 0; i < 3; i++) {
-          await step("ERR_WARM", async () => {
+          await step(CONTROL_FAILURE.warm, async () => {
             dumpCodec.unpack(sample);
           });
           globals.clearTimers();
@@ -381,11 +423,11 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
       // A swap's two steps on each side, one boundary crossing each: the
       // blackout pays for two crossings instead of four.
       case "quiesce":
-        await step("ERR_STOP_FAILED", () => control("stop"));
-        return await step("ERR_DUMP_FAILED", dump);
+        await step(CONTROL_FAILURE.stop, () => control("stop"));
+        return await step(CONTROL_FAILURE.dump, dump);
       case "resume":
-        await step("ERR_RESTORE_FAILED", () => restore(bytes as Uint8Array, fromStateVersion));
-        await step("ERR_START_FAILED", () => control("start"));
+        await step(CONTROL_FAILURE.restore, () => restore(bytes as Uint8Array, fromStateVersion));
+        await step(CONTROL_FAILURE.start, () => control("start"));
         return undefined;
     }
   }
@@ -410,7 +452,7 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
       return await run();
     } catch (err) {
       const e = err as { code?: unknown; message?: unknown };
-      if (e?.code === "ERR_STATE_VERSION") throw err;
+      if (e?.code === ErrorCode.STATE_VERSION) throw err;
       const inner = typeof e?.code === "string" ? `${e.code}: ` : "";
       throw new MoltError(code, `${inner}${typeof e?.message === "string" ? e.message : String(err)}`, { cause: err });
     }
@@ -420,13 +462,13 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
     const decoded = dumpCodec.unpack(bytes) as [number, number, unknown];
     const envelope = decoded[0];
     const dumped = decoded[2];
-    if (envelope !== DUMP_VERSION) throw new MoltError("ERR_BAD_MESSAGE", `unknown dump envelope ${envelope}`);
+    if (envelope !== DUMP_VERSION) throw new MoltError(ErrorCode.BAD_MESSAGE, `unknown dump envelope ${envelope}`);
     const from = fromStateVersion ?? version.stateVersion;
     if (definition?.restore !== undefined) state = (await settled(definition.restore(dumped, from))).value;
     else if (from === version.stateVersion) state = dumped;
     else {
       throw new MoltError(
-        "ERR_STATE_VERSION",
+        ErrorCode.STATE_VERSION,
         `${info.service} holds stateVersion ${version.stateVersion} and has no restore for stateVersion ${from}`,
       );
     }
@@ -439,7 +481,7 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
     try {
       return encode(codec, [WIRE_VERSION, REPLY_OK, await control(op, bytes, fromStateVersion)]);
     } catch (err) {
-      return replyError(err, `ERR_${op.toUpperCase()}_FAILED`);
+      return replyError(err, CONTROL_FAILURE[op]);
     }
   }
 
@@ -447,6 +489,10 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
     deliverBatch,
     settle: (meta: Float64Array, bytes: Uint8Array) => {
       recover();
+      if (meta[0] === ANSWER_INTERRUPTED) {
+        interrupted();
+        pump();
+      }
       settle(meta, bytes);
     },
     control: controlEntry,
@@ -473,7 +519,7 @@ function warmCodecs(): void {
 
 function checkDefinition(value: unknown): ServiceDefinition {
   const bad = (why: string): never => {
-    throw new MoltError("ERR_BAD_SERVICE", `the service module's default export ${why}`);
+    throw new MoltError(ErrorCode.BAD_SERVICE, `the service module's default export ${why}`);
   };
   if (typeof value !== "object" || value === null) bad("must be an object (see defineService)");
   const def = value as ServiceDefinition;

@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url";
 import { resolveConfig } from "../core/config.ts";
 import { liveIsolates } from "../core/isolate-host.ts";
 import { Kernel } from "../core/kernel.ts";
+import { localBoot } from "../core/local-boot.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const FIX = join(ROOT, "test/fixtures");
@@ -37,7 +38,7 @@ const kernel = new Kernel(
     },
     ROOT,
   ),
-  { log: { log: () => undefined }, stdout: () => undefined },
+  { boot: localBoot, log: { log: () => undefined }, stdout: () => undefined },
 );
 await kernel.start();
 

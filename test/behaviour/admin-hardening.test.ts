@@ -8,10 +8,9 @@ import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync,
 import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join, relative as relativePath } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { ERROR_CODE_PATTERN } from "../../core/errors.ts";
-import type { ServiceStatus } from "../../core/kernel.ts";
-import type { VersionRecord } from "../../core/inventory.ts";
+import type { ServiceStatus, VersionRecord } from "../../protocol/admin.ts";
 import { FIXTURES, killLeftovers, ROOT, runCli, runUntilExit, startRuntime, type RunningRuntime } from "../support/runtime.ts";
 
 const V1 = join(FIXTURES, "behaviour", "admin-counter.ts");
@@ -314,12 +313,7 @@ describe("the admin API of a running runtime", () => {
   it("`molt restart <service>` brings back a service its supervisor gave up on; a running one is left as it is", async () => {
     expect((await fetch(`${rt.url}/fragile`)).status).toBe(200);
     await fetch(`${rt.url}/fragile/die`);
-    let down: ServiceStatus | undefined;
-    for (let i = 0; i < 200 && down?.state !== "down"; i++) {
-      down = await status("fragile");
-      if (down?.state !== "down") await new Promise((r) => setTimeout(r, 25));
-    }
-    expect(down?.state).toBe("down");
+    await vi.waitFor(async () => expect((await status("fragile"))?.state).toBe("down"), { timeout: 5000, interval: 25 });
     expect((await fetch(`${rt.url}/fragile`)).status).toBeGreaterThanOrEqual(500);
 
     // Behind the token like every write.

@@ -311,7 +311,7 @@ describe("batched crossings keep every guarantee", () => {
       const fails = (i: number): boolean => i % 8 === 3 && i < 8 * 37;
       const results = await outcomes(range(300).map((i) => t.kernel.call("metered", "maybeFail", { i, fail: fails(i) })));
       expect(results).toEqual(range(300).map((i) => (fails(i) ? { code: "ERR_BATCH_FAIL" } : { value: i })));
-      const text = await t.kernel.metrics.text();
+      const text = await t.metrics.text();
       expect(sample(text, "molt_requests_total", { service: "metered", outcome: "ok" })).toBe(263);
       expect(sample(text, "molt_requests_total", { service: "metered", outcome: "error" })).toBe(37);
       expect(sample(text, "molt_errors_total", { service: "metered", code: "ERR_BATCH_FAIL" })).toBe(37);

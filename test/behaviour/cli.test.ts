@@ -4,7 +4,7 @@
 
 import { writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { FIXTURES, killLeftovers, runCli, runUntilExit, startRuntime, writeConfig, type RunningRuntime } from "../support/runtime.ts";
 
 const PROBE = join(FIXTURES, "behaviour", "probe.ts");
@@ -23,12 +23,10 @@ async function start(configPath: string): Promise<RunningRuntime> {
   return rt;
 }
 
-/** Waits until `count` lines matching `pattern` appeared on the runtime's stdout (up to ~10 s). */
+/** Waits until `count` lines matching `pattern` appeared on the runtime's stdout (up to 10 s). */
 async function waitForLines(rt: RunningRuntime, pattern: RegExp, count: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
   const seen = (): number => rt.stdout().split("\n").filter((line) => pattern.test(line)).length;
-  while (seen() < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  expect(seen(), `stdout:\n${rt.stdout()}\nstderr:\n${rt.stderr()}`).toBeGreaterThanOrEqual(count);
+  await vi.waitFor(() => expect(seen(), `stdout:\n${rt.stdout()}\nstderr:\n${rt.stderr()}`).toBeGreaterThanOrEqual(count), { timeout: 10_000, interval: 20 });
 }
 
 describe("molt help and commands", () => {

@@ -6,7 +6,7 @@ import { request as httpRequest } from "node:http";
 import { connect } from "node:net";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { FIXTURES, ROOT, startRuntime, writeConfig, type RunningRuntime } from "../support/runtime.ts";
 
 const PROBE = join(FIXTURES, "behaviour", "probe.ts");
@@ -44,23 +44,21 @@ function errorCode(answer: Answer): string {
   return answer.json.error.code as string;
 }
 
-/** Polls until `path` answers 200 (a restarting service may need a moment), up to ~5 s. */
-async function until200(base: string, path: string): Promise<Answer> {
-  const deadline = Date.now() + 5000;
-  let last: Answer | undefined;
-  while (Date.now() < deadline) {
-    last = await get(base, path);
-    if (last.status === 200) return last;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return last as Answer;
+/** Polls until `path` answers 200 (a restarting service may need a moment), up to 5 s. */
+function until200(base: string, path: string): Promise<Answer> {
+  return vi.waitFor(
+    async () => {
+      const answer = await get(base, path);
+      expect(answer.status, answer.text).toBe(200);
+      return answer;
+    },
+    { timeout: 5000, interval: 100 },
+  );
 }
 
-/** Waits until a line matching `pattern` appeared on the runtime's stdout (up to ~10 s). */
+/** Waits until a line matching `pattern` appeared on the runtime's stdout (up to 10 s). */
 async function waitForStdout(rt: RunningRuntime, pattern: RegExp): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!pattern.test(rt.stdout()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  expect(rt.stdout(), "the expected line never appeared on stdout").toMatch(pattern);
+  await vi.waitFor(() => expect(rt.stdout(), "the expected line never appeared on stdout").toMatch(pattern), { timeout: 10_000, interval: 20 });
 }
 
 /** Sends raw bytes on a TCP socket and resolves with everything the server wrote back before closing. */

@@ -7,37 +7,13 @@ import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ServiceStatus, VersionRecord } from "../../protocol/admin.ts";
 import { FIXTURES, ROOT, runCli, startRuntime, writeConfig, type RunningRuntime } from "../support/runtime.ts";
 
 const SWAP = join(FIXTURES, "swap");
 const V1 = join(SWAP, "counter-v1.ts");
 const V2 = join(SWAP, "counter-v2.ts");
 const V3 = join(SWAP, "counter-v3.ts");
-
-interface VersionRecord {
-  seq: number;
-  service: string;
-  version: string;
-  semver: string;
-  stateVersion: number;
-  entry: string;
-  parent: string | null;
-  via: string;
-  requestedAt: string;
-  startedAt: string | null;
-  replacedAt: string | null;
-  outcome: string;
-  code?: string;
-  blackoutMs?: number;
-}
-
-interface ServiceStatus {
-  name: string;
-  state: string;
-  version: string | null;
-  semver: string | null;
-  stateVersion: number | null;
-}
 
 const short = (id: string): string => id.slice(0, 12);
 

@@ -47,9 +47,9 @@ describe("files molt writes", () => {
     const victim = join(fresh(), "victim.txt");
     writeFileSync(victim, "untouched");
     symlinkSync(victim, join(dir, `state.bin.${process.pid}.tmp`));
-    expect(() => writeAtomic(join(dir, "state.bin"), "overwritten")).toThrow();
+    expect(() => writeAtomic(join(dir, "state.bin"), "overwritten")).toThrow(expect.objectContaining({ code: "ELOOP" }));
     symlinkSync(victim, join(dir, "inventory.log"));
-    await expect(appendDurably(join(dir, "inventory.log"), new Uint8Array([0x41]))).rejects.toThrow();
+    await expect(appendDurably(join(dir, "inventory.log"), new Uint8Array([0x41]))).rejects.toMatchObject({ code: "ELOOP" });
     expect(readFileSync(victim, "utf8")).toBe("untouched");
   });
 

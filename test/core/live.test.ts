@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { AdminServer } from "../../core/admin.ts";
 import { startKernel, type TestKernel } from "../support/kernel.ts";
 
@@ -7,7 +7,7 @@ describe("live view (server-sent events)", () => {
   let admin: AdminServer;
   beforeAll(async () => {
     t = await startKernel({ services: { counter: { entry: "./swap/counter-v1.ts", bindings: { slow: "slow" } }, slow: { entry: "./probe.ts" } } });
-    admin = new AdminServer(t.kernel, { port: 0, host: "127.0.0.1", token: "t", allowedRoots: [t.kernel.config.dir] });
+    admin = new AdminServer(t.admin, { port: 0, host: "127.0.0.1", token: "t", allowedRoots: [t.kernel.config.dir] });
     await admin.listen();
   });
   afterAll(async () => {
@@ -44,16 +44,23 @@ describe("live view (server-sent events)", () => {
     })();
     await load;
     await t.kernel.swap("counter", `${t.kernel.config.dir}/swap/counter-v2.ts`);
-    for (let i = 0; i < 40 && !events.some((e) => e.event === "tick" && e.data.services.some((s: any) => s.name === "counter" && s.rps > 0)); i++) {
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    // Calls to the new version, until a tick reports them: its tick cannot be one from before the swap.
+    const busy = (): { rps: number; p99Ms: number; semver: string } | undefined =>
+      events
+        .filter((e) => e.event === "tick")
+        .flatMap((e) => e.data.services)
+        .find((s: any) => s.name === "counter" && s.rps > 0 && s.semver === "2.0.0");
+    await vi.waitFor(
+      async () => {
+        for (let i = 0; i < 20; i++) await t.kernel.call("counter", "incr", 1);
+        expect(busy()).toBeDefined();
+      },
+      { timeout: 5000, interval: 100 },
+    );
     controller.abort();
     await reading;
     const swap = events.find((e) => e.event === "swap");
     expect(swap?.data.report).toMatchObject({ service: "counter", outcome: "committed" });
-    const busy = events.find((e) => e.event === "tick" && e.data.services.some((s: any) => s.name === "counter" && s.rps > 0));
-    const counter = busy?.data.services.find((s: any) => s.name === "counter");
-    expect(counter.p99Ms).toBeGreaterThan(0);
-    expect(counter.semver).toMatch(/^[12]\.0\.0$/);
+    expect(busy()?.p99Ms).toBeGreaterThan(0);
   });
 });

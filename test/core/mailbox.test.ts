@@ -19,10 +19,10 @@ describe("Mailbox", () => {
 
   it("refuses past its bound with ERR_MAILBOX_FULL", async () => {
     const box = new Mailbox("svc", { concurrency: 1, bound: 2 });
-    box.pause();
+    const release = box.hold();
     const accepted = [box.push(async () => 1), box.push(async () => 2)];
     await expect(box.push(async () => 3)).rejects.toMatchObject({ code: "ERR_MAILBOX_FULL", service: "svc" });
-    box.resume();
+    release();
     expect(await Promise.all(accepted)).toEqual([1, 2]);
   });
 
@@ -35,12 +35,12 @@ describe("Mailbox", () => {
       await tick(1);
     });
     const first = send(1);
-    box.pause();
+    const release = box.hold();
     await box.drained();
     const queued = [send(2), send(3), send(4)];
     expect(box.depth).toBe(3);
     target = "new";
-    box.resume();
+    release();
     await Promise.all([first, ...queued]);
     expect(delivered).toEqual(["1→old", "2→new", "3→new", "4→new"]);
   });
@@ -55,17 +55,17 @@ describe("Mailbox", () => {
     void slow();
     void slow();
     await tick(1);
-    box.pause();
+    const release = box.hold();
     void slow();
     await box.drained();
     expect(finished).toBe(2);
     expect(box.depth).toBe(1);
-    box.resume();
+    release();
   });
 
   it("refuses new messages once closed, after running everything queued", async () => {
     const box = new Mailbox("svc", { concurrency: 1, bound: 100 });
-    box.pause();
+    box.hold();
     const queued = box.push(async () => "late");
     const closing = box.close();
     await expect(box.push(async () => "refused")).rejects.toMatchObject({ code: "ERR_STOPPING" });

@@ -19,7 +19,7 @@ describe("metrics", () => {
   let admin: AdminServer;
   beforeAll(async () => {
     t = await startKernel({ services: { counter: { entry: "./swap/counter-v1.ts", bindings: { slow: "slow" } }, slow: { entry: "./probe.ts" } } });
-    admin = new AdminServer(t.kernel, { port: 0, host: "127.0.0.1", token: "t0ken", allowedRoots: [t.kernel.config.dir] });
+    admin = new AdminServer(t.admin, { port: 0, host: "127.0.0.1", token: "t0ken", allowedRoots: [t.kernel.config.dir] });
     await admin.listen();
   });
   afterAll(async () => {

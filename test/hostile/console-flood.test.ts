@@ -4,7 +4,7 @@
 // long line is cut short. A flooding service neither floods the log nor
 // silences its neighbours, and the healthy service answers every call.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CONSOLE_BUDGET } from "../../core/router.ts";
+import { CONSOLE_BUDGET } from "../../core/console-sink.ts";
 import { eventually, startKernel, type TestKernel } from "../support/kernel.ts";
 import { expectHealthy, underLoad } from "../support/hostile.ts";
 

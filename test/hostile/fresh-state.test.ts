@@ -85,7 +85,7 @@ describe("hostile services: a service that cannot dump its state", () => {
     expect(await t.kernel.call("nodump", "which")).toBe("2.0.0");
     expect(await t.kernel.call("nodump", "get")).toBe(0);
     expect(await t.kernel.call("nodump", "starts")).toBe(1);
-    expect(t.kernel.inventory.history("nodump").at(-1)).toMatchObject({
+    expect(t.kernel.history("nodump").at(-1)).toMatchObject({
       via: "swap",
       outcome: "live",
       parent: old,
@@ -133,7 +133,7 @@ describe("hostile services: a service that cannot dump its state", () => {
     const version = t.kernel.running("initfails");
     const report = await t.kernel.swap("initfails", fixture("init-throws"), { freshState: true });
     expect(report).toMatchObject({ outcome: "rolled-back", freshState: true, blackoutMs: null, error: { code: "ERR_SWAP_INIT", phase: "prepare" } });
-    expect(t.kernel.inventory.history("initfails").at(-1)).toMatchObject({ outcome: "rolled-back", code: "ERR_SWAP_INIT", freshState: true });
+    expect(t.kernel.history("initfails").at(-1)).toMatchObject({ outcome: "rolled-back", code: "ERR_SWAP_INIT", freshState: true });
     expect(t.kernel.running("initfails")).toBe(version);
     expect(await t.kernel.call("initfails", "get")).toBe(5);
     expect(await t.kernel.call("initfails", "stops")).toBe(0);
@@ -146,7 +146,7 @@ describe("hostile services: a service that cannot dump its state", () => {
     const load = await underLoad(t, () => t.kernel.swap(service, fixture("clean-v2"), { freshState: true }));
     expectHealthy(load);
     expect(load.value).toMatchObject({ outcome: "committed", freshState: true, stopError: { code } });
-    expect(t.kernel.inventory.history(service).at(-1)).toMatchObject({ outcome: "live", freshState: true, code });
+    expect(t.kernel.history(service).at(-1)).toMatchObject({ outcome: "live", freshState: true, code });
     expect(await t.kernel.call(service, "which")).toBe("2.0.0");
     expect(await t.kernel.call(service, "get")).toBe(0);
   });
@@ -156,7 +156,7 @@ describe("hostile services: a service that cannot dump its state", () => {
     const report = await t.kernel.swap("clean", fixture("clean"), { freshState: true });
     expect(report).toMatchObject({ outcome: "committed", freshState: true, from: { version }, to: { version } });
     expect(await t.kernel.call("clean", "get")).toBe(0);
-    expect(t.kernel.inventory.history("clean").at(-1)).toMatchObject({ version, parent: version, freshState: true, outcome: "live" });
+    expect(t.kernel.history("clean").at(-1)).toMatchObject({ version, parent: version, freshState: true, outcome: "live" });
   });
 });
 

@@ -25,7 +25,7 @@ describe("hostile services: error strings of any size", () => {
     const load = await underLoad(t, () => t.kernel.swap("huge", join(FIXTURES, "hostile", "clean.ts")));
     expectHealthy(load);
     expect(load.value.outcome).toBe("rolled-back");
-    const record = t.kernel.inventory.history("huge").at(-1);
+    const record = t.kernel.history("huge").at(-1);
     expect(record?.outcome).toBe("rolled-back");
     expect(JSON.stringify(record).length).toBeLessThan(20_000);
     expect(await t.kernel.call("huge", "ping")).toBe("pong");

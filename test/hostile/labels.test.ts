@@ -45,7 +45,7 @@ describe("hostile services: error codes as metric labels", () => {
     });
     // The caller still gets the service's own code, cut to a bounded length (core/errors.ts); the label is ERR_OTHER.
     expect(load.value.every((code) => code.length > 128 && code.length < 200)).toBe(true);
-    const text = await t.kernel.metrics.text();
+    const text = await t.metrics.text();
     expect([...errorSeries(text, "random")]).toEqual([["ERR_OTHER", 300]]);
     // Three services' worth of histograms and counters, not 300 × 30 KB of labels.
     expect(text.length).toBeLessThan(100_000);
@@ -61,7 +61,7 @@ describe("hostile services: error codes as metric labels", () => {
       await rejection(t.kernel.call("many", "nope"));
       await rejection(t.kernel.call("many", "fail", "ERR_TIMEOUT"));
     });
-    const series = errorSeries(await t.kernel.metrics.text(), "many");
+    const series = errorSeries(await t.metrics.text(), "many");
     const own = [...series.keys()].filter((code) => code.startsWith("ERR_MANY_"));
     expect(own.length).toBe(CUSTOM_CODES_PER_SERVICE);
     for (const code of own) expect(series.get(code)).toBe(1);

@@ -87,7 +87,7 @@ describe("hostile services: lifecycle hooks that fail during a swap", () => {
     expectHealthy(load);
     const report = load.value;
     expect(report.outcome).toBe("rolled-back");
-    const last = t.kernel.inventory.history(service).at(-1);
+    const last = t.kernel.history(service).at(-1);
     expect(last).toMatchObject({ outcome: "rolled-back", code: report.error?.code });
     return {
       code: report.error?.code,

@@ -61,14 +61,14 @@ describe("hostile services: a service down past its restart policy", () => {
     expect(state("dies")).toBe("running");
     expect(t.kernel.status().find((s) => s.name === "dies")).toMatchObject({ version, error: null, restarts: 0 });
     expect(await t.kernel.call("dies", "get")).toBe(3);
-    expect(t.kernel.inventory.history("dies").at(-1)).toMatchObject({ version, parent: version, via: "restart", outcome: "live", replacedAt: null });
+    expect(t.kernel.history("dies").at(-1)).toMatchObject({ version, parent: version, via: "restart", outcome: "live", replacedAt: null });
   });
 
   it("does nothing for a service that is up, and refuses an unknown name with ERR_NO_SERVICE", async () => {
-    const records = t.kernel.inventory.history("dies").length;
+    const records = t.kernel.history("dies").length;
     expect(await t.kernel.restart("dies")).toEqual({ service: "dies", version: t.kernel.running("dies"), restarted: false });
     expect(await t.kernel.restart("healthy")).toEqual({ service: "healthy", version: t.kernel.running("healthy"), restarted: false });
-    expect(t.kernel.inventory.history("dies")).toHaveLength(records);
+    expect(t.kernel.history("dies")).toHaveLength(records);
     expect((await rejection(t.kernel.restart("nobody"))).code).toBe("ERR_NO_SERVICE");
   });
 
@@ -86,10 +86,10 @@ describe("hostile services: a service down past its restart policy", () => {
   it("brings it back once when asked twice at the same time", async () => {
     await kill();
     await stayedDown();
-    const records = t.kernel.inventory.history("dies").length;
+    const records = t.kernel.history("dies").length;
     const both = await Promise.all([t.kernel.restart("dies"), t.kernel.restart("dies")]);
     expect(both.map((r) => r.restarted).sort()).toEqual([false, true]);
-    expect(t.kernel.inventory.history("dies")).toHaveLength(records + 1);
+    expect(t.kernel.history("dies")).toHaveLength(records + 1);
     expect(await t.kernel.call("dies", "ping")).toBe("pong");
   });
 });

@@ -1,5 +1,5 @@
 import { prettyFactory } from "pino-pretty";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { jsonLog } from "../../core/log.ts";
 import { startKernel, type TestKernel } from "../support/kernel.ts";
 import { ROOT } from "../support/runtime.ts";
@@ -23,8 +23,11 @@ describe("log lines are pino's shape", () => {
   it("pino-pretty reads the log service's lines and the kernel's own", async () => {
     const pretty = prettyFactory({ colorize: false });
     await t.kernel.call("chatty", "console", "hello pretty");
-    for (let i = 0; i < 100 && !t.out.some((l) => l.includes("hello pretty")); i++) await new Promise((r) => setTimeout(r, 10));
-    const serviceLine = t.out.find((l) => l.includes("hello pretty")) as string;
+    const serviceLine = await vi.waitFor(() => {
+      const line = t.out.find((l) => l.includes("hello pretty"));
+      expect(line).toBeDefined();
+      return line as string;
+    });
     expect(pretty(serviceLine)).toMatch(/INFO.*hello pretty/);
 
     const lines: string[] = [];

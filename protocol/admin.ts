@@ -1,0 +1,214 @@
+// The admin API's contract: every path, request body, answer and streamed
+// event the runtime's admin port speaks (core/admin.ts), written once for
+// everyone who speaks it — the CLI (cli/client.ts, cli/commands.ts), the
+// dashboard (dashboard/, in a browser) and the tests. It is JSON over HTTP,
+// so it holds types and constants only, and imports nothing from either side.
+
+import type { WireError } from "./wire.ts";
+
+// --- paths ----------------------------------------------------------------
+
+/** Where each call lives; a service's name is a path segment, percent-encoded. */
+export const AdminPath = {
+  metrics: "/metrics",
+  events: "/v1/events",
+  status: "/v1/status",
+  snapshot: "/v1/snapshot",
+  history: (service: string): string => `/v1/services/${encodeURIComponent(service)}/history`,
+  swap: (service: string): string => `/v1/services/${encodeURIComponent(service)}/swap`,
+  rollback: (service: string): string => `/v1/services/${encodeURIComponent(service)}/rollback`,
+  restart: (service: string): string => `/v1/services/${encodeURIComponent(service)}/restart`,
+} as const;
+
+// --- what the runtime records and reports ---------------------------------
+
+/** The phases of a swap, in order; each one's time is reported as it ends. */
+export const Phase = {
+  PREPARE: "prepare",
+  QUIESCE: "quiesce",
+  DUMP: "dump",
+  RESTORE: "restore",
+  CUTOVER: "cutover",
+  COMMIT: "commit",
+} as const;
+export type Phase = (typeof Phase)[keyof typeof Phase];
+
+/** How a version came to run. */
+export const Via = { START: "start", SWAP: "swap", ROLLBACK: "rollback", RESTART: "restart" } as const;
+export type Via = (typeof Via)[keyof typeof Via];
+
+/** How the attempt to run a version ended. */
+export const Outcome = {
+  /** Running now, or ran until it was replaced. */
+  LIVE: "live",
+  /** A swap to it failed and the previous version kept serving. */
+  ROLLED_BACK: "rolled-back",
+  /** It failed its probation and the previous version took its state back. */
+  PROBATION_FAILED: "probation-failed",
+  /** It failed its probation but the previous version could not take its state: it stays, marked. */
+  UNHEALTHY: "unhealthy",
+} as const;
+export type Outcome = (typeof Outcome)[keyof typeof Outcome];
+
+/** How a swap or a rollback ended. */
+export type SwapOutcome = "committed" | "rolled-back" | "unchanged" | "unhealthy";
+
+/** One version of one service, as the inventory keeps it. */
+export interface VersionRecord {
+  /** Position in the service's history, from 1. */
+  seq: number;
+  service: string;
+  /** Content hash of the bundle: the version id. */
+  version: string;
+  semver: string;
+  stateVersion: number;
+  entry: string;
+  /** The version this one replaced (or tried to), null for the first. */
+  parent: string | null;
+  via: Via;
+  requestedAt: string;
+  /** When it went live; null if it never did. */
+  startedAt: string | null;
+  replacedAt: string | null;
+  outcome: Outcome;
+  code?: string;
+  message?: string;
+  blackoutMs?: number;
+  phases?: Record<string, number>;
+  /** Set by a fresh-state swap: this version started from its own init and the previous state was dropped. */
+  freshState?: boolean;
+}
+
+export interface VersionInfo {
+  version: string;
+  semver: string;
+  stateVersion: number;
+}
+
+/** What a swap or a rollback did. */
+export interface SwapReport {
+  service: string;
+  outcome: SwapOutcome;
+  via: Via;
+  from: VersionInfo;
+  to: VersionInfo | null;
+  /** Mailbox paused → resumed, in ms; null when the mailbox was never paused. */
+  blackoutMs: number | null;
+  phases: Partial<Record<Phase, number>>;
+  error?: { code: string; message: string; phase: Phase };
+  /** Present on a fresh-state swap: the new version started from init and the old state was dropped (if it committed). */
+  freshState?: true;
+  /** A fresh-state swap only: the old `stop` failed and was passed over. */
+  stopError?: { code: string; message: string };
+  /** A failed probation sent the state back: how long that second transfer held the mailbox. */
+  rollbackBlackoutMs?: number;
+}
+
+/** One service as `GET /v1/status` shows it. */
+export interface ServiceStatus {
+  name: string;
+  state: "running" | "down" | "starting";
+  version: string | null;
+  semver: string | null;
+  stateVersion: number | null;
+  uptimeMs: number;
+  queueDepth: number;
+  inFlight: number;
+  /** True while the mailbox holds deliveries (a swap's blackout, a restart). */
+  paused: boolean;
+  restarts: number;
+  /** "isolate" in the runtime's process, "process" in a cell of its own. */
+  isolation: "isolate" | "process";
+  error: { code: string; message: string } | null;
+  lastSwap: VersionRecord | null;
+}
+
+/** What a restart did: `restarted` is false when the service was up already. */
+export interface RestartResult {
+  service: string;
+  version: string;
+  restarted: boolean;
+}
+
+/** A snapshot written: what `molt snapshot` reports for one service. */
+export interface SnapshotWritten {
+  service: string;
+  version: string;
+  stateVersion: number;
+  bytes: number;
+}
+
+/** One service's snapshot: what was written, or why nothing was. */
+export type SnapshotResult = SnapshotWritten | { service: string; error: { code: string; message: string } };
+
+// --- requests -------------------------------------------------------------
+
+/** POST /v1/services/:name/swap. `entry` is an absolute path inside the allowed roots. */
+export interface SwapBody {
+  entry: string;
+  freshState?: boolean;
+}
+
+/** POST /v1/services/:name/rollback: to a version id, or the previous version. */
+export interface RollbackBody {
+  to?: string;
+}
+
+/** POST /v1/services/:name/restart takes an empty object. */
+export type RestartBody = Record<string, never>;
+
+/** POST /v1/snapshot: one service, or every service. */
+export interface SnapshotBody {
+  service?: string;
+}
+
+// --- answers --------------------------------------------------------------
+
+/** Any call refused or failed: an HTTP status of 4xx or 5xx and this body. */
+export interface ErrorBody {
+  error: WireError;
+}
+
+export interface StatusBody {
+  services: ServiceStatus[];
+}
+
+export interface HistoryBody {
+  service: string;
+  records: VersionRecord[];
+}
+
+export interface RestartAnswer {
+  result: RestartResult;
+}
+
+export interface SnapshotAnswer {
+  result: SnapshotResult[];
+}
+
+/**
+ * One line of a swap's or a rollback's NDJSON answer: a line per phase as it
+ * ends, then the report, or an error once the swap has begun. A swap that
+ * cannot begin (busy, unknown version, bad code) answers an ErrorBody instead.
+ */
+export type SwapProgress =
+  | { event: "phase"; phase: Phase; ms: number }
+  | { event: "report"; report: SwapReport }
+  | { event: "error"; error: WireError };
+
+/** The content type of a swap's or a rollback's streamed answer. */
+export const NDJSON = "application/x-ndjson";
+
+// --- GET /v1/events (server-sent events) ------------------------------------
+
+/** One service in one second: its rate, errors and p99. */
+export interface ServiceTick extends Pick<ServiceStatus, "name" | "version" | "semver" | "stateVersion" | "uptimeMs" | "queueDepth" | "inFlight"> {
+  rps: number;
+  errors: number;
+  p99Ms: number | null;
+}
+
+/** Each event's `event:` name is its `type`; its `data:` is the event as JSON. */
+export type LiveEvent = { type: "tick"; time: number; services: ServiceTick[] } | { type: "swap"; time: number; report: SwapReport };
+
+export type Tick = Extract<LiveEvent, { type: "tick" }>;

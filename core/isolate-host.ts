@@ -10,7 +10,9 @@ import { shortId } from "./bundle.ts";
 import { ErrorCode, MoltError } from "./errors.ts";
 import type { BootSpec, ExitAdvice, Instance, InstanceBridge, ServiceMeta } from "./instance.ts";
 import { Deliveries } from "./deliveries.ts";
+import { Catastrophe } from "./catastrophe.ts";
 import { GuestCalls } from "./guest-calls.ts";
+import { GuestTimers } from "./guest-timers.ts";
 import { decodeReply, encode } from "./wire.ts";
 
 /** Options of a crossing that hands the isolate data: null-prototype like every option object isolated-vm reads. */
@@ -47,60 +49,14 @@ function isolatedVmFailed(err: unknown, failure: keyof typeof IsolatedVmFailure)
 
 let runtimeCache: ivm.ExternalCopy<ArrayBuffer> | undefined;
 let live = 0;
-let quarantined = 0;
 
 /** Isolates created by this process and not yet disposed (for the soak test and leak checks). */
 export function liveIsolates(): number {
   return live;
 }
 
-/**
- * Isolates V8 gave up on in this process (see `#catastrophe`). Each one keeps
- * the heap it had and one of isolated-vm's threads until the process ends.
- */
-export function quarantinedIsolates(): number {
-  return quarantined;
-}
+export { quarantinedIsolates } from "./catastrophe.ts";
 
-/**
- * V8's verdict that an isolate's heap is lost for good. Some allocations (a
- * hash table's backing store grown past the limit: a Map, a Set, an object
- * used as a dictionary) make V8 declare the heap lost instead of failing the
- * allocation. Without `onCatastrophicError` isolated-vm then aborts the whole
- * process, and every service with it; with it, the isolate's thread is parked
- * for good and the process lives on. Nothing the isolate was running will
- * ever settle, so every operation on it races `settled`.
- */
-class Catastrophe {
-  message: string | undefined;
-  readonly settled: Promise<never>;
-  #reject: ((err: Error) => void) | undefined;
-  #listener: ((message: string) => void) | undefined;
-
-  constructor() {
-    this.settled = new Promise<never>((_, reject) => (this.#reject = reject));
-    // Nobody may be racing it when it happens.
-    this.settled.catch(() => undefined);
-  }
-
-  readonly raise = (message: string): void => {
-    if (this.message !== undefined) return;
-    this.message = message;
-    quarantined++;
-    this.#reject?.(new Error(`V8 gave up on the isolate: ${message}`));
-    this.#listener?.(message);
-  };
-
-  onRaise(listener: (message: string) => void): void {
-    this.#listener = listener;
-  }
-
-  race<T>(op: Promise<T>): Promise<T> {
-    return Promise.race([op, this.settled]);
-  }
-}
-
-/** Boots an isolate, runs the guest runtime and the service's bundle in it, and activates the service. */
 export async function bootIsolate(spec: BootSpec, bridge: InstanceBridge, runtimeCode: string): Promise<Instance> {
   const { service } = spec;
   const catastrophe = new Catastrophe();
@@ -166,10 +122,8 @@ class IsolateInstance implements Instance {
   readonly #bridge: InstanceBridge;
   readonly #isolate: ivm.Isolate;
   readonly #context: ivm.Context;
-  readonly #timers = new Map<number, NodeJS.Timeout>();
+  readonly #timers: GuestTimers;
   readonly #catastrophe: Catastrophe;
-  /** Timers refused past limits.timers since the last warning. */
-  #timersRefused = 0;
   #deliverBatch: ivm.Reference | undefined;
   #settle: ivm.Reference | undefined;
   #controlRef: ivm.Reference | undefined;
@@ -209,6 +163,26 @@ class IsolateInstance implements Instance {
       replace: (reason) => this.#exit(reason),
       error: (code, message, cause) => this.#error(code, message, cause),
     });
+    this.#timers = new GuestTimers({
+      service: this.service,
+      limit: spec.service.limits.timers,
+      warn: (text) => bridge.console("warn", text),
+      fire: (id) => {
+        const ref = this.#fireTimer;
+        if (ref === undefined || this.#isolate.isDisposed) return Promise.resolve();
+        return this.#guard(`timer of ${this.service}`, undefined, (timeout) => {
+          const crossing = ref.apply(undefined, [id], { timeout }) as Promise<unknown>;
+          // Stopped by isolated-vm's timeout: the continuations pending in that turn were dropped with it (deliveries.ts).
+          crossing.catch((err: unknown) => {
+            if (isolatedVmFailed(err, "TIMED_OUT")) this.#deliveries.interrupted();
+          });
+          return crossing;
+        }).then(
+          () => undefined,
+          (err: MoltError) => bridge.console("error", `timer callback failed: ${err.code}: ${err.message}`),
+        );
+      },
+    });
     this.#guestCalls = new GuestCalls({
       bridge,
       send: (meta, bytes) => this.#cross(this.#settle, [meta, bytes], `answers to ${this.service}`, false),
@@ -242,7 +216,7 @@ class IsolateInstance implements Instance {
       new ivm.Reference((meta: unknown, targets: unknown, request: unknown) => this.#guestCalls.out(meta, targets, request)),
       new ivm.Reference((level: unknown, text: unknown) => bridge.console(String(level), String(text))),
       new ivm.Reference((op: unknown, id: unknown, ms: unknown, repeat: unknown) =>
-        op === "set" ? this.#setTimer(Number(id), Number(ms), repeat === true) : this.#clearTimer(Number(id)),
+        op === "set" ? this.#timers.set(Number(id), Number(ms), repeat === true) : this.#timers.clear(Number(id)),
       ),
       new ivm.Reference((n: unknown) => new Uint8Array(randomBytes(Math.min(Math.max(Number(n) || 0, 0), 65536)))),
       new ivm.Reference(() => performance.now() - origin),
@@ -297,12 +271,12 @@ class IsolateInstance implements Instance {
 
   async stop(): Promise<void> {
     await this.#control(ControlOp.STOP, []);
-    this.#clearAllTimers();
+    this.#timers.clearAll();
   }
 
   async dump(options: { stop?: boolean; timeoutMs?: number } = {}): Promise<Uint8Array> {
     const dumped = await this.#control(options.stop === true ? ControlOp.QUIESCE : ControlOp.DUMP, [], options.timeoutMs);
-    if (options.stop === true) this.#clearAllTimers();
+    if (options.stop === true) this.#timers.clearAll();
     return dumped;
   }
 
@@ -338,7 +312,7 @@ class IsolateInstance implements Instance {
 
   /** Idempotent: a swap, a restart and a stop may each get here for the same instance. */
   dispose(): void {
-    this.#clearAllTimers();
+    this.#timers.clearAll();
     this.#deliveries.close(new MoltError(ErrorCode.SERVICE_DOWN, `${this.service}'s instance was disposed`, { service: this.service, version: this.versionId }));
     const refs = [this.#deliverBatch, this.#settle, this.#controlRef, this.#fireTimer];
     this.#deliverBatch = this.#settle = this.#controlRef = this.#fireTimer = undefined;
@@ -464,53 +438,5 @@ class IsolateInstance implements Instance {
 
   #error(code: string, message: string, cause?: unknown): MoltError {
     return new MoltError(code, message, { service: this.service, version: this.versionId, cause });
-  }
-
-  #setTimer(id: number, ms: number, repeat: boolean): void {
-    if (!Number.isInteger(id) || this.#isolate.isDisposed) return;
-    this.#clearTimer(id);
-    // The guest counts its timers and throws ERR_LIMIT itself; this is the
-    // check that counts, for a guest that went around its own runtime.
-    if (this.#timers.size >= this.#spec.service.limits.timers) {
-      if (this.#timersRefused++ === 0) {
-        this.#bridge.console("warn", `timer refused: ${this.service} has ${this.#timers.size} pending (limits.timers)`);
-        setTimeout(() => (this.#timersRefused = 0), 1000).unref();
-      }
-      return;
-    }
-    // An interval whose callback is still running skips its next tick
-    // rather than queueing firings behind it in the isolate.
-    let running = false;
-    const fire = (): void => {
-      if (!repeat) this.#timers.delete(id);
-      const ref = this.#fireTimer;
-      if (ref === undefined || this.#isolate.isDisposed || running) return;
-      running = true;
-      void this.#guard(`timer of ${this.service}`, undefined, (timeout) => {
-        const crossing = ref.apply(undefined, [id], { timeout }) as Promise<unknown>;
-        // Stopped by isolated-vm's timeout: the continuations pending in that turn were dropped with it (deliveries.ts).
-        crossing.catch((err: unknown) => {
-          if (isolatedVmFailed(err, "TIMED_OUT")) this.#deliveries.interrupted();
-        });
-        return crossing;
-      })
-        .catch((err: MoltError) => this.#bridge.console("error", `timer callback failed: ${err.code}: ${err.message}`))
-        .finally(() => (running = false));
-    };
-    const delay = Math.min(Math.max(ms, 0), 2 ** 31 - 1);
-    const handle = repeat ? setInterval(fire, Math.max(delay, 1)) : setTimeout(fire, delay);
-    handle.unref();
-    this.#timers.set(id, handle);
-  }
-
-  #clearTimer(id: number): void {
-    const handle = this.#timers.get(id);
-    if (handle !== undefined) clearTimeout(handle);
-    this.#timers.delete(id);
-  }
-
-  #clearAllTimers(): void {
-    for (const handle of this.#timers.values()) clearTimeout(handle);
-    this.#timers.clear();
   }
 }

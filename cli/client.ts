@@ -34,6 +34,8 @@ export interface AdminClient {
 
 export async function connect(configArg: string | undefined): Promise<AdminClient> {
   const config = await loadConfig(findConfig(configArg));
+  // Every error about the admin API names the config it came from: a user in the wrong folder sees which one was used.
+  const used = `config ${config.path ?? "(given in code)"}`;
   if (config.admin === null) {
     throw new MoltError(ErrorCode.CONFIG, `${config.path ?? "the config"} has no admin port: add admin: { port } to talk to the runtime`);
   }
@@ -42,12 +44,12 @@ export async function connect(configArg: string | undefined): Promise<AdminClien
   if (config.admin.port === 0) {
     // A runtime on a port picked at start writes where it listens into dataDir.
     const address = join(config.dataDir, "admin.json");
-    if (!existsSync(address)) throw new MoltError(ErrorCode.ADMIN, `admin.port is 0 and ${address} does not exist: is the runtime running?`);
+    if (!existsSync(address)) throw new MoltError(ErrorCode.ADMIN, `admin.port is 0 and ${address} does not exist: is the runtime running? (${used})`);
     base = (JSON.parse(readFileSync(address, "utf8")) as { url: string }).url;
   }
   const token = (): string => {
     const path = tokenPath(config.dataDir);
-    if (!existsSync(path)) throw new MoltError(ErrorCode.UNAUTHORIZED, `no admin token at ${path}: is the runtime running with this config?`);
+    if (!existsSync(path)) throw new MoltError(ErrorCode.UNAUTHORIZED, `no admin token at ${path}: is the runtime running with this config? (${used})`);
     return readFileSync(path, "utf8").trim();
   };
   const request = async (method: string, path: string, body?: unknown): Promise<Response> => {
@@ -59,7 +61,7 @@ export async function connect(configArg: string | undefined): Promise<AdminClien
       });
     } catch (cause) {
       if (cause instanceof MoltError) throw cause;
-      throw new MoltError(ErrorCode.ADMIN, `cannot reach the runtime's admin API at ${base}: is it running?`, { cause });
+      throw new MoltError(ErrorCode.ADMIN, `cannot reach the runtime's admin API at ${base}: is it running? (${used})`, { cause });
     }
   };
   /** An answer's body: T when it succeeded, its coded error thrown otherwise. */
@@ -67,7 +69,7 @@ export async function connect(configArg: string | undefined): Promise<AdminClien
     const value = (await res.json()) as T | Partial<ErrorBody>;
     const error = (value as Partial<ErrorBody>).error;
     if (!res.ok || error !== undefined) {
-      throw new MoltError(error?.code ?? ErrorCode.ADMIN, error?.message ?? `admin API answered ${res.status}`);
+      throw new MoltError(error?.code ?? ErrorCode.ADMIN, error?.message ?? `admin API at ${base} answered ${res.status} (${used})`);
     }
     return value as T;
   };

@@ -4,7 +4,7 @@
 import { resolve } from "node:path";
 import { shortId } from "../core/bundle.ts";
 import { ErrorCode, MoltError } from "../core/errors.ts";
-import type { SwapBody, SwapProgress, SwapReport } from "../protocol/admin.ts";
+import type { RollbackBody, SwapBody, SwapProgress, SwapReport, VersionRecord } from "../protocol/admin.ts";
 import { connect } from "./client.ts";
 
 export interface CommonOptions {
@@ -24,11 +24,15 @@ export async function swapCommand(service: string, entry: string, options: Commo
   return reportSwap(await untilReport((onLine) => client.swap(service, body, onLine), options), options);
 }
 
-/** `molt rollback <service> [--to <version>]` */
-export async function rollbackCommand(service: string, to: string | undefined, options: CommonOptions): Promise<number> {
+/** `molt rollback <service> [--to <version>] [--fresh-state]`: exits 0 when committed, 1 otherwise. */
+export async function rollbackCommand(service: string, to: string | undefined, options: CommonOptions & { freshState?: boolean }): Promise<number> {
   const client = await connect(options.config);
-  if (!options.json) out(`rollback ${service}${to === undefined ? " to the previous version" : ` to ${to}`}`);
-  return reportSwap(await untilReport((onLine) => client.rollback(service, to === undefined ? {} : { to }, onLine), options), options);
+  const freshState = options.freshState === true;
+  if (!options.json) {
+    out(`rollback ${service}${to === undefined ? " to the previous version" : ` to ${to}`}${freshState ? " (fresh state: the current state is dropped)" : ""}`);
+  }
+  const body: RollbackBody = { ...(to === undefined ? {} : { to }), ...(freshState ? { freshState } : {}) };
+  return reportSwap(await untilReport((onLine) => client.rollback(service, body, onLine), options), options);
 }
 
 /** Shows a swap's or a rollback's phases as they stream in, and returns its report. */
@@ -60,11 +64,57 @@ function reportSwap(report: SwapReport, options: CommonOptions): number {
       if (report.freshState === true) out("state: fresh from init (the previous state was dropped)");
       out(`version ${report.to?.version}`);
       break;
-    default:
-      out(`${report.outcome}: ${report.service} stays at ${report.outcome === "unhealthy" ? to : from}; blackout ${fmtMs(report.blackoutMs)}`);
-      process.stderr.write(`molt: ${report.error?.code}: ${report.error?.message} (phase ${report.error?.phase})\n`);
+    default: {
+      // A rollback that fails leaves the service where it was: "rolled-back" would say the opposite.
+      const word = report.outcome === "rolled-back" && report.via === "rollback" ? "failed" : report.outcome;
+      out(`${word}: ${report.service} stays at ${report.outcome === "unhealthy" ? to : from}; blackout ${fmtMs(report.blackoutMs)}`);
+      const error = report.error;
+      if (error !== undefined) process.stderr.write(`molt: ${error.code}: ${error.message} (${whereFailed(error, report.blackoutMs)})\n`);
+      const [first, ...more] = whatToDo(report);
+      if (first !== undefined) process.stderr.write(`molt: ${first}\n${more.map((line) => `${line}\n`).join("")}`);
+    }
   }
   return ok ? 0 : 1;
+}
+
+/** Codes a rehearsal can fail with: a dump of the current state, restored into the new version before anything pauses. */
+const REHEARSED: ReadonlySet<string> = new Set([ErrorCode.SWAP_DUMP, ErrorCode.SWAP_RESTORE, ErrorCode.STATE_NOT_PLAIN]);
+
+/** The phase a failure happened in, said so that it matches the README's steps: prepare includes the rehearsal. */
+function whereFailed(error: NonNullable<SwapReport["error"]>, blackoutMs: number | null): string {
+  if (error.phase !== "prepare") return `phase ${error.phase}${blackoutMs === null ? "" : `, after a blackout of ${fmtMs(blackoutMs)}`}`;
+  if (REHEARSED.has(error.code)) return "phase prepare, in the rehearsal of the restore on a copy of the current state: nothing was paused";
+  return "phase prepare: nothing was paused";
+}
+
+/** What an operator can do next about a failure that has a known way out: the first line, then indented commands. */
+function whatToDo(report: SwapReport): string[] {
+  if (report.error?.code !== ErrorCode.STATE_VERSION || report.freshState === true) return [];
+  const { service } = report;
+  const sv = report.from.stateVersion;
+  const target = report.to === null ? "that version" : `${report.to.semver} (${shortId(report.to.version)})`;
+  if (report.via === "rollback") {
+    return [
+      `${target} cannot take stateVersion ${sv}: it has no down-migration. To go back anyway, either`,
+      `  molt rollback ${service} --fresh-state    the older version starts from its init; the current state is dropped`,
+      `  molt swap ${service} <entry>              an entry for the older code with restoresFrom: [${sv}] and a restore that migrates down`,
+    ];
+  }
+  return [
+    `${target} cannot take stateVersion ${sv}. Either declare restoresFrom: [${sv}] with a restore that migrates it, or`,
+    `  molt swap ${service} <entry> --fresh-state    the new version starts from its init; the current state is dropped`,
+  ];
+}
+
+/**
+ * An inventory record's outcome in the words `molt swap` and `molt rollback`
+ * print: the inventory says a version that went live is "live" and a swap
+ * said it "committed"; a rollback that did not happen "failed". The JSON
+ * keeps the inventory's words.
+ */
+function outcomeWord(record: Pick<VersionRecord, "outcome" | "via">): string {
+  if (record.outcome === "live") return "committed";
+  return record.outcome === "rolled-back" && record.via === "rollback" ? "failed" : record.outcome;
 }
 
 /** `molt status [--json]` */
@@ -86,7 +136,7 @@ export async function statusCommand(options: CommonOptions): Promise<number> {
       s.stateVersion === null ? "-" : String(s.stateVersion),
       fmtUptime(s.uptimeMs),
       `${s.queueDepth}+${s.inFlight}`,
-      s.lastSwap === null ? "-" : `${s.lastSwap.outcome}${s.lastSwap.blackoutMs === undefined ? "" : ` (${fmtMs(s.lastSwap.blackoutMs)})`} ${s.lastSwap.requestedAt}`,
+      s.lastSwap === null ? "-" : `${outcomeWord(s.lastSwap)}${s.lastSwap.blackoutMs === undefined ? "" : ` (${fmtMs(s.lastSwap.blackoutMs)})`} ${s.lastSwap.requestedAt}`,
     ]),
   );
   return 0;
@@ -111,7 +161,7 @@ export async function historyCommand(service: string, options: CommonOptions): P
       r.via,
       r.startedAt ?? "-",
       r.replacedAt ?? (r.startedAt !== null && r.outcome !== "probation-failed" ? "(running)" : "-"),
-      r.code === undefined ? r.outcome : `${r.outcome} ${r.code}`,
+      r.code === undefined ? outcomeWord(r) : `${outcomeWord(r)} ${r.code}`,
       r.blackoutMs === undefined ? "-" : fmtMs(r.blackoutMs),
     ]),
   );

@@ -1,10 +1,14 @@
 // The molt command line. Each command takes --config (default: molt.config.ts
 // in the current folder) and --help.
 
+import { dirname, isAbsolute, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ErrorCode, MoltError } from "../core/errors.ts";
+import { benchCommand } from "./bench-swap.ts";
 import { historyCommand, restartCommand, rollbackCommand, snapshotCommand, statusCommand, swapCommand } from "./commands.ts";
+import { devCommand } from "./dev.ts";
 import { fleetCommand } from "./fleet.ts";
+import { initCommand } from "./init.ts";
 import { run } from "./run.ts";
 
 const USAGE = `molt — a hot-reloadable microkernel runtime for TypeScript services
@@ -12,14 +16,18 @@ const USAGE = `molt — a hot-reloadable microkernel runtime for TypeScript serv
 Usage: molt <command> [options]
 
 Commands:
+  init [folder]                     scaffold a project: a config, a service and its v2
   run [config]                      start the runtime from a config file
+  dev [config]                      run it, and hot-swap each service when its files change
   swap <service> <entry>            hot-swap a running service to the code at <entry>
                                     (--fresh-state: start it from init, dropping its state)
   rollback <service> [--to <ver>]   swap back to the previous (or a named) version
+                                    (--fresh-state: start it from init, dropping its state)
   status [--json]                   every service: version, stateVersion, uptime, queue, last swap
   history <service> [--json]        every version of a service: parent, when, outcome, blackout
   restart <service>                 bring back a service its supervisor gave up on
   snapshot [service]                write a snapshot of one service, or of all, now
+  bench swap <service> <a> <b>      swap a service back and forth under load: blackout, phases, latency
   fleet rollout <service> <entry>   roll a new version out across a fleet of runtimes (--nats <url>)
   fleet status                      every runtime of a fleet and the versions it runs (--nats <url>)
 
@@ -39,6 +47,23 @@ committed version from its last snapshot. SIGINT or SIGTERM stops accepting
 connections, lets every request in flight finish, runs each service's stop
 hook, snapshots every service, and exits 0.
 `,
+  dev: `Usage: molt dev [config] [--config <path>]
+
+Runs the config as \`molt run\` does, then watches every service's entry and
+every file its bundle imports. When one is saved, that service is swapped
+live to the new code, keeping its state, and the outcome and blackout are
+printed. A compile error or a refused swap is printed, and the runtime goes
+on serving the running version. A service whose entry changed since the
+version it resumed at is swapped once at start.
+`,
+  init: `Usage: molt init [folder]
+
+Scaffolds a molt project in <folder> (default: the current folder):
+molt.config.ts, a service in services/hello/ with a v2 beside it (a new
+stateVersion and its migration), a tsconfig.json for service code and a
+README.md. Refuses with ERR_EXISTS, writing nothing, if any of these files
+already exists.
+`,
   swap: `Usage: molt swap <service> <entry> [--fresh-state] [--config <path>] [--json]
 
 Replaces a running service with the code at <entry> while the runtime serves:
@@ -55,12 +80,16 @@ the swap is refused with ERR_PERMISSION and nothing changes.
                (ERR_SWAP_DUMP): the new version starts from its init, the
                old state is dropped, and the inventory records that it was.
 `,
-  rollback: `Usage: molt rollback <service> [--to <version>] [--config <path>] [--json]
+  rollback: `Usage: molt rollback <service> [--to <version>] [--fresh-state] [--config <path>] [--json]
 
 Swaps back to the version the current one replaced, or to any version in the
 service's history (a version id or a unique prefix, as \`molt history\` shows).
 The older code's restore receives the newer stateVersion: it migrates down or
 refuses with ERR_STATE_VERSION, and nothing changes.
+
+--fresh-state  the older version starts from its init and the current state
+               is dropped: the way back when it cannot take the newer
+               stateVersion (ERR_STATE_VERSION).
 `,
   status: `Usage: molt status [--config <path>] [--json]
 
@@ -116,6 +145,30 @@ instance of the version it ran, from its last snapshot (or init). A service
 that is running is left as it is. Exits 0 in both cases, 1 with
 ERR_NO_SERVICE for an unknown service or the code of a failed start.
 `,
+  bench: `Usage: molt bench swap <service> <entry-a> <entry-b> [--swaps N] [--load <url>]
+                  [--connections C] [--method M] [--body B] [--duration-between <ms>]
+                  [--stop-on-failure] [--report <file.html>] [--config <path>] [--json]
+
+Swaps a running service back and forth between two entries, N times
+(default 50), through the admin API, --duration-between ms apart (default
+250). With --load, autocannon drives HTTP load at <url> the whole time, with
+C connections (default 8), method M (default GET) and body B; the first
+second warms up. Then it prints p50, p99 and max of the blackout and of each
+phase (over the committed swaps), client latency in steady state and for
+requests that overlapped a swap, and failed requests by status.
+--json prints the same as one object; --report writes a self-contained HTML
+page: a blackout histogram, latency over time with every swap marked, and
+the phase breakdown.
+
+Both entries are bundled before the first swap: code that does not compile
+stops it there with ERR_SWAP_COMPILE; an unknown service is ERR_NO_SERVICE.
+A swap that rolls back is counted and reported, and the benchmark goes on
+(the next swap tries the same entry again) unless --stop-on-failure.
+Ctrl-C lets the swap in flight finish, prints what was measured, and says
+which version the service was left on.
+Exit 0: every swap committed and no request failed; 1 otherwise; 130 after
+Ctrl-C.
+`,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -138,6 +191,14 @@ async function main(argv: string[]): Promise<number> {
       pause: { type: "string" },
       force: { type: "boolean" },
       "fresh-state": { type: "boolean" },
+      swaps: { type: "string" },
+      load: { type: "string" },
+      connections: { type: "string" },
+      method: { type: "string" },
+      body: { type: "string" },
+      "duration-between": { type: "string" },
+      report: { type: "string" },
+      "stop-on-failure": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -157,15 +218,20 @@ async function main(argv: string[]): Promise<number> {
     if (rest.length < n) throw new MoltError(ErrorCode.USAGE, `usage: molt ${usage}`);
   };
   switch (command) {
+    case "init":
+      return initCommand(rest[0]);
     case "run":
       await run(values.config ?? rest[0]);
+      return -1;
+    case "dev":
+      await devCommand(values.config ?? rest[0]);
       return -1;
     case "swap":
       need(2, "swap <service> <entry> [--fresh-state]");
       return swapCommand(rest[0] as string, rest[1] as string, { ...common, freshState: values["fresh-state"] === true });
     case "rollback":
-      need(1, "rollback <service> [--to <version>]");
-      return rollbackCommand(rest[0] as string, values.to, common);
+      need(1, "rollback <service> [--to <version>] [--fresh-state]");
+      return rollbackCommand(rest[0] as string, values.to, { ...common, freshState: values["fresh-state"] === true });
     case "status":
       return statusCommand(common);
     case "history":
@@ -176,6 +242,18 @@ async function main(argv: string[]): Promise<number> {
     case "restart":
       need(1, "restart <service>");
       return restartCommand(rest[0] as string, common);
+    case "bench":
+      return benchCommand(rest, {
+        ...common,
+        swaps: values.swaps,
+        load: values.load,
+        connections: values.connections,
+        method: values.method,
+        body: values.body,
+        durationBetween: values["duration-between"],
+        report: values.report,
+        stopOnFailure: values["stop-on-failure"],
+      });
     case "fleet":
       return fleetCommand(rest[0], rest.slice(1), {
         nats: values.nats,
@@ -197,6 +275,28 @@ async function main(argv: string[]): Promise<number> {
 if (process.env.MOLT_LAUNCHER === "1" && process.channel !== undefined) {
   process.channel.unref();
   process.on("disconnect", () => process.exit(1));
+}
+
+/**
+ * The folder the user ran the command in. `npm run molt -- …` (and
+ * `npm --prefix <molt> run molt -- …`) runs the script from the package's
+ * folder, named by npm_package_json, and names the user's folder in
+ * INIT_CWD. Every process npm starts inherits both, though, so INIT_CWD
+ * counts only while the current folder is still the package's: a tool that
+ * started molt in a folder of its own meant that folder.
+ */
+function userFolder(cwd: string, env: NodeJS.ProcessEnv): string {
+  const { INIT_CWD: initCwd, npm_package_json: packageJson } = env;
+  if (initCwd === undefined || !isAbsolute(initCwd) || packageJson === undefined) return cwd;
+  return resolve(dirname(packageJson)) === resolve(cwd) ? initCwd : cwd;
+}
+
+// Every relative path the user gives (a config, an entry to swap, the init
+// folder) and the default config are resolved from here.
+try {
+  process.chdir(userFolder(process.cwd(), process.env));
+} catch {
+  // A folder that has gone since npm started: the current one is all there is.
 }
 
 main(process.argv.slice(2)).then(

@@ -3,7 +3,7 @@
 
 import { join } from "node:path";
 import { AdminServer, adminRuntime, adminToken } from "../core/admin.ts";
-import { DEFAULTS, findConfig, loadConfig } from "../core/config.ts";
+import { DEFAULTS, findConfig, loadConfig, type ResolvedConfig } from "../core/config.ts";
 import { writeAtomic } from "../core/disk.ts";
 import { HttpIngress } from "../core/http-ingress.ts";
 import { quarantinedIsolates } from "../core/isolate-host.ts";
@@ -12,6 +12,8 @@ import { Live } from "../core/live.ts";
 import { localBoot } from "../core/local-boot.ts";
 import { Metrics } from "../core/metrics.ts";
 import { jsonLog } from "../core/log.ts";
+import { checkPorts, portError } from "./ports.ts";
+import { warnStaleEntries } from "./stale-entries.ts";
 
 /** How long a graceful stop may take before the process exits anyway. */
 const STOP_DEADLINE_MS = 30_000;
@@ -32,7 +34,16 @@ function leave(code: number): void {
   else process.send({ exitCode: code }, kill);
 }
 
-export async function run(configArg: string | undefined): Promise<void> {
+export interface RunOptions {
+  /**
+   * Called once the runtime is ready (`molt dev` watches files from here).
+   * Without it, `molt run` warns of entries that changed on disk since the
+   * version a service resumed at was bundled from them.
+   */
+  ready?: (kernel: Kernel, config: ResolvedConfig) => void;
+}
+
+export async function run(configArg: string | undefined, options: RunOptions = {}): Promise<void> {
   // Signals are handled from the first moment, so one that arrives while the
   // runtime starts (or right after its ready line) still stops it gracefully.
   let signalled: string | undefined;
@@ -81,8 +92,11 @@ export async function run(configArg: string | undefined): Promise<void> {
     leave(0);
   };
 
-  // A bad admin token refuses the start before any service has started.
+  // A bad admin token, or a port another process holds, refuses the start before any service has started.
   const token = config.admin === null ? undefined : adminToken(config.dataDir);
+  const httpPort = config.http === null ? undefined : { setting: "http.port", port: config.http.port, host: config.http.host };
+  const adminPort = config.admin === null ? undefined : { setting: "admin.port", port: config.admin.port, host: config.admin.host };
+  await checkPorts([httpPort, adminPort].filter((p) => p !== undefined));
   try {
     await kernel.start();
     if (config.http !== null) {
@@ -90,11 +104,16 @@ export async function run(configArg: string | undefined): Promise<void> {
       // The answering service's own message limit bounds what it may answer over HTTP too.
       const maxReplyBytes = answering?.limits.maxMessageBytes ?? DEFAULTS.maxMessageBytes;
       ingress = new HttpIngress({ ...config.http, maxReplyBytes }, (service, method, payload) => kernel.call(service, method, payload));
-      await ingress.listen();
+      // The port was free a moment ago; another process may still have taken it since.
+      await ingress.listen().catch((err: unknown) => {
+        throw httpPort === undefined ? err : portError(httpPort, err);
+      });
     }
     if (config.admin !== null && token !== undefined) {
       admin = new AdminServer(adminRuntime(kernel, metrics, live), { ...config.admin, token });
-      await admin.listen();
+      await admin.listen().catch((err: unknown) => {
+        throw adminPort === undefined ? err : portError(adminPort, err);
+      });
       // With port 0 the CLI cannot know the port from the config: it reads it here.
       writeAtomic(join(config.dataDir, "admin.json"), `${JSON.stringify({ url: admin.url, pid: process.pid })}\n`);
     }
@@ -114,4 +133,7 @@ export async function run(configArg: string | undefined): Promise<void> {
   if (member !== undefined && config.fleet !== null) console.log(`molt: fleet node ${member.node}, joining ${config.fleet.nats}`);
   const names = Object.keys(config.services);
   console.log(`molt: ready, ${names.length} service${names.length === 1 ? "" : "s"} (${names.join(", ")})`);
+  if (options.ready !== undefined) options.ready(kernel, config);
+  // The check bundles every entry again: it must never hold up or take down a runtime that serves.
+  else void warnStaleEntries(kernel, config).catch(() => undefined);
 }

@@ -11,7 +11,7 @@
 //   GET  /v1/status                         every service, its version and queue
 //   GET  /v1/services/:name/history         the inventory of one service
 //   POST /v1/services/:name/swap            { entry, freshState? } → NDJSON progress, then the report
-//   POST /v1/services/:name/rollback        { to? }                → NDJSON progress, then the report
+//   POST /v1/services/:name/rollback        { to?, freshState? }   → NDJSON progress, then the report
 //   POST /v1/services/:name/restart         {}                     → { result: { service, version, restarted } }
 //   POST /v1/snapshot                       { service? }           → what was written, and what failed, per service
 //
@@ -177,7 +177,9 @@ export class AdminServer {
       if (parts[3] === "restart") return this.#run<Api.RestartResult>(res, () => this.#kernel.restart(service));
       const to = own(body, "to");
       if (to !== undefined && typeof to !== "string") return fail(res, 400, ErrorCode.BAD_MESSAGE, "to must be a version id");
-      return this.#progress(res, (onPhase) => this.#kernel.rollback(service, to, { onPhase }));
+      const freshState = own(body, "freshState");
+      if (freshState !== undefined && typeof freshState !== "boolean") return fail(res, 400, ErrorCode.BAD_MESSAGE, "freshState must be true or false");
+      return this.#progress(res, (onPhase) => this.#kernel.rollback(service, to, { onPhase, ...(freshState === true ? { freshState } : {}) }));
     }
     return fail(res, 404, ErrorCode.ADMIN, `no ${method} ${pathname}`);
   }
@@ -188,7 +190,7 @@ export class AdminServer {
     const freshState = own(body, "freshState");
     if (freshState !== undefined && typeof freshState !== "boolean") return fail(res, 400, ErrorCode.BAD_MESSAGE, "freshState must be true or false");
     if (!this.#allowed(entry)) {
-      return fail(res, 403, ErrorCode.PERMISSION, `${entry} is outside the allowed source roots (${this.#options.allowedRoots.join(", ")})`);
+      return fail(res, 403, ErrorCode.PERMISSION, `${entry} is outside admin.allowedRoots (${this.#options.allowedRoots.join(", ")}): add its folder there in the config to swap from it`);
     }
     // Every file the bundle reads must be inside the roots too (an import, a
     // re-export, a symlink on the way): the kernel bundles with that check,

@@ -5,6 +5,7 @@
 import { createHash } from "node:crypto";
 import { realpathSync } from "node:fs";
 import { readFile, realpath } from "node:fs/promises";
+import { isBuiltin } from "node:module";
 import { dirname, extname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
@@ -70,6 +71,27 @@ export async function bundleService(entry: string, options: BundleOptions = {}):
     ),
   );
   return { code, hash: createHash("sha256").update(code).digest("hex"), entry };
+}
+
+/**
+ * Bundles a service entry as bundleService does (the same code and version
+ * id) and also names every file the bundle read, as absolute paths: what a
+ * watcher must watch for the version to change. molt's own SDK files are
+ * among them.
+ */
+export async function bundleWithInputs(entry: string, options: BundleOptions = {}): Promise<{ bundle: Bundle; inputs: string[] }> {
+  const confined = options.allowedRoots === undefined ? undefined : confine(options.allowedRoots);
+  const result = await buildResult(
+    { ...COMMON, entryPoints: [entry], globalName: "__molt_module", metafile: true, ...(confined === undefined ? {} : { plugins: [confined.plugin] }) },
+    entry,
+    () => confined?.refused(),
+  );
+  const code = restoreTypeofRequire(outputText(result, entry));
+  // esbuild names inputs relative to its working folder, with a namespace prefix for virtual ones.
+  const inputs = Object.keys(result.metafile?.inputs ?? {})
+    .filter((input) => !/^[a-z-]+:/.test(input))
+    .map((input) => resolve(input));
+  return { bundle: { code, hash: createHash("sha256").update(code).digest("hex"), entry }, inputs };
 }
 
 /** True when `path` is strictly inside one of `roots` (all absolute, already real paths). */
@@ -145,7 +167,7 @@ function confine(allowedRoots: readonly string[]): { plugin: esbuild.Plugin; ref
   const refused = (): MoltError | undefined =>
     outside.length === 0
       ? undefined
-      : new MoltError(ErrorCode.PERMISSION, `the bundle reads files outside the allowed source roots (${allowedRoots.join(", ")}): ${outside.join(", ")}`);
+      : new MoltError(ErrorCode.PERMISSION, `the bundle reads files outside admin.allowedRoots (${allowedRoots.join(", ")}): ${outside.join(", ")}`);
   return { plugin, refused };
 }
 
@@ -160,6 +182,25 @@ function restoreTypeofRequire(code: string): string {
   return code.replace(/\btypeof __require\b/g, "typeof require");
 }
 
+/**
+ * What to say when a bundle imports a Node built-in (`node:fs`, `crypto`):
+ * esbuild only says it cannot resolve it, and suggests bundling for Node,
+ * which would not help. A service runs in a V8 isolate, not in Node.
+ */
+function nodeApiHint(errors: readonly esbuild.Message[]): string {
+  const builtins = errors.flatMap((e) => {
+    const name = /^Could not resolve "([^"]+)"$/.exec(e.text)?.[1];
+    return name !== undefined && isBuiltin(name) ? [name] : [];
+  });
+  if (builtins.length === 0) return "";
+  return (
+    `\nservices run in a V8 isolate and have no Node APIs (${[...new Set(builtins)].join(", ")}): ` +
+    "reach another service with ctx.call or ctx.send, the network with fetch and permissions.net, environment variables with ctx.env and permissions.env; " +
+    "the web globals (console, timers, crypto.getRandomValues and randomUUID, TextEncoder, URL, atob/btoa, structuredClone) are there. " +
+    "molt's sdk/tsconfig.service.json type-checks service code against exactly these."
+  );
+}
+
 let runtime: Promise<string> | undefined;
 
 /** The guest runtime script, bundled once per process. */
@@ -169,6 +210,16 @@ export function bundleRuntime(): Promise<string> {
 }
 
 async function build(options: esbuild.BuildOptions, entry: string, refused: () => MoltError | undefined = () => undefined): Promise<string> {
+  return outputText(await buildResult(options, entry, refused), entry);
+}
+
+function outputText(result: esbuild.BuildResult, entry: string): string {
+  const file = result.outputFiles?.[0];
+  if (file === undefined) throw new MoltError(ErrorCode.BUNDLE, `esbuild produced no output for ${entry}`);
+  return file.text;
+}
+
+async function buildResult(options: esbuild.BuildOptions, entry: string, refused: () => MoltError | undefined): Promise<esbuild.BuildResult> {
   let result: esbuild.BuildResult;
   try {
     result = await esbuild.build(options);
@@ -179,12 +230,10 @@ async function build(options: esbuild.BuildOptions, entry: string, refused: () =
     const details = (failure.errors ?? [])
       .map((e) => (e.location ? `${e.location.file}:${e.location.line}:${e.location.column}: ${e.text}` : e.text))
       .join("\n");
-    throw new MoltError(ErrorCode.BUNDLE, `cannot bundle ${entry}${details ? `:\n${details}` : ""}`, { cause: err });
+    throw new MoltError(ErrorCode.BUNDLE, `cannot bundle ${entry}${details ? `:\n${details}` : ""}${nodeApiHint(failure.errors ?? [])}`, { cause: err });
   }
   // A refusal always fails the build; this is for a plugin error esbuild did not report as one.
   const permission = refused();
   if (permission !== undefined) throw permission;
-  const file = result.outputFiles?.[0];
-  if (file === undefined) throw new MoltError(ErrorCode.BUNDLE, `esbuild produced no output for ${entry}`);
-  return file.text;
+  return result;
 }

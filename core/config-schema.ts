@@ -20,6 +20,14 @@ export const DEFAULTS = {
   maxBodyBytes: 1024 * 1024,
   host: "127.0.0.1",
   dataDir: ".molt",
+  exposeErrors: "code",
+  // A crash of the whole runtime loses at most this much of every service's
+  // state. Each snapshot costs one dump through the service's mailbox and
+  // one atomic write (fsync) per service: for the small states services
+  // keep, well under a millisecond of the service's time and a few fsyncs
+  // every five seconds, against losing every change since the last swap.
+  // A service with a large state (a dump of tens of ms) may want it longer.
+  snapshotEveryMs: 5000,
 } as const;
 
 const SERVICE_NAME = /^[A-Za-z][\w-]*$/;
@@ -127,6 +135,13 @@ function configSchema(dir: string, path: string | null) {
           service: z.string(),
           /** Bodies larger than this get 413. Default 1 MiB. */
           maxBodyBytes: count(1).default(DEFAULTS.maxBodyBytes),
+          /**
+           * What an error body tells an HTTP client. "code" (default): the code, a
+           * generic message and the service, nothing of the service's internals
+           * (its error message, its version); the kernel's log has the rest.
+           * "full": the error's own message and the version too.
+           */
+          exposeErrors: z.enum(["code", "full"]).default(DEFAULTS.exposeErrors),
         })
         .optional(),
       /** The admin API the CLI talks to; write calls need the token in dataDir. */
@@ -159,8 +174,12 @@ function configSchema(dir: string, path: string | null) {
           probationMaxErrors: count(0).default(0),
         })
         .prefault({}),
-      /** How often every service's state is written to dataDir. Default 0: only after swaps and at stop. */
-      snapshot: z.strictObject({ everyMs: delay(0).default(0) }).prefault({}),
+      /**
+       * How often every service's state is written to dataDir, bounding what a
+       * crash of the whole runtime (kill -9, a power cut) loses. 0: only after
+       * swaps, on `molt snapshot` and at a graceful stop. Default 5000.
+       */
+      snapshot: z.strictObject({ everyMs: delay(0).default(DEFAULTS.snapshotEveryMs) }).prefault({}),
       /** A service that dies more than `maxRestarts` times in `windowMs` stays down. Defaults 5 in 60000. */
       restart: z.strictObject({ maxRestarts: count(0).default(5), windowMs: count(1).default(60_000) }).prefault({}),
       /** Join a fleet of runtimes over NATS (see README, "The fleet"). */

@@ -13,6 +13,7 @@
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { WireError } from "../protocol/wire.ts";
 import { ErrorCode, MoltError, toMoltError } from "./errors.ts";
 
 export interface IngressOptions {
@@ -22,7 +23,27 @@ export interface IngressOptions {
   maxBodyBytes: number;
   /** The answering service's `limits.maxMessageBytes`: an answer past it is refused with 502. */
   maxReplyBytes: number;
+  /**
+   * What an error body tells the client (`http.exposeErrors`). "code", the
+   * default: the code, a generic message for the status and the service, so
+   * nothing of a service's internals (its error text, its version) reaches
+   * a stranger; the operator reads the rest in the kernel's log. "full": the
+   * error as the kernel holds it.
+   */
+  exposeErrors?: ExposeErrors;
 }
+
+export type ExposeErrors = "code" | "full";
+
+/** What a client is told under `exposeErrors: "code"`, by status: what happened, not why. */
+const GENERIC_MESSAGES: ReadonlyMap<number, string> = new Map([
+  [400, "the request is malformed"],
+  [413, "the request body is too large"],
+  [431, "the request headers are too large"],
+  [500, "the service failed to answer the request"],
+  [502, "the service's answer could not be sent"],
+  [503, "the service is unavailable; try again later"],
+]);
 
 /** The host-side call the ingress makes: the service's `fetch` handler with one request. */
 export type Dispatch = (service: string, method: string, payload: unknown) => Promise<unknown>;
@@ -89,7 +110,7 @@ export class HttpIngress {
     this.#server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
       if (!socket.writable) return;
       const status = err.code === "HPE_HEADER_OVERFLOW" ? 431 : 400;
-      const body = JSON.stringify({ error: { code: ErrorCode.BAD_MESSAGE, message: `malformed request: ${err.code ?? err.message}` } });
+      const body = JSON.stringify({ error: this.#errorBody(status, new MoltError(ErrorCode.BAD_MESSAGE, `malformed request: ${err.code ?? err.message}`)) });
       socket.end(
         `HTTP/1.1 ${status} ${status === 431 ? "Request Header Fields Too Large" : "Bad Request"}\r\n` +
           `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
@@ -148,7 +169,7 @@ export class HttpIngress {
         });
       } catch (err) {
         const e = toMoltError(err);
-        return this.#fail(res, UNAVAILABLE.has(e.code) ? 503 : 500, e);
+        return this.#fail(res, statusOf(e.code), e);
       }
       this.#respond(res, result, req.method === "HEAD");
     } finally {
@@ -240,12 +261,22 @@ export class HttpIngress {
     res.end(head ? undefined : body);
   }
 
+  /** An error as the client sees it: whole, or (the default) only its code, the service, and a message that says nothing of why. */
+  #errorBody(status: number, err: MoltError): WireError {
+    if (this.#options.exposeErrors === "full") return err.toJSON();
+    return {
+      code: err.code,
+      message: GENERIC_MESSAGES.get(status) ?? "the request failed",
+      ...(err.service === undefined ? {} : { service: err.service }),
+    };
+  }
+
   #fail(res: ServerResponse, status: number, err: MoltError, close = false): void {
     if (res.headersSent) {
       res.destroy();
       return;
     }
-    const body = JSON.stringify({ error: err.toJSON() });
+    const body = JSON.stringify({ error: this.#errorBody(status, err) });
     res.writeHead(status, {
       "content-type": "application/json",
       "content-length": Buffer.byteLength(body),
@@ -253,6 +284,17 @@ export class HttpIngress {
     });
     res.end(body);
   }
+}
+
+/**
+ * The status of an error from the answering service: 503 for "not now",
+ * 502 for an answer that could not be sent (a gateway refusing what the
+ * service behind it answered fails with ERR_BAD_RESPONSE), 500 otherwise.
+ */
+function statusOf(code: string): number {
+  if (UNAVAILABLE.has(code)) return 503;
+  if (code === ErrorCode.BAD_RESPONSE) return 502;
+  return 500;
 }
 
 /**

@@ -16,7 +16,7 @@ import { SnapshotStore, type SnapshotResult } from "./snapshots.ts";
 import { lastSwap, serviceStatus, type ServiceStatus } from "./status.ts";
 import { stopOrder } from "./stop-order.ts";
 import { Supervisor } from "./supervisor.ts";
-import { swap, type Phase, type SwapOptions, type SwapReport } from "./swap.ts";
+import { swap, type SwapOptions, type SwapReport } from "./swap.ts";
 import { decodeReply, encodeRequest } from "./wire.ts";
 
 export type { ServiceStatus } from "./status.ts";
@@ -77,7 +77,7 @@ export class Kernel {
     this.config = config;
     this.#log = options.log ?? jsonLog();
     this.#boot = options.boot;
-    for (const spec of Object.values(config.services)) this.#slots.set(spec.name, new Slot(spec));
+    for (const spec of Object.values(config.services)) this.#slots.set(spec.name, new Slot(spec, this.#log));
     this.#router = new Router({
       slots: this.#slots,
       logService: config.log?.service ?? null,
@@ -225,8 +225,13 @@ export class Kernel {
     return this.#slots.has(service);
   }
 
-  /** Swaps back to the previous version, or to a recorded one (`to`: a version id or a unique prefix of one). */
-  async rollback(service: string, to?: string, options: { onPhase?: (phase: Phase, ms: number) => void } = {}): Promise<SwapReport> {
+  /**
+   * Swaps back to the previous version, or to a recorded one (`to`: a version
+   * id or a unique prefix of one). With `freshState` the older version starts
+   * from its init and the current state is dropped: the way back when the
+   * older code cannot take the newer stateVersion.
+   */
+  async rollback(service: string, to?: string, options: Pick<SwapOptions, "onPhase" | "freshState"> = {}): Promise<SwapReport> {
     const slot = this.#slot(service);
     return this.#exclusive(slot, async () => {
       const target = to === undefined ? this.#inventory.previous(service) : this.#inventory.find(service, to);
@@ -329,6 +334,7 @@ export class Kernel {
       via,
       boot: (b) => this.#supervisor.boot(slot, b),
       lost: (reason, state) => this.#supervisor.lost(slot, reason, state),
+      settled: () => this.#supervisor.settled(slot),
       inventory: this.#inventory,
       log: this.#log,
       settings: this.config.swap,

@@ -9,6 +9,7 @@
 // as the process and is printed on every scrape.
 
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { SwapOutcome } from "../protocol/admin.ts";
 import { ERROR_CODE_PATTERN, ErrorCode } from "./errors.ts";
 
 /** Seconds; from 10 µs (an idle round trip) to 10 s (a deadline). */
@@ -70,6 +71,9 @@ export interface ServiceGauges {
   heapUsedBytes?: number | undefined;
 }
 
+/** The outcomes a swap is counted under (an "unchanged" swap is not reported). */
+const SWAP_OUTCOMES = ["committed", "rolled-back", "unhealthy"] as const satisfies readonly SwapOutcome[];
+
 /** What the metrics are told by the kernel they watch (see KernelObserver in kernel.ts). */
 export interface MetricsObserver {
   delivery(service: string): (ms: number, failure: { code: string } | undefined) => void;
@@ -124,6 +128,13 @@ export class Metrics {
   observer(): MetricsObserver {
     return {
       delivery: (service) => {
+        // Called once per service when the metrics start watching: the series
+        // of rare events exist at 0 from then on, so a query (a rate, an
+        // alert on `increase(...) > 0`) sees the service before its first
+        // swap or restart instead of no series at all.
+        for (const outcome of SWAP_OUTCOMES) this.swaps.labels(service, outcome).inc(0);
+        this.blackout.zero({ service });
+        this.restarts.labels(service).inc(0);
         // Bound once: the hot path increments, it does not hash labels.
         const ok = this.requests.labels(service, "ok");
         const error = this.requests.labels(service, "error");

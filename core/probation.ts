@@ -22,6 +22,8 @@ export interface ProbationRequest {
   settings: { drainTimeoutMs: number; blackoutTimeoutMs: number; probationMs: number; probationMaxErrors: number };
   onSettled?: (instance: Instance, dump: Uint8Array, stateVersion: number) => void;
   lost: (reason: MoltError, state: State | undefined) => void;
+  /** Resolves once no restart of the service is under way. */
+  settled: () => Promise<void>;
 }
 
 export interface Verdict {
@@ -35,16 +37,27 @@ export interface Verdict {
 export async function probation(req: ProbationRequest): Promise<Verdict | undefined> {
   const { slot, settings, next, old, committed, inventory, log } = req;
   const failed = settings.probationMs > 0 ? await watchErrors(slot, settings.probationMs, settings.probationMaxErrors) : undefined;
-  if (failed === undefined || slot.instance !== next) {
+  if (failed === undefined) {
     old.dispose();
     return undefined;
   }
   const error = new MoltError(ErrorCode.SWAP_PROBATION, `${failed.count} error(s) during probation (most recent ${failed.last})`, {
     service: slot.name,
   });
+  // The version is on probation, not one instance: one that crashed is being
+  // restarted at the same version, and it is that one whose state goes back.
+  await req.settled();
+  const current = slot.instance;
+  if (current === undefined || current.versionId !== next.versionId) {
+    // Down past its restart policy, or replaced meanwhile: there is no state of the new version to hand back.
+    old.dispose();
+    inventory.update(committed, { outcome: Outcome.UNHEALTHY, code: error.code, message: `${error.message}; the new version is not running to hand its state back` });
+    log.log("error", "probation failed and the new version is not running; nothing to roll back", { service: slot.name });
+    return { outcome: "unhealthy", error, blackoutMs: null };
+  }
   const back = await transfer({
     slot,
-    from: next,
+    from: current,
     to: old,
     bundle: slot.previousBundle ?? (slot.bundle as NonNullable<typeof slot.bundle>),
     budget: settings,
@@ -63,18 +76,20 @@ export async function probation(req: ProbationRequest): Promise<Verdict | undefi
       code: back.error.code,
       error: back.error.message,
     });
+    // Still the newest state: snapshotted, so a crash does not go back to the state committed before probation.
+    if (back.state !== undefined) req.onSettled?.(current, back.state.dump, back.state.stateVersion);
     return { outcome: "unhealthy", error, blackoutMs: back.blackoutMs };
   }
   // Recorded while the failed version is still the running record, so that it is marked replaced.
   inventory.live(old, {
     entry: slot.bundle?.entry ?? "",
-    parent: next.versionId,
+    parent: current.versionId,
     via: Via.ROLLBACK,
     blackoutMs: back.blackoutMs,
     message: "automatic rollback after failed probation",
   });
   inventory.update(committed, { outcome: Outcome.PROBATION_FAILED, code: error.code, message: error.message });
-  next.dispose();
+  current.dispose();
   req.onSettled?.(old, back.state.dump, back.state.stateVersion);
   log.log("warn", "probation failed; rolled back", { service: slot.name, blackoutMs: back.blackoutMs, error: error.message });
   return { outcome: "rolled-back", error, blackoutMs: back.blackoutMs };
@@ -94,8 +109,10 @@ function watchErrors(slot: Slot, ms: number, max: number): Promise<{ count: numb
       resolve(failed);
     };
     const timer = setTimeout(() => finish(undefined), ms);
+    // A failure counts against the version unless it names a service this one calls: no other name can disown it.
+    const callees = new Set(Object.values(slot.spec.bindings));
     const stop = slot.observe((_ms, failure) => {
-      if (failure === undefined || (failure.service !== null && failure.service !== slot.name)) return;
+      if (failure === undefined || (failure.service !== null && failure.service !== slot.name && callees.has(failure.service))) return;
       if (++count > max) finish({ count, last: failure.code });
     });
   });

@@ -13,7 +13,8 @@ import type { InstanceBridge } from "./instance.ts";
 import type { KernelLog } from "./log.ts";
 import { permittedFetch } from "./permissions.ts";
 import type { Slot } from "./slot.ts";
-import { encodeErrorReply } from "./wire.ts";
+import { decodeReply, encodeErrorReply } from "./wire.ts";
+import { replyFailure, type ReplyFailure } from "../protocol/wire.ts";
 
 /**
  * Services on other runtimes, reached when a binding names a service that
@@ -71,6 +72,9 @@ export class Router {
             typeof to === "string"
               ? await (this.#remote as RemoteServices).call(to, request, slot.spec.limits.timeoutMs)
               : ((await to.deliver("call", request)) as Uint8Array);
+          const failure = replyFailure(reply);
+          // A callee's error is the callee's: one that names the caller, or none, is taken as the callee's own, so that no service can make its caller's probation count a failure.
+          if (failure !== undefined && (failure.service === null || failure.service === slot.name)) return blame(reply, typeof to === "string" ? to : to.name, failure);
           const max = slot.spec.limits.maxMessageBytes;
           if (reply.byteLength > max) {
             throw new MoltError(ErrorCode.MESSAGE_TOO_LARGE, `reply of ${reply.byteLength} bytes exceeds ${slot.name}'s maxMessageBytes (${max})`, {
@@ -148,4 +152,19 @@ export class Router {
       }, 1000).unref();
     });
   }
+}
+
+/** A callee's failed reply, re-encoded as the callee's own failure (its code and message kept; one whose header is unreadable is ERR_BAD_RESPONSE). */
+function blame(reply: Uint8Array, callee: string, failure: ReplyFailure): Uint8Array {
+  if (failure.code === ErrorCode.BAD_MESSAGE) {
+    return encodeErrorReply(new MoltError(ErrorCode.BAD_RESPONSE, `${callee} answered with a malformed reply`, { service: callee }));
+  }
+  let error: MoltError;
+  try {
+    decodeReply(reply);
+    error = new MoltError(ErrorCode.BAD_RESPONSE, `${callee} answered with a malformed error`);
+  } catch (err) {
+    error = toMoltError(err);
+  }
+  return encodeErrorReply(new MoltError(error.code, error.message, { service: callee }));
 }

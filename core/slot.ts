@@ -8,7 +8,19 @@ import type { ResolvedService } from "./config.ts";
 import { ErrorCode, MoltError } from "./errors.ts";
 import type { Instance } from "./instance.ts";
 import { REDELIVER } from "./deliveries.ts";
+import { FailureLog } from "./failure-log.ts";
+import { jsonLog, type KernelLog } from "./log.ts";
 import { Mailbox } from "./mailbox.ts";
+
+/**
+ * The log of a slot built without one: the kernel's default (pino on
+ * stderr), made once for every such slot.
+ */
+let fallbackLog: KernelLog | undefined;
+function defaultLog(): KernelLog {
+  fallbackLog ??= jsonLog();
+  return fallbackLog;
+}
 
 /**
  * Told of every message a service answered or failed: its time from
@@ -30,6 +42,14 @@ export class Slot {
   startedAt = 0;
   readonly restarts: number[] = [];
   readonly #observers = new Set<DeliveryObserver>();
+  /** Down with no replacement on its way (see detach). */
+  #down = false;
+  /**
+   * The instance a transfer is moving state out of: its death is the
+   * transfer's to handle (it has, or has not yet, the state), not the
+   * supervisor's, so that the two never both attach an instance.
+   */
+  transferring: Instance | undefined;
   /** Holds the mailbox until the first instance is attached. */
   #unborn: (() => void) | undefined;
   /** Deliveries waiting for the next instance (see #next). */
@@ -41,11 +61,15 @@ export class Slot {
    */
   isolation: ResolvedService["isolation"];
 
-  constructor(spec: ResolvedService) {
+  /** The kernel's log of this service's handler failures, under its own budget. */
+  readonly #failures: FailureLog;
+
+  constructor(spec: ResolvedService, log?: KernelLog) {
     this.name = spec.name;
     this.spec = spec;
     this.isolation = spec.isolation;
     this.mailbox = new Mailbox(spec.name, { concurrency: spec.concurrency, bound: spec.queue });
+    this.#failures = new FailureLog(spec.name, log ?? defaultLog());
     // Nothing is delivered until the first instance is live.
     this.#unborn = this.mailbox.hold();
   }
@@ -62,6 +86,7 @@ export class Slot {
     }
     this.#instance = instance;
     this.failure = undefined;
+    this.#down = false;
     this.startedAt = Date.now();
     // Without a `concurrency` in the config, the module's own declaration counts (1 if it makes none).
     if (!this.spec.concurrencySet) this.mailbox.setConcurrency(instance.meta.concurrency ?? 1);
@@ -70,11 +95,21 @@ export class Slot {
     this.#unborn = undefined;
   }
 
-  detach(reason: MoltError): void {
+  /**
+   * Takes the instance away. `final`: no replacement follows (the restart
+   * policy gave up, a restart failed, the runtime is stopping), so messages
+   * waiting for the next instance fail now instead of waiting for good.
+   */
+  detach(reason: MoltError, final = false): void {
     this.#instance = undefined;
     this.failure = reason;
-    // Down for good (not on its way back): nobody should wait for the next instance.
-    if (reason.code === ErrorCode.SERVICE_DOWN || reason.code === ErrorCode.STOPPING) for (const wake of this.#waiting.splice(0)) wake(undefined);
+    this.#down = final;
+    if (final) for (const wake of this.#waiting.splice(0)) wake(undefined);
+  }
+
+  /** Whether the service is down with no replacement on its way. */
+  get down(): boolean {
+    return this.#down;
   }
 
   /**
@@ -84,7 +119,7 @@ export class Slot {
   #next(previous: Instance): Promise<Instance | undefined> {
     const current = this.#instance;
     if (current !== undefined && current !== previous && !current.disposed) return Promise.resolve(current);
-    if (current === undefined && this.failure !== undefined && (this.failure.code === ErrorCode.SERVICE_DOWN || this.failure.code === ErrorCode.STOPPING)) {
+    if (current === undefined && this.#down) {
       return Promise.resolve(undefined);
     }
     return new Promise((resolve) => this.#waiting.push(resolve));
@@ -127,8 +162,8 @@ export class Slot {
           new MoltError(ErrorCode.SERVICE_DOWN, `${this.name} has no live instance`, { service: this.name })
         );
       }
-      if (this.#observers.size === 0) return this.#deliverTo(instance, kind, request);
-      return this.#observed(instance, kind, request);
+      if (kind === "send") return this.#observers.size === 0 ? this.#deliverTo(instance, kind, request) : this.#delivered(instance, kind, request);
+      return this.#delivered(instance, kind, request);
     });
   }
 
@@ -138,16 +173,27 @@ export class Slot {
     return () => this.#observers.delete(observer);
   }
 
-  async #observed(instance: Instance, kind: DeliveryKind, request: Uint8Array): Promise<Uint8Array | undefined> {
-    const t0 = performance.now();
+  /**
+   * Delivers, then tells the observers; a call's failed reply that is this
+   * service's own (not relayed from a callee, whose own slot logged it) goes
+   * to the kernel's log. Only a reply's header is read, and its body only
+   * when it is logged.
+   */
+  async #delivered(instance: Instance, kind: DeliveryKind, request: Uint8Array): Promise<Uint8Array | undefined> {
+    const observed = this.#observers.size > 0;
+    const t0 = observed ? performance.now() : 0;
     let reply: Uint8Array | undefined;
     try {
       reply = await this.#deliverTo(instance, kind, request);
     } catch (err) {
-      this.#tell(t0, err instanceof MoltError ? { code: err.code, service: err.service ?? null } : { code: ErrorCode.INTERNAL, service: this.name });
+      if (observed) this.#tell(t0, err instanceof MoltError ? { code: err.code, service: err.service ?? null } : { code: ErrorCode.INTERNAL, service: this.name });
       throw err;
     }
-    this.#tell(t0, reply === undefined ? undefined : replyFailure(reply));
+    const failure = reply === undefined ? undefined : replyFailure(reply);
+    if (failure !== undefined && failure.service === this.name && reply !== undefined) {
+      this.#failures.failed(failure.code, request, reply, { versionId: instance.versionId, semver: instance.meta.semver });
+    }
+    if (observed) this.#tell(t0, failure);
     return reply;
   }
 

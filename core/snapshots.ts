@@ -16,6 +16,7 @@ import { ErrorCode, MoltError, toMoltError } from "./errors.ts";
 import type { Instance } from "./instance.ts";
 import type { KernelLog } from "./log.ts";
 import type { Slot } from "./slot.ts";
+import { drain } from "./transfer.ts";
 
 export interface Snapshot {
   service: string;
@@ -80,21 +81,28 @@ export class SnapshotStore {
    * this call only: no other service's snapshot depends on it.
    */
   async take(slot: Slot): Promise<SnapshotWritten> {
-    // Queued like a message, so it never runs in the middle of a handler; the
-    // instance is looked up when its turn comes, as a message's is.
-    const { written, result } = await slot.mailbox.push(async () => {
+    // Between two messages: held and drained, so that no handler is halfway
+    // through (awaiting) when the state is dumped, as messages handed to the
+    // instance in one batch could otherwise be.
+    const release = slot.mailbox.hold();
+    let written: Promise<void>;
+    let result: SnapshotWritten;
+    try {
+      await drain(slot, slot.spec.limits.timeoutMs, ErrorCode.TIMEOUT);
       const current = slot.instance;
       if (current === undefined || current.disposed) {
         const why = slot.failure === undefined ? "" : ` (${slot.failure.code}: ${slot.failure.message})`;
         throw new MoltError(ErrorCode.SERVICE_DOWN, `${slot.name} is down${why}: nothing to snapshot`, { service: slot.name, cause: slot.failure });
       }
+      // A swap writes the state it hands over itself, after this would.
+      if (slot.transferring !== undefined) throw new MoltError(ErrorCode.SWAP_BUSY, `${slot.name} is being swapped: its swap writes the snapshot`, { service: slot.name });
       const dump = await current.dump();
-      // Queued for writing before the job ends, so before any later transfer can start: its snapshot is written after this one.
-      return {
-        written: this.keep(slot, current, dump),
-        result: { service: slot.name, version: current.versionId, stateVersion: current.meta.stateVersion, bytes: dump.byteLength },
-      };
-    });
+      // Queued for writing before the hold is released, so before any later transfer can start: its snapshot is written after this one.
+      written = this.keep(slot, current, dump);
+      result = { service: slot.name, version: current.versionId, stateVersion: current.meta.stateVersion, bytes: dump.byteLength };
+    } finally {
+      release();
+    }
     await written;
     return result;
   }

@@ -105,7 +105,10 @@ export class Supervisor {
           this.#o.log.log("warn", "service moved to a cell of its own", { service: slot.name, code: reason.code });
         }
         // Only the instance behind the mailbox is restarted when it dies; a swap handles its own.
-        if (holder.instance !== undefined && holder.instance === slot.instance) void this.#tracked(slot, this.#restart(slot, reason));
+        // An instance a transfer is moving state out of is the transfer's to replace (transfer.ts).
+        if (holder.instance !== undefined && holder.instance === slot.instance && holder.instance !== slot.transferring) {
+          void this.#tracked(slot, this.#restart(slot, reason));
+        }
       }),
     );
     holder.instance = instance;
@@ -143,7 +146,21 @@ export class Supervisor {
    * `state` when the transfer had dumped it, so nothing it held is lost.
    */
   lost(slot: Slot, reason: MoltError, state: State | undefined): void {
+    // Written first: if the replacement fails too, `molt restart` resumes from this state, not an older one.
+    const instance = slot.instance;
+    if (state !== undefined && instance !== undefined) {
+      this.#o.snapshots
+        .keep(slot, instance, state.dump, state.stateVersion)
+        .catch((err: unknown) => this.#o.log.log("error", "cannot write the state of a lost instance", { service: slot.name, error: String(err) }));
+    }
     void this.#tracked(slot, this.#restart(slot, reason, state));
+  }
+
+  /** Resolves once no restart of the service is under way (for probation, which judges the version, not one instance). */
+  async settled(slot: Slot): Promise<void> {
+    for (let running = this.#restarting.get(slot); running !== undefined; running = this.#restarting.get(slot)) {
+      await running.catch(() => undefined);
+    }
   }
 
   /**
@@ -172,7 +189,7 @@ export class Supervisor {
     } catch (err) {
       const e = toMoltError(err);
       this.#o.log.log("error", "restart on request failed", { service: slot.name, code: e.code, error: e.message });
-      slot.detach(e);
+      slot.detach(e, true);
       throw e;
     } finally {
       release();
@@ -210,7 +227,8 @@ export class Supervisor {
     // Queued messages wait for the new instance.
     const release = slot.mailbox.hold();
     try {
-      slot.detach(reason);
+      // While stopping nothing is restarted: messages waiting for a next instance fail now.
+      slot.detach(reason, !this.#o.running());
       if (this.#o.running()) await this.#replace(slot, reason, state);
     } finally {
       release();
@@ -227,6 +245,7 @@ export class Supervisor {
           service: slot.name,
           cause: reason,
         }),
+        true,
       );
       log.log("error", "service down", { service: slot.name, code: reason.code, error: reason.message });
       return;
@@ -239,7 +258,7 @@ export class Supervisor {
     } catch (err) {
       const e = toMoltError(err);
       log.log("error", "restart failed", { service: slot.name, code: e.code, error: e.message });
-      slot.detach(e);
+      slot.detach(e, true);
     }
   }
 }

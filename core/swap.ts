@@ -68,6 +68,8 @@ export interface SwapRequest {
   onSettled?: (instance: Instance, dump: Uint8Array, stateVersion: number) => void;
   /** An instance the swap stopped could not start again: it must be replaced, from `state` if given (see transfer.ts). */
   lost: (reason: MoltError, state: State | undefined) => void;
+  /** Resolves once no restart of the service is under way. */
+  settled: () => Promise<void>;
 }
 
 /** Codes of the phase a failure happened in, unless the failure says timeout or memory. */

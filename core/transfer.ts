@@ -49,13 +49,15 @@ export interface TransferPlan {
 
 export type TransferResult =
   | { ok: true; blackoutMs: number; state: State; stopError?: MoltError }
-  | { ok: false; blackoutMs: number | null; step: Step; error: MoltError };
+  | { ok: false; blackoutMs: number | null; step: Step; error: MoltError; /** What `from` dumped before the failure, if it got that far. */ state?: State };
 
 export async function transfer(plan: TransferPlan): Promise<TransferResult> {
   const { slot, from, to, budget } = plan;
   const release = slot.mailbox.hold();
   const heldAt = performance.now();
   const left = (): number => Math.max(1, Math.floor(heldAt + budget.blackoutTimeoutMs - performance.now()));
+  // From here on, `from` dying is this transfer's to handle (see Slot.transferring).
+  slot.transferring = from;
   let step: Step = Step.QUIESCE;
   let stopped = false;
   let state: State | undefined;
@@ -79,24 +81,36 @@ export async function transfer(plan: TransferPlan): Promise<TransferResult> {
     await to.restore(state.dump, state.stateVersion, { start: true, timeoutMs: left() });
     plan.onStep?.(step);
     step = Step.CUTOVER;
+    // `from` may have died since its dump: `to` holds the state all the same.
     slot.attach(to, plan.bundle);
-    release();
-    const blackoutMs = round(performance.now() - heldAt);
-    plan.onStep?.(step);
-    return { ok: true, blackoutMs, state, ...(stopError === undefined ? {} : { stopError }) };
   } catch (err) {
     const error = toMoltError(err);
-    if (stopped) await giveBack(plan, error, plan.given === undefined ? state : undefined);
+    await giveBack(plan, error, stopped, plan.given === undefined ? state : undefined);
+    slot.transferring = undefined;
     release();
-    return { ok: false, blackoutMs: round(performance.now() - heldAt), step, error };
+    return { ok: false, blackoutMs: round(performance.now() - heldAt), step, error, ...(state === undefined || plan.given !== undefined ? {} : { state }) };
   }
+  slot.transferring = undefined;
+  release();
+  const blackoutMs = round(performance.now() - heldAt);
+  plan.onStep?.(Step.CUTOVER);
+  return { ok: true, blackoutMs, state, ...(stopError === undefined ? {} : { stopError }) };
 }
 
-/** `from` stopped for a transfer that failed: it starts again, or, if it cannot, is handed over to be replaced before the hold is released. */
-async function giveBack(plan: TransferPlan, error: MoltError, state: State | undefined): Promise<void> {
+/**
+ * A transfer that failed gives the service back to `from`: started again if
+ * it was stopped; if it died meanwhile or cannot start, handed over to be
+ * replaced (from `state` when the dump got that far) before the hold is
+ * released, so a stopped or dead instance never serves.
+ */
+async function giveBack(plan: TransferPlan, error: MoltError, stopped: boolean, state: State | undefined): Promise<void> {
   const { from, slot } = plan;
-  // An instance that died on its own is being replaced already, by whoever watches it die.
-  if (from.disposed) return;
+  if (slot.instance !== from) return;
+  if (from.disposed) {
+    plan.lost(new MoltError(error.code, `${slot.name}'s instance ended during a transfer: ${error.message}`, { service: slot.name, cause: error }), state);
+    return;
+  }
+  if (!stopped) return;
   try {
     await from.start();
   } catch (err) {
@@ -107,12 +121,12 @@ async function giveBack(plan: TransferPlan, error: MoltError, state: State | und
   }
 }
 
-/** Waits for in-flight messages, including their outgoing calls, within the drain deadline. */
-async function drain(slot: Slot, timeoutMs: number): Promise<void> {
+/** Waits for in-flight messages, including their outgoing calls, within the drain deadline (past it: `code`). */
+export async function drain(slot: Slot, timeoutMs: number, code: string = ErrorCode.SWAP_DRAIN_TIMEOUT): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(
-      () => reject(new MoltError(ErrorCode.SWAP_DRAIN_TIMEOUT, `${slot.mailbox.inFlight} message(s) still running after ${timeoutMs} ms`, { service: slot.name })),
+      () => reject(new MoltError(code, `${slot.mailbox.inFlight} message(s) still running after ${timeoutMs} ms`, { service: slot.name })),
       timeoutMs,
     );
   });

@@ -7,6 +7,7 @@
 //   POST /v1/services/:name/swap|rollback  with the pasted token (swap-form.ts)
 // This file holds the services table and wires the panels to the live events.
 
+import { Blackouts } from "./blackouts.ts";
 import { serviceNames, type ServiceTick, type SwapReport, type Tick } from "./api.ts";
 import { colorOf, Traffic } from "./chart.ts";
 import { byId, clock, describeSwap, duration, h, ms, short } from "./dom.ts";
@@ -74,7 +75,7 @@ function logSwap(time: number, report: SwapReport): void {
   while (log.children.length > 10) log.lastElementChild?.remove();
 }
 
-function connect(table: ServicesTable, traffic: Traffic, inventory: Inventory): void {
+function connect(table: ServicesTable, traffic: Traffic, inventory: Inventory, blackouts: Blackouts): void {
   const pill = byId("connection");
   const state = (value: string, text: string): void => {
     pill.dataset.state = value;
@@ -93,6 +94,7 @@ function connect(table: ServicesTable, traffic: Traffic, inventory: Inventory): 
     const label = `${report.service} ${report.outcome === "committed" ? (report.to?.semver ?? "") : report.outcome}`;
     traffic.mark({ time, service: report.service, outcome: report.outcome, label });
     logSwap(time, report);
+    blackouts.add(report);
     // A failed refresh leaves the chain as it was; the next swap refreshes it.
     inventory.refresh(report.service).catch(() => undefined);
   });
@@ -107,9 +109,16 @@ async function main(): Promise<void> {
   let form: SwapForm | undefined;
   const inventory = new Inventory(names, byId("inventory"), () => form?.update());
   form = new SwapForm(names, inventory);
-  connect(table, traffic, inventory);
+  const blackouts = new Blackouts(names, byId("blackouts"));
+  connect(table, traffic, inventory, blackouts);
   // Swaps from before the page opened come from the inventory; later ones arrive as events.
-  const histories = await Promise.all(names.map(async (name) => pastSwaps(name, await inventory.refresh(name), opened)));
+  const histories = await Promise.all(
+    names.map(async (name) => {
+      const records = await inventory.refresh(name);
+      blackouts.addPast(name, records, opened);
+      return pastSwaps(name, records, opened);
+    }),
+  );
   traffic.mark(...histories.flat());
 }
 

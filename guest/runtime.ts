@@ -7,13 +7,14 @@
 
 import { Packr } from "msgpackr";
 import type { ServiceContext, ServiceDefinition } from "../sdk/service.ts";
-import { DUMP_VERSION, PACK_OPTIONS, REPLY_OK, WIRE_VERSION, errorReplyEnvelope, wireErrorOf, type DeliveryKind } from "../protocol/wire.ts";
+import { DUMP_VERSION, PACK_OPTIONS, REPLY_OK, WIRE_VERSION, errorReplyEnvelope, wireErrorOf, type DeliveryKind, type WireError } from "../protocol/wire.ts";
 import { packBatch, readBatch } from "../protocol/batch.ts";
 import { CONTROL_FAILURE, type ControlOp } from "../protocol/control.ts";
 import { ErrorCode, fromWire, MoltError, toWire } from "./errors.ts";
 import { installGlobals } from "./globals.ts";
 import { wrapHost, type HostRefs } from "./host.ts";
 import { formatArgs } from "./inspect.ts";
+import { findNonPlain } from "./plain-state.ts";
 
 export interface InstallInfo {
   service: string;
@@ -61,6 +62,7 @@ const defineProperty = Object.defineProperty;
 const isArray = Array.isArray;
 const promiseThen = Promise.prototype.then;
 const bytesSlice = Uint8Array.prototype.slice;
+const stringSlice = String.prototype.slice;
 const dateNow = Date.now;
 
 /** The prototypes of the realm's built-in objects: everything a service can pollute for every value at once. */
@@ -91,6 +93,25 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
     if (hasOwn(o, "then")) return typeof (value as { then?: unknown }).then === "function";
   }
   return false;
+}
+
+/** Longest stack an error reply carries: a stack of ordinary depth with a message at its longest (4,096 characters) fits. */
+const MAX_STACK_CHARS = 8192;
+
+/**
+ * The stack of something a handler threw, bounded; undefined if it has none.
+ * Read once and never allowed to throw: `stack` may be the service's own
+ * getter, and a reply must be built whatever it does.
+ */
+function stackOf(err: unknown): string | undefined {
+  if ((typeof err !== "object" && typeof err !== "function") || err === null) return undefined;
+  try {
+    const stack = (err as { stack?: unknown }).stack;
+    if (typeof stack !== "string") return undefined;
+    return stack.length <= MAX_STACK_CHARS ? stack : `${reflectApply(stringSlice, stack, [0, MAX_STACK_CHARS]) as string}… [cut]`;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Encodes to an exact-size copy: isolated-vm copies a view's whole buffer, and msgpackr reuses its own. */
@@ -182,8 +203,20 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
       return replyError(err, ErrorCode.UNENCODABLE);
     }
   };
-  const replyError = (err: unknown, fallback: string): Uint8Array =>
-    encode(codec, errorReplyEnvelope(toWire(err, fallback, info.service, version.id)));
+  /**
+   * An error reply. A handler's own failure (not one relayed from a callee,
+   * whose runtime sent its own) carries the error's stack too, for the
+   * kernel's log: the kernel reads it only from failed replies, and the
+   * callers' runtimes and the HTTP ingress never pass it on.
+   */
+  const replyError = (err: unknown, fallback: string, withStack = false): Uint8Array => {
+    const error: WireError & { stack?: string } = toWire(err, fallback, info.service, version.id);
+    if (withStack && error.service === info.service) {
+      const stack = stackOf(err);
+      if (stack !== undefined) error.stack = stack;
+    }
+    return encode(codec, errorReplyEnvelope(error));
+  };
 
   /**
    * Runs one message. A handler that returns a value (not a promise) is
@@ -212,7 +245,7 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
     }
     const failed = (err: unknown): Uint8Array | undefined => {
       if (kind === "send") reportUncaught(`handler "${method as string}" (send)`, err);
-      return kind === "send" ? undefined : replyError(err, ErrorCode.HANDLER);
+      return kind === "send" ? undefined : replyError(err, ErrorCode.HANDLER, true);
     };
     let returned: unknown;
     try {
@@ -434,6 +467,18 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
 
   async function dump(): Promise<Uint8Array> {
     const dumped = definition?.dump === undefined ? state : (await settled(definition.dump(state))).value;
+    // A class instance would reach the next version as its fields without its
+    // methods: refused here, so a swap rolls back (in its rehearsal, before
+    // anything pauses) instead of committing a state every handler then fails on.
+    const found = findNonPlain(dumped, definition?.dump === undefined ? "state" : "dump()");
+    if (found !== undefined) {
+      throw new MoltError(
+        ErrorCode.STATE_NOT_PLAIN,
+        `${found.path} is an instance of ${found.className}: a dump carries plain data (objects, arrays, Map, Set, Date, binary), ` +
+          "so its methods would be gone in the next version; keep plain data in the state, or turn it into plain data in `dump` and rebuild it in `restore`",
+        { service: info.service },
+      );
+    }
     return encode(dumpCodec, [DUMP_VERSION, version.stateVersion, dumped]);
   }
 
@@ -452,7 +497,8 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
       return await run();
     } catch (err) {
       const e = err as { code?: unknown; message?: unknown };
-      if (e?.code === ErrorCode.STATE_VERSION) throw err;
+      // The runtime's own refusals keep their code: they name no hook's failure.
+      if (e?.code === ErrorCode.STATE_VERSION || e?.code === ErrorCode.STATE_NOT_PLAIN) throw err;
       const inner = typeof e?.code === "string" ? `${e.code}: ` : "";
       throw new MoltError(code, `${inner}${typeof e?.message === "string" ? e.message : String(err)}`, { cause: err });
     }
@@ -464,7 +510,7 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
     const dumped = decoded[2];
     if (envelope !== DUMP_VERSION) throw new MoltError(ErrorCode.BAD_MESSAGE, `unknown dump envelope ${envelope}`);
     const from = fromStateVersion ?? version.stateVersion;
-    if (definition?.restore !== undefined) state = (await settled(definition.restore(dumped, from))).value;
+    if (definition?.restore !== undefined) state = (await settled(definition.restore(dumped, from, ctx))).value;
     else if (from === version.stateVersion) state = dumped;
     else {
       throw new MoltError(

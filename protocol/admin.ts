@@ -149,9 +149,14 @@ export interface SwapBody {
   freshState?: boolean;
 }
 
-/** POST /v1/services/:name/rollback: to a version id, or the previous version. */
+/**
+ * POST /v1/services/:name/rollback: to a version id, or the previous version.
+ * `freshState`: the older version starts from its init and the current state
+ * is dropped (for an older version that cannot take the newer stateVersion).
+ */
 export interface RollbackBody {
   to?: string;
+  freshState?: boolean;
 }
 
 /** POST /v1/services/:name/restart takes an empty object. */

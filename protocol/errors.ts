@@ -55,6 +55,9 @@ export const ErrorCode = {
   SWAP_OOM: "ERR_SWAP_OOM",
   SWAP_PROBATION: "ERR_SWAP_PROBATION",
   STATE_VERSION: "ERR_STATE_VERSION",
+  // A dump met an object whose prototype is not plain data (a class instance):
+  // its methods would not survive the handover, so the dump is refused.
+  STATE_NOT_PLAIN: "ERR_STATE_NOT_PLAIN",
   NO_VERSION: "ERR_NO_VERSION",
   UNAUTHORIZED: "ERR_UNAUTHORIZED",
   ADMIN: "ERR_ADMIN",
@@ -68,6 +71,10 @@ export const ErrorCode = {
   OTHER: "ERR_OTHER",
   BAD_REQUEST: "ERR_BAD_REQUEST",
   INTERNAL: "ERR_INTERNAL",
+  // A port the config names (http.port, admin.port) is taken by another process.
+  PORT_IN_USE: "ERR_PORT_IN_USE",
+  // `molt init` would overwrite a file that already exists.
+  EXISTS: "ERR_EXISTS",
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -83,6 +90,8 @@ const SWAP_CODES: ReadonlySet<string> = new Set([
   ErrorCode.SWAP_TIMEOUT,
   ErrorCode.SWAP_OOM,
   ErrorCode.SWAP_PROBATION,
+  // Found by the guest runtime in the state a swap hands over, in whichever phase dumps it.
+  ErrorCode.STATE_NOT_PLAIN,
 ]);
 
 /**

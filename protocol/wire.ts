@@ -104,6 +104,8 @@ export interface WireError {
   message: string;
   service?: string;
   version?: string;
+  /** A handler's own failure: its stack, bounded (logged by the host, never shown to an HTTP client by default). */
+  stack?: string;
 }
 
 /**

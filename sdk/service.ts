@@ -66,8 +66,13 @@ export interface ServiceDefinition<State = any, Config = unknown> {
   stop?: (state: State, ctx: ServiceContext<Config>) => void | Promise<void>;
   /** The value handed to the next version; default: the state itself. */
   dump?: (state: State) => unknown;
-  /** Builds this version's state from a dump taken at `fromStateVersion`. */
-  restore?: (dumped: any, fromStateVersion: number) => State | Promise<State>;
+  /**
+   * Builds this version's state from a dump taken at `fromStateVersion`; `ctx`
+   * is this instance's context, as in init and start, so a migration can read
+   * `ctx.config`. A swap runs it twice (a rehearsal on a copy of the state,
+   * then the real one), so it should not call or send to other services.
+   */
+  restore?: (dumped: any, fromStateVersion: number, ctx: ServiceContext<Config>) => State | Promise<State>;
 }
 
 /** Gives a service definition its types; the object is returned unchanged. */

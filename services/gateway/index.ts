@@ -1,8 +1,11 @@
 // The HTTP gateway: routes each request by path prefix to a binding's `fetch`
 // handler, with the prefix stripped from the URL. The route table is its
 // config: { routes: { "/counter": "counter", "/kv": "kv" } } (prefix → binding).
+// An answer the ingress could not write fails here, as ERR_BAD_RESPONSE
+// naming the binding that gave it (see response.ts).
 
 import { defineService, type HttpRequest, type HttpResponse } from "molt/service";
+import { responseProblem } from "./response.ts";
 
 type Config = { routes?: Record<string, string> };
 type State = { routes: [prefix: string, binding: string][] };
@@ -41,7 +44,12 @@ export default defineService<State, Config>({
       }
       const [prefix, binding] = route;
       url.pathname = url.pathname.slice(prefix.length) || "/";
-      return ctx.call<HttpResponse>(binding, "fetch", { ...req, url: url.href });
+      const answer = await ctx.call<HttpResponse>(binding, "fetch", { ...req, url: url.href });
+      const problem = responseProblem(answer);
+      if (problem !== undefined) {
+        throw Object.assign(new Error(`${binding} (route ${prefix || "/"}) answered ${problem}`), { code: "ERR_BAD_RESPONSE" });
+      }
+      return answer;
     },
     routes: (state) => Object.fromEntries(state.routes.map(([prefix, binding]) => [prefix || "/", binding])),
   },

@@ -164,7 +164,7 @@ describe("molt swap, rollback, history and status", () => {
       expect(cells[2]).toBe(r.semver);
       expect(cells).toContain(r.parent === null ? "-" : short(r.parent));
       expect(cells).toContain(r.via);
-      expect(cells).toContain(r.outcome);
+      expect(cells).toContain(r.outcome === "live" ? "committed" : r.outcome);
     });
 
     const counter = (await status()).find((s) => s.name === "counter");

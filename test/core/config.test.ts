@@ -55,7 +55,7 @@ interface DocumentedConfig {
   path: string | null;
   dir: string;
   services: Record<string, DocumentedService>;
-  http: { port: number; host: string; service: string; maxBodyBytes: number } | null;
+  http: { port: number; host: string; service: string; maxBodyBytes: number; exposeErrors: "code" | "full" } | null;
   admin: { port: number; host: string; allowedRoots: string[] } | null;
   log: { service: string } | null;
   dataDir: string;
@@ -77,7 +77,7 @@ describe("config", () => {
       limits: { memoryMb: 128, timeoutMs: 5000, maxMessageBytes: 4 * 1024 * 1024, timers: 10_000 },
       permissions: { net: [], env: [], stdout: false },
     });
-    expect(c.http).toEqual({ port: 0, host: "127.0.0.1", service: "a", maxBodyBytes: 1024 * 1024 });
+    expect(c.http).toEqual({ port: 0, host: "127.0.0.1", service: "a", maxBodyBytes: 1024 * 1024, exposeErrors: "code" });
     expect(c.dataDir).toBe("/srv/app/.molt");
     expect(c.admin).toBeNull();
   });
@@ -242,7 +242,7 @@ describe("config", () => {
       log: { service: "a" },
       dataDir: "/srv/app/.molt",
       swap: { drainTimeoutMs: 2000, blackoutTimeoutMs: 2500, probationMs: 0, probationMaxErrors: 0 },
-      snapshot: { everyMs: 0 },
+      snapshot: { everyMs: 5000 },
       restart: { maxRestarts: 5, windowMs: 60_000 },
       fleet: { nats: "nats://127.0.0.1:4222", node: null, heartbeatMs: 5000, reconcileMs: 60_000 },
     } satisfies DocumentedConfig);

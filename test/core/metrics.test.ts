@@ -68,3 +68,20 @@ describe("metrics: error code labels", () => {
     expect(sample(await metrics.text(), "molt_errors_total", { service: "a", code: "ERR_OTHER" })).toBe(2);
   });
 });
+
+describe("metrics: rare events", () => {
+  it("has every service's swap, blackout and restart series at 0 from the start, before any swap or restart", async () => {
+    const t = await startKernel({ services: { counter: { entry: "./swap/counter-v1.ts" }, slow: { entry: "./probe.ts" } } });
+    try {
+      const text = await t.metrics.text();
+      for (const service of ["counter", "slow"]) {
+        for (const outcome of ["committed", "rolled-back", "unhealthy"]) expect(sample(text, "molt_swaps_total", { service, outcome })).toBe(0);
+        expect(sample(text, "molt_swap_blackout_seconds_count", { service })).toBe(0);
+        expect(sample(text, "molt_swap_blackout_seconds_bucket", { service, le: "+Inf" })).toBe(0);
+        expect(sample(text, "molt_restarts_total", { service })).toBe(0);
+      }
+    } finally {
+      await t.kernel.stop();
+    }
+  });
+});

@@ -18,8 +18,9 @@ import { Slot } from "../../core/slot.ts";
 import { Supervisor, type SupervisorOptions } from "../../core/supervisor.ts";
 import { swap, type SwapRequest } from "../../core/swap.ts";
 import type { State } from "../../core/transfer.ts";
-import { encodeErrorReply, encodeOkReply, encodeRequest } from "../../core/wire.ts";
+import { encode, encodeErrorReply, encodeOkReply, encodeRequest } from "../../core/wire.ts";
 import { DUMP_VERSION } from "../../protocol/wire.ts";
+import { startKernel } from "../support/kernel.ts";
 import { FIXTURES } from "../support/runtime.ts";
 
 const packr = new Packr({ structuredClone: true });
@@ -112,6 +113,7 @@ function request(slot: Slot, next: Fake, settings: Partial<SwapRequest["settings
     log: quiet,
     settings: { drainTimeoutMs: 200, blackoutTimeoutMs: 1000, probationMs: 0, probationMaxErrors: 0, ...settings },
     lost,
+    settled: async () => undefined,
   };
 }
 
@@ -210,5 +212,57 @@ describe("the transfer", () => {
     letRestoreGo();
     expect((await swapping).outcome).toBe("committed");
     expect(slot.mailbox.paused).toBe(false);
+  });
+
+  it("does not pass a new version whose instance dies during its probation: its state goes back to the old version", async () => {
+    const t = await startKernel({
+      services: { c: { entry: "./swap/counter-v1.ts", limits: { memoryMb: 16 } } },
+      swap: { probationMs: 10_000, probationMaxErrors: 0 },
+    });
+    try {
+      await t.kernel.call("c", "incr", 5);
+      const swapping = t.kernel.swap("c", join(FIXTURES, "swap/crashy-v2.ts"));
+      await vi.waitFor(() => expect(t.kernel.status()[0]?.semver).toBe("1.1.0-crashy"));
+      await t.kernel.call("c", "incr", 1);
+      await expect(t.kernel.call("c", "hog")).rejects.toMatchObject({ code: "ERR_OOM" });
+      const report = await swapping;
+      expect(report.outcome).toBe("rolled-back");
+      expect(report.error?.code).toBe("ERR_SWAP_PROBATION");
+      expect(await t.kernel.call("c", "which")).toBe("v1");
+      // The restarted instance resumed from the snapshot written at commit (count 5): the increment after it died with the instance.
+      expect(await t.kernel.call("c", "get")).toBe(5);
+    } finally {
+      await t.kernel.stop();
+    }
+  });
+
+  it("fails messages waiting for a next instance when a restart fails, instead of holding them and the stop for good", async () => {
+    const old = new Fake("v1");
+    const slot = slotWith(old, 1);
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    // The instance takes one message, then ends before starting the second: that one is given back to wait for the next instance.
+    old.deliver = async () => {
+      await gate;
+      throw new MoltError("ERR_REDELIVER", "given back");
+    };
+    const waiting = call(slot);
+    slot.detach(new MoltError("ERR_SERVICE_CRASHED", "died"));
+    release();
+    // The supervisor's restart failed: no instance follows.
+    slot.detach(new MoltError("ERR_START_FAILED", "the restart failed too"), true);
+    await expect(waiting).rejects.toMatchObject({ code: "ERR_START_FAILED" });
+  });
+
+  it("counts against a version on probation its own errors that name a service it has no binding to", async () => {
+    const old = new Fake("v1");
+    const slot = slotWith(old);
+    const disowning = (): Promise<Uint8Array> => Promise.resolve(encode([1, 0, "ERR_MINE", "someone-else", { code: "ERR_MINE", message: "not me", service: "someone-else" }]));
+    const next = new Fake("v2", { deliver: disowning });
+    const swapping = swap(request(slot, next, { probationMs: 5000, probationMaxErrors: 0 }));
+    await vi.waitFor(() => expect(slot.instance).toBe(next));
+    await call(slot);
+    await call(slot);
+    expect((await swapping).outcome).toBe("rolled-back");
   });
 });

@@ -29,7 +29,8 @@ export async function startKernel(config: MoltConfig, dir: string = FIXTURES): P
   const out: string[] = [];
   const logs: Record<string, unknown>[] = [];
   // Each kernel gets its own dataDir unless the test names one.
-  const withData = { dataDir: mkdtempSync(join(tmpdir(), "molt-data-")), ...config };
+  // Periodic snapshots are off unless a test asks for them, so that what a restart resumes from is the test's own doing.
+  const withData = { dataDir: mkdtempSync(join(tmpdir(), "molt-data-")), snapshot: { everyMs: 0 }, ...config };
   const kernel = new Kernel(resolveConfig(withData, dir), {
     boot: localBoot,
     stdout: (text) => out.push(text),

@@ -6,7 +6,7 @@
 // phase's share of a swap.
 
 import { axisMs, histogramSvg, svg, type SvgNode } from "../dashboard/histogram.ts";
-import type { Summary } from "../bench/lib/stats.ts";
+import type { Summary } from "./stats.ts";
 import { Phase } from "../protocol/admin.ts";
 import { blackouts, timeline, type BenchResult, type BenchRun } from "./bench-result.ts";
 

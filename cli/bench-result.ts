@@ -3,7 +3,7 @@
 // for requests that overlapped a swap, and failed requests by status. The
 // same object is printed as a table, given as --json and drawn by --report.
 
-import { summarize, type Summary } from "../bench/lib/stats.ts";
+import { summarize, type Summary } from "./stats.ts";
 import { Phase, type SwapReport } from "../protocol/admin.ts";
 import type { Answers } from "./bench-load.ts";
 

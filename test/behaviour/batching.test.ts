@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Outcome as CallerOutcome, Fire, Shot } from "../fixtures/behaviour/batch-caller.ts";
 import { restarts } from "../support/hostile.ts";
 import { eventually, startKernel, type TestKernel } from "../support/kernel.ts";
+import { sample } from "../support/prometheus.ts";
 
 type Outcome = { value: unknown } | { code: string };
 
@@ -29,16 +30,6 @@ async function outcomes(promises: Promise<unknown>[]): Promise<Outcome[]> {
   return (await Promise.allSettled(promises)).map((s) => (s.status === "fulfilled" ? { value: s.value } : { code: codeOf(s.reason) }));
 }
 
-/** The value of one sample line of the Prometheus text, or undefined (as in test/core/metrics.test.ts). */
-function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(`${name}{`)) continue;
-    const inner = line.slice(line.indexOf("{") + 1, line.indexOf("}"));
-    if (want.every((w) => inner.split(",").includes(w))) return Number(line.slice(line.lastIndexOf(" ") + 1));
-  }
-  return undefined;
-}
 
 const SINK = "./behaviour/batch-sink.ts";
 const SINK_DECLARED = "./behaviour/batch-sink-declared.ts";

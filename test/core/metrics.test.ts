@@ -2,17 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AdminServer } from "../../core/admin.ts";
 import { CUSTOM_CODES_PER_SERVICE, Metrics } from "../../core/metrics.ts";
 import { rejection, startKernel, type TestKernel } from "../support/kernel.ts";
+import { sample } from "../support/prometheus.ts";
 
-/** The value of one sample line of the Prometheus text, or undefined. */
-function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(`${name}{`)) continue;
-    const inner = line.slice(line.indexOf("{") + 1, line.indexOf("}"));
-    if (want.every((w) => inner.split(",").includes(w))) return Number(line.slice(line.lastIndexOf(" ") + 1));
-  }
-  return undefined;
-}
 
 describe("metrics", () => {
   let t: TestKernel;

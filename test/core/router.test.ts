@@ -13,6 +13,7 @@ import { Router, type RemoteServices } from "../../core/router.ts";
 import { Slot } from "../../core/slot.ts";
 import { decodeReply, encodeOkReply, encodeRequest } from "../../core/wire.ts";
 import type { MoltConfig } from "../../sdk/config.ts";
+import { stubInstance } from "../support/instances.ts";
 
 interface Logged {
   level: string;
@@ -22,26 +23,15 @@ interface Logged {
 
 /** An instance that answers every call with `answer`, or rejects every delivery with `fails`. */
 function instance(service: string, answer: unknown, fails?: MoltError): Instance & { received: Uint8Array[] } {
-  const noop = async (): Promise<void> => undefined;
   const received: Uint8Array[] = [];
-  return {
-    received,
-    service,
-    versionId: "0".repeat(64),
-    meta: { semver: "1.0.0", stateVersion: 1, restoresFrom: null, hasRestore: false, handlers: [] },
-    disposed: false,
-    init: noop,
-    restore: noop,
-    start: noop,
-    stop: noop,
-    dump: async () => new Uint8Array(),
-    dispose: () => undefined,
-    deliver: async (kind, request) => {
+  return Object.assign(
+    stubInstance(service, async (kind, request) => {
       if (fails !== undefined) throw fails;
       received.push(request);
       return kind === "call" ? encodeOkReply(answer) : undefined;
-    },
-  };
+    }),
+    { received },
+  );
 }
 
 /** A router over the services of `config`, each with an instance answering `answers[name]`. */

@@ -11,25 +11,11 @@ import { Router } from "../../core/router.ts";
 import { Slot } from "../../core/slot.ts";
 import { encode, encodeOkReply, encodeRequest } from "../../core/wire.ts";
 import { replyFailure } from "../../protocol/wire.ts";
+import { stubInstance } from "../support/instances.ts";
 import { FIXTURES } from "../support/runtime.ts";
 
 /** An instance whose every reply is `reply`. */
-function answering(service: string, reply: Uint8Array): Instance {
-  const noop = async (): Promise<void> => undefined;
-  return {
-    service,
-    versionId: "0".repeat(64),
-    meta: { semver: "1.0.0", stateVersion: 1, restoresFrom: null, hasRestore: false, handlers: [] },
-    disposed: false,
-    init: noop,
-    restore: noop,
-    start: noop,
-    stop: noop,
-    dump: async () => new Uint8Array(),
-    dispose: () => undefined,
-    deliver: async () => reply,
-  };
-}
+const answering = (service: string, reply: Uint8Array): Instance => stubInstance(service, async () => reply);
 
 /** An error reply as a tampered runtime could write it: any code, any service, in the header and the body. */
 const forged = (code: string, service: string | null): Uint8Array =>

@@ -4,19 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HttpIngress } from "../../core/http-ingress.ts";
 import { rejection, startKernel, type TestKernel } from "../support/kernel.ts";
 import { ROOT } from "../support/runtime.ts";
+import { sample } from "../support/prometheus.ts";
 
 const req = (path: string) => ({ method: "GET", url: `http://molt.test${path}`, headers: {}, body: null });
 
-/** The value of one sample line of the Prometheus text, or undefined. */
-function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(`${name}{`)) continue;
-    const inner = line.slice(line.indexOf("{") + 1, line.indexOf("}"));
-    if (want.every((w) => inner.split(",").includes(w))) return Number(line.slice(line.lastIndexOf(" ") + 1));
-  }
-  return undefined;
-}
 
 describe("gateway", () => {
   let t: TestKernel;

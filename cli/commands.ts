@@ -4,7 +4,7 @@
 import { resolve } from "node:path";
 import { shortId } from "../core/bundle.ts";
 import { ErrorCode, MoltError } from "../core/errors.ts";
-import type { RollbackBody, SwapBody, SwapProgress, SwapReport, VersionRecord } from "../protocol/admin.ts";
+import type { RollbackBody, SwapBody, SwapProgress, SwapReport, VerifyResult, VersionRecord } from "../protocol/admin.ts";
 import { connect } from "./client.ts";
 
 export interface CommonOptions {
@@ -14,13 +14,13 @@ export interface CommonOptions {
 
 const out = (line = ""): void => void process.stdout.write(`${line}\n`);
 
-/** `molt swap <service> <entry> [--fresh-state]`: exits 0 when committed or unchanged, 1 otherwise. */
-export async function swapCommand(service: string, entry: string, options: CommonOptions & { freshState?: boolean }): Promise<number> {
+/** `molt swap <service> <entry> [--fresh-state] [--no-verify]`: exits 0 when committed or unchanged, 1 otherwise. */
+export async function swapCommand(service: string, entry: string, options: CommonOptions & { freshState?: boolean; verify?: boolean }): Promise<number> {
   const client = await connect(options.config);
   const absolute = resolve(process.cwd(), entry);
   const freshState = options.freshState === true;
   if (!options.json) out(`swap ${service} → ${entry}${freshState ? " (fresh state: the current state is dropped)" : ""}`);
-  const body: SwapBody = freshState ? { entry: absolute, freshState } : { entry: absolute };
+  const body: SwapBody = { entry: absolute, ...(freshState ? { freshState } : {}), ...(options.verify === false ? { verify: false } : {}) };
   return reportSwap(await untilReport((onLine) => client.swap(service, body, onLine), options), options);
 }
 
@@ -62,12 +62,14 @@ function reportSwap(report: SwapReport, options: CommonOptions): number {
     case "committed":
       out(`committed: ${report.service} ${from} → ${to}, stateVersion ${report.from.stateVersion} → ${report.to?.stateVersion}, blackout ${fmtMs(report.blackoutMs)}`);
       if (report.freshState === true) out("state: fresh from init (the previous state was dropped)");
+      if (report.verify !== undefined) out(`verify: ${verifyWords(report.verify)}`);
       out(`version ${report.to?.version}`);
       break;
     default: {
       // A rollback that fails leaves the service where it was: "rolled-back" would say the opposite.
       const word = report.outcome === "rolled-back" && report.via === "rollback" ? "failed" : report.outcome;
       out(`${word}: ${report.service} stays at ${report.outcome === "unhealthy" ? to : from}; blackout ${fmtMs(report.blackoutMs)}`);
+      if (report.verify !== undefined) out(`verify: ${verifyWords(report.verify)}`);
       const error = report.error;
       if (error !== undefined) process.stderr.write(`molt: ${error.code}: ${error.message} (${whereFailed(error, report.blackoutMs)})\n`);
       const [first, ...more] = whatToDo(report);
@@ -77,12 +79,28 @@ function reportSwap(report: SwapReport, options: CommonOptions): number {
   return ok ? 0 : 1;
 }
 
+/** What the verified transfer found, as `molt swap` prints it. */
+function verifyWords(verify: VerifyResult): string {
+  if (verify.ok) return "ok (the state went to the new version and back unchanged)";
+  if (verify.path !== undefined) return `the state came back different at ${verify.path}`;
+  if (verify.skipped !== undefined) return `skipped: ${verify.skipped}`;
+  return "the way back failed";
+}
+
+/** The verified transfer in one word, for `molt history`'s table (--json has the path or the reason). */
+function verifyMark(verify: VerifyResult | undefined): string {
+  if (verify === undefined) return "-";
+  if (verify.ok) return "ok";
+  return verify.skipped !== undefined ? "skipped" : "differs";
+}
+
 /** Codes a rehearsal can fail with: a dump of the current state, restored into the new version before anything pauses. */
-const REHEARSED: ReadonlySet<string> = new Set([ErrorCode.SWAP_DUMP, ErrorCode.SWAP_RESTORE, ErrorCode.STATE_NOT_PLAIN]);
+const REHEARSED: ReadonlySet<string> = new Set([ErrorCode.SWAP_DUMP, ErrorCode.SWAP_RESTORE, ErrorCode.STATE_NOT_PLAIN, ErrorCode.SWAP_ROUNDTRIP]);
 
 /** The phase a failure happened in, said so that it matches the README's steps: prepare includes the rehearsal. */
 function whereFailed(error: NonNullable<SwapReport["error"]>, blackoutMs: number | null): string {
   if (error.phase !== "prepare") return `phase ${error.phase}${blackoutMs === null ? "" : `, after a blackout of ${fmtMs(blackoutMs)}`}`;
+  if (error.code === ErrorCode.SWAP_ROUNDTRIP) return "phase prepare, in the verified transfer (to the new version and back, on a copy of the current state): nothing was paused; --no-verify skips it";
   if (REHEARSED.has(error.code)) return "phase prepare, in the rehearsal of the restore on a copy of the current state: nothing was paused";
   return "phase prepare: nothing was paused";
 }
@@ -151,7 +169,7 @@ export async function historyCommand(service: string, options: CommonOptions): P
     return 0;
   }
   table(
-    ["#", "version", "semver", "sv", "parent", "via", "started", "replaced", "outcome", "blackout"],
+    ["#", "version", "semver", "sv", "parent", "via", "started", "replaced", "outcome", "blackout", "verify"],
     records.map((r) => [
       String(r.seq),
       shortId(r.version),
@@ -163,6 +181,7 @@ export async function historyCommand(service: string, options: CommonOptions): P
       r.replacedAt ?? (r.startedAt !== null && r.outcome !== "probation-failed" ? "(running)" : "-"),
       r.code === undefined ? outcomeWord(r) : `${outcomeWord(r)} ${r.code}`,
       r.blackoutMs === undefined ? "-" : fmtMs(r.blackoutMs),
+      verifyMark(r.verify),
     ]),
   );
   return 0;

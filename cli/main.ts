@@ -64,7 +64,7 @@ stateVersion and its migration), a tsconfig.json for service code and a
 README.md. Refuses with ERR_EXISTS, writing nothing, if any of these files
 already exists.
 `,
-  swap: `Usage: molt swap <service> <entry> [--fresh-state] [--config <path>] [--json]
+  swap: `Usage: molt swap <service> <entry> [--fresh-state] [--no-verify] [--config <path>] [--json]
 
 Replaces a running service with the code at <entry> while the runtime serves:
 prepare, quiesce, dump, restore, cutover, commit, each printed with its
@@ -79,6 +79,10 @@ the swap is refused with ERR_PERMISSION and nothing changes.
 --fresh-state  the escape hatch for a service whose state cannot be dumped
                (ERR_SWAP_DUMP): the new version starts from its init, the
                old state is dropped, and the inventory records that it was.
+--no-verify    skip the verified transfer: by default prepare takes the state
+               to the new version and back into a scratch instance of the
+               running one, and refuses the swap (ERR_SWAP_ROUNDTRIP, with the
+               path of the first value that differs) if it comes back changed.
 `,
   rollback: `Usage: molt rollback <service> [--to <version>] [--fresh-state] [--config <path>] [--json]
 
@@ -191,6 +195,7 @@ async function main(argv: string[]): Promise<number> {
       pause: { type: "string" },
       force: { type: "boolean" },
       "fresh-state": { type: "boolean" },
+      "no-verify": { type: "boolean" },
       swaps: { type: "string" },
       load: { type: "string" },
       connections: { type: "string" },
@@ -227,8 +232,8 @@ async function main(argv: string[]): Promise<number> {
       await devCommand(values.config ?? rest[0]);
       return -1;
     case "swap":
-      need(2, "swap <service> <entry> [--fresh-state]");
-      return swapCommand(rest[0] as string, rest[1] as string, { ...common, freshState: values["fresh-state"] === true });
+      need(2, "swap <service> <entry> [--fresh-state] [--no-verify]");
+      return swapCommand(rest[0] as string, rest[1] as string, { ...common, freshState: values["fresh-state"] === true, verify: values["no-verify"] !== true });
     case "rollback":
       need(1, "rollback <service> [--to <version>] [--fresh-state]");
       return rollbackCommand(rest[0] as string, values.to, { ...common, freshState: values["fresh-state"] === true });

@@ -10,7 +10,7 @@
 //   GET  /v1/events                         server-sent events: a tick a second, each swap as it ends
 //   GET  /v1/status                         every service, its version and queue
 //   GET  /v1/services/:name/history         the inventory of one service
-//   POST /v1/services/:name/swap            { entry, freshState? } → NDJSON progress, then the report
+//   POST /v1/services/:name/swap            { entry, freshState?, verify? } → NDJSON progress, then the report
 //   POST /v1/services/:name/rollback        { to?, freshState? }   → NDJSON progress, then the report
 //   POST /v1/services/:name/restart         {}                     → { result: { service, version, restarted } }
 //   POST /v1/snapshot                       { service? }           → what was written, and what failed, per service
@@ -189,6 +189,8 @@ export class AdminServer {
     if (typeof entry !== "string" || !isAbsolute(entry)) return fail(res, 400, ErrorCode.BAD_MESSAGE, "entry must be an absolute path");
     const freshState = own(body, "freshState");
     if (freshState !== undefined && typeof freshState !== "boolean") return fail(res, 400, ErrorCode.BAD_MESSAGE, "freshState must be true or false");
+    const verify = own(body, "verify");
+    if (verify !== undefined && typeof verify !== "boolean") return fail(res, 400, ErrorCode.BAD_MESSAGE, "verify must be true or false");
     if (!this.#allowed(entry)) {
       return fail(res, 403, ErrorCode.PERMISSION, `${entry} is outside admin.allowedRoots (${this.#options.allowedRoots.join(", ")}): add its folder there in the config to swap from it`);
     }
@@ -196,7 +198,9 @@ export class AdminServer {
     // re-export, a symlink on the way): the kernel bundles with that check,
     // before anything changes, and refuses with ERR_PERMISSION.
     const allowedRoots = this.#options.allowedRoots;
-    return this.#progress(res, (onPhase) => this.#kernel.swap(service, entry, { onPhase, allowedRoots, ...(freshState === true ? { freshState } : {}) }));
+    return this.#progress(res, (onPhase) =>
+      this.#kernel.swap(service, entry, { onPhase, allowedRoots, ...(freshState === true ? { freshState } : {}), ...(verify === undefined ? {} : { verify }) }),
+    );
   }
 
   /** Server-sent events: a `tick` a second with every service's rate, errors and p99, and a `swap` as each ends. */

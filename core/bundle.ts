@@ -228,7 +228,8 @@ async function buildResult(options: esbuild.BuildOptions, entry: string, refused
     if (permission !== undefined) throw permission;
     const failure = err as esbuild.BuildFailure;
     const details = (failure.errors ?? [])
-      .map((e) => (e.location ? `${e.location.file}:${e.location.line}:${e.location.column}: ${e.text}` : e.text))
+      // esbuild names files relative to the working folder; the user is told where the file is, wherever molt runs from.
+      .map((e) => (e.location ? `${resolve(options.absWorkingDir ?? process.cwd(), e.location.file)}:${e.location.line}:${e.location.column}: ${e.text}` : e.text))
       .join("\n");
     throw new MoltError(ErrorCode.BUNDLE, `cannot bundle ${entry}${details ? `:\n${details}` : ""}${nodeApiHint(failure.errors ?? [])}`, { cause: err });
   }

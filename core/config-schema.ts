@@ -172,6 +172,13 @@ function configSchema(dir: string, path: string | null) {
           probationMs: delay(0).default(0),
           /** Errors of the new version during probation past which it rolls back. Default 0. */
           probationMaxErrors: count(0).default(0),
+          /**
+           * Verify each transfer in prepare: the state goes to the new version
+           * and back into a scratch instance of the old one, and a swap whose
+           * state comes back different is refused (ERR_SWAP_ROUNDTRIP). Costs
+           * a boot of the old version per swap. Default true.
+           */
+          verify: z.boolean().default(true),
         })
         .prefault({}),
       /**

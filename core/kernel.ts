@@ -340,6 +340,7 @@ export class Kernel {
       settings: this.config.swap,
       ...(options.onPhase === undefined ? {} : { onPhase: options.onPhase }),
       ...(options.freshState === true ? { freshState: true } : {}),
+      ...(options.verify === undefined ? {} : { verify: options.verify }),
       // The committed state is the dump the serving instance restored from:
       // written after the blackout, without dumping again.
       onSettled: (instance, dump, stateVersion) => {

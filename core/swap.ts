@@ -5,7 +5,9 @@
 //
 //   prepare  → compile and boot the new instance, check it can take the
 //              state, rehearse its restore on a dump of the state as it is
-//              now; the old one serves throughout
+//              now, and verify the transfer (the state goes to the new
+//              version and back, and must come back the same); the old one
+//              serves throughout
 //   transfer → the old instance stops and hands its state to the new one,
 //              which starts and goes behind the mailbox
 //   commit   → inventory, snapshot of the handed-over state, probation,
@@ -26,7 +28,7 @@ import type { Instance } from "./instance.ts";
 import { Outcome, Via, type Inventory, type VersionRecord } from "./inventory.ts";
 import type { KernelLog } from "./log.ts";
 import { probation } from "./probation.ts";
-import { checkStateVersion, freshDump, noteDumpSize, rehearse, type Blame } from "./swap-prepare.ts";
+import { checkStateVersion, freshDump, noteDumpSize, rehearse, verifyTransfer, type Blame } from "./swap-prepare.ts";
 import type { Slot } from "./slot.ts";
 import { round, transfer, type State } from "./transfer.ts";
 
@@ -45,6 +47,8 @@ export interface SwapOptions {
   freshState?: boolean;
   /** Every file the new bundle reads must lie under one of these (by real path), or the swap is refused with ERR_PERMISSION before anything changes. */
   allowedRoots?: readonly string[];
+  /** false: no verified transfer for this swap (`molt swap --no-verify`). Default: the config's `swap.verify`. */
+  verify?: boolean;
 }
 
 export interface SwapRequest {
@@ -55,11 +59,17 @@ export interface SwapRequest {
   boot: (bundle: Bundle) => Promise<Instance>;
   inventory: Inventory;
   log: KernelLog;
-  settings: { drainTimeoutMs: number; blackoutTimeoutMs: number; probationMs: number; probationMaxErrors: number };
+  settings: { drainTimeoutMs: number; blackoutTimeoutMs: number; probationMs: number; probationMaxErrors: number; verify?: boolean };
   /** Called as each phase ends, for progress output. */
   onPhase?: (phase: Phase, ms: number) => void;
   /** The new version starts from its init; see SwapOptions. */
   freshState?: boolean;
+  /**
+   * Whether prepare verifies the transfer; see SwapOptions. Default:
+   * `settings.verify` (the config's `swap.verify`, itself true by default);
+   * a request built without either does not verify.
+   */
+  verify?: boolean;
   /**
    * Called when an instance goes live through the swap (at commit, and again
    * if probation sends the state back), with the dump it restored from: the
@@ -154,6 +164,7 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
       outcome,
       phases: report.phases,
       ...(fresh ? { freshState: true } : {}),
+      ...(report.verify === undefined ? {} : { verify: report.verify }),
       ...fields,
     });
   const rolledBack = (phase: Phase, error: MoltError, next: Instance | undefined): SwapReport => {
@@ -179,13 +190,29 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
     report.to = info(next);
     if (fresh) {
       given = { dump: await freshDump(slot, next, blame), stateVersion: next.meta.stateVersion };
+      report.verify = { ok: false, skipped: "fresh state: no state is handed over" };
     } else {
       const incompatible = checkStateVersion(next, old.meta.stateVersion);
       if (incompatible !== undefined) throw incompatible;
-      await rehearse(slot, old, next, blame);
+      const draft = await rehearse(slot, old, next, blame);
+      if (!(req.verify ?? req.settings.verify ?? false)) {
+        report.verify = { ok: false, skipped: "turned off" };
+      } else {
+        report.verify = await verifyTransfer({ old, next, draft, oldBundle: slot.bundle, boot: req.boot });
+        if (report.verify.path !== undefined) {
+          throw new MoltError(
+            ErrorCode.SWAP_ROUNDTRIP,
+            `the state did not survive the round trip ${old.meta.semver} → ${next.meta.semver} → ${old.meta.semver}: it differs at ${report.verify.path}`,
+            { service: slot.name },
+          );
+        }
+      }
     }
   } catch (err) {
-    return rolledBack(Phase.PREPARE, swapError(Phase.PREPARE, err, slot.name), next);
+    const error = swapError(Phase.PREPARE, err, slot.name);
+    // A way back that failed outright is a failed verification without a path.
+    if (error.code === ErrorCode.SWAP_ROUNDTRIP && report.verify === undefined) report.verify = { ok: false };
+    return rolledBack(Phase.PREPARE, error, next);
   }
   done(Phase.PREPARE);
 

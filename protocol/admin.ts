@@ -53,6 +53,19 @@ export type Outcome = (typeof Outcome)[keyof typeof Outcome];
 /** How a swap or a rollback ended. */
 export type SwapOutcome = "committed" | "rolled-back" | "unchanged" | "unhealthy";
 
+/**
+ * What the verified transfer found in a swap's prepare: the state went to
+ * the new version and back into a scratch instance of the old one. `ok` is
+ * true only when it was checked and came back the same; `path` names the
+ * first value that differed (the swap was refused, ERR_SWAP_ROUNDTRIP);
+ * `skipped` says why it was not checked.
+ */
+export interface VerifyResult {
+  ok: boolean;
+  path?: string;
+  skipped?: string;
+}
+
 /** One version of one service, as the inventory keeps it. */
 export interface VersionRecord {
   /** Position in the service's history, from 1. */
@@ -77,6 +90,8 @@ export interface VersionRecord {
   phases?: Record<string, number>;
   /** Set by a fresh-state swap: this version started from its own init and the previous state was dropped. */
   freshState?: boolean;
+  /** What the verified transfer found before this version went live (or was refused). */
+  verify?: VerifyResult;
 }
 
 export interface VersionInfo {
@@ -102,6 +117,8 @@ export interface SwapReport {
   stopError?: { code: string; message: string };
   /** A failed probation sent the state back: how long that second transfer held the mailbox. */
   rollbackBlackoutMs?: number;
+  /** What the verified transfer found in prepare; absent when the swap failed before it ran. */
+  verify?: VerifyResult;
 }
 
 /** One service as `GET /v1/status` shows it. */
@@ -147,6 +164,8 @@ export type SnapshotResult = SnapshotWritten | { service: string; error: { code:
 export interface SwapBody {
   entry: string;
   freshState?: boolean;
+  /** false: skip the verified transfer for this swap (`molt swap --no-verify`). Default: the config's `swap.verify`. */
+  verify?: boolean;
 }
 
 /**

@@ -54,6 +54,9 @@ export const ErrorCode = {
   SWAP_TIMEOUT: "ERR_SWAP_TIMEOUT",
   SWAP_OOM: "ERR_SWAP_OOM",
   SWAP_PROBATION: "ERR_SWAP_PROBATION",
+  // The verified transfer: the state, taken to the new version and back into a
+  // scratch instance of the old one, came back different (caught in prepare).
+  SWAP_ROUNDTRIP: "ERR_SWAP_ROUNDTRIP",
   STATE_VERSION: "ERR_STATE_VERSION",
   // A dump met an object whose prototype is not plain data (a class instance):
   // its methods would not survive the handover, so the dump is refused.
@@ -90,6 +93,7 @@ const SWAP_CODES: ReadonlySet<string> = new Set([
   ErrorCode.SWAP_TIMEOUT,
   ErrorCode.SWAP_OOM,
   ErrorCode.SWAP_PROBATION,
+  ErrorCode.SWAP_ROUNDTRIP,
   // Found by the guest runtime in the state a swap hands over, in whichever phase dumps it.
   ErrorCode.STATE_NOT_PLAIN,
 ]);

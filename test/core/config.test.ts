@@ -59,7 +59,7 @@ interface DocumentedConfig {
   admin: { port: number; host: string; allowedRoots: string[] } | null;
   log: { service: string } | null;
   dataDir: string;
-  swap: { drainTimeoutMs: number; blackoutTimeoutMs: number; probationMs: number; probationMaxErrors: number };
+  swap: { drainTimeoutMs: number; blackoutTimeoutMs: number; probationMs: number; probationMaxErrors: number; verify: boolean };
   snapshot: { everyMs: number };
   restart: { maxRestarts: number; windowMs: number };
   fleet: { nats: string; node: string | null; heartbeatMs: number; reconcileMs: number } | null;
@@ -241,7 +241,7 @@ describe("config", () => {
       admin: { port: 0, host: "127.0.0.1", allowedRoots: ["/srv/app"] },
       log: { service: "a" },
       dataDir: "/srv/app/.molt",
-      swap: { drainTimeoutMs: 2000, blackoutTimeoutMs: 2500, probationMs: 0, probationMaxErrors: 0 },
+      swap: { drainTimeoutMs: 2000, blackoutTimeoutMs: 2500, probationMs: 0, probationMaxErrors: 0, verify: true },
       snapshot: { everyMs: 5000 },
       restart: { maxRestarts: 5, windowMs: 60_000 },
       fleet: { nats: "nats://127.0.0.1:4222", node: null, heartbeatMs: 5000, reconcileMs: 60_000 },

@@ -183,6 +183,7 @@ const VERSION_RECORD: Fields<VersionRecord> = {
   blackoutMs: "optional",
   phases: "optional",
   freshState: "optional",
+  verify: "optional",
 };
 
 describe("the admin API's answers", () => {
@@ -227,6 +228,7 @@ describe("the admin API's answers", () => {
           freshState: "optional",
           stopError: "optional",
           rollbackBlackoutMs: "optional",
+          verify: "optional",
         });
       }
     }

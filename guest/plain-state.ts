@@ -4,6 +4,8 @@
 // handler that calls one would then fail. The guest runtime checks each
 // dump with this and refuses one that holds such an object, naming where.
 
+import { PathStep, pathSegment } from "../protocol/state-path.ts";
+
 // Captured when the runtime script runs, before any service code exists.
 const getPrototypeOf = Object.getPrototypeOf;
 const getOwnPropertyDescriptor = Object.getOwnPropertyDescriptor;
@@ -33,10 +35,7 @@ const LEAF_PROTOTYPES: ReadonlySet<object> = new Set<object>([
 ]);
 
 /** How a step of the path goes down: a property or an index, a Map's value, a Map's key, a Set's element. */
-const PROPERTY = 0;
-const MAP_VALUE = 1;
-const MAP_KEY = 2;
-const SET_ELEMENT = 3;
+const { PROPERTY, MAP_VALUE, MAP_KEY, SET_ELEMENT } = PathStep;
 
 /** Where a non-plain object was found, and the name of its class. */
 export interface NonPlain {
@@ -78,7 +77,7 @@ function walk(value: object, root: string, seen: Set<object> | undefined): NonPl
   // that is all plain data builds no path.
   const objects: object[] = [];
   const keys: unknown[] = [];
-  const kinds: number[] = [];
+  const kinds: PathStep[] = [];
   let visits = 0;
   let found: string | undefined;
 
@@ -144,7 +143,7 @@ function walk(value: object, root: string, seen: Set<object> | undefined): NonPl
     found = classNameOf(prototype);
     return true;
   };
-  const down = (kind: number, key: unknown, v: object): boolean => {
+  const down = (kind: PathStep, key: unknown, v: object): boolean => {
     kinds.push(kind);
     keys.push(key);
     if (visit(v)) return true;
@@ -155,21 +154,8 @@ function walk(value: object, root: string, seen: Set<object> | undefined): NonPl
 
   if (!visit(value) || found === undefined) return undefined;
   let path = root;
-  for (let i = 0; i < keys.length; i++) path += segment(kinds[i] as number, keys[i]);
+  for (let i = 0; i < keys.length; i++) path += pathSegment(kinds[i] as PathStep, keys[i]);
   return { path, className: found };
-}
-
-function segment(kind: number, key: unknown): string {
-  if (kind === SET_ELEMENT) return `.values()[${String(key)}]`;
-  if (kind === MAP_KEY) return `.keys()[${String(key)}]`;
-  if (kind === MAP_VALUE) return `.get(${typeof key === "string" ? quote(key) : typeof key === "number" || typeof key === "boolean" ? String(key) : "…"})`;
-  if (typeof key === "number") return `[${key}]`;
-  return /^[A-Za-z_$][\w$]{0,63}$/.test(key as string) ? `.${key as string}` : `[${quote(key as string)}]`;
-}
-
-/** A key as a string literal, cut short: a path names where, it need not carry a megabyte key. */
-function quote(key: string): string {
-  return JSON.stringify(key.length > 64 ? `${key.slice(0, 64)}…` : key);
 }
 
 /** The name a prototype's own `constructor` gives, read without running a getter. */

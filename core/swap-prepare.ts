@@ -130,6 +130,11 @@ export interface RoundTrip {
 export async function verifyTransfer(trip: RoundTrip): Promise<VerifyResult> {
   const { old, next, draft } = trip;
   if (draft === undefined) return { ok: false, skipped: `the state is over ${REHEARSAL_MAX_BYTES / 1024} KB, too large to check in prepare` };
+  // Going back to an older stateVersion, what only the newer state holds is
+  // expected to be lost: there is nothing to hold the older version to.
+  if (next.meta.stateVersion < old.meta.stateVersion) {
+    return { ok: false, skipped: `a move to an older stateVersion (${old.meta.stateVersion} → ${next.meta.stateVersion}): what only the newer state holds is not expected back` };
+  }
   const back = checkStateVersion(old, next.meta.stateVersion);
   if (back !== undefined) {
     return { ok: false, skipped: `${old.meta.semver} cannot restore stateVersion ${next.meta.stateVersion}: there is no way back to check` };
@@ -147,7 +152,14 @@ export async function verifyTransfer(trip: RoundTrip): Promise<VerifyResult> {
   if (forward.byteLength > REHEARSAL_MAX_BYTES) {
     return { ok: false, skipped: `the new version's state is over ${REHEARSAL_MAX_BYTES / 1024} KB, too large to check in prepare` };
   }
-  const returned = await throughScratch(trip.oldBundle, trip, forward);
+  let returned: Uint8Array;
+  try {
+    returned = await throughScratch(trip.oldBundle, trip, forward);
+  } catch (err) {
+    // The way back itself is broken (a scratch copy that cannot boot, restore
+    // or dump): like a stateVersion it cannot take, there is nothing to compare.
+    return { ok: false, skipped: toMoltError(err).message };
+  }
   const [, , original] = decode(draft) as [number, number, unknown];
   const [, , roundTripped] = decode(returned) as [number, number, unknown];
   let path: string | undefined;

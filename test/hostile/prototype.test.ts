@@ -24,7 +24,10 @@ describe("hostile services: polluted prototypes", () => {
         grabber: { entry: "./hostile/proto-grab.ts", bindings: { peer: "healthy" } },
         healthy: { entry: "./probe.ts" },
       },
-      swap: { drainTimeoutMs: 1000 },
+      // The then-poisoner's restore records itself in the state, so the
+      // verified transfer (rightly) refuses its swaps: what is tested here is
+      // the transfer under poisoned prototypes, not the round trip.
+      swap: { drainTimeoutMs: 1000, verify: false },
     });
   });
   afterAll(() => t.kernel.stop());

@@ -14,6 +14,7 @@ import { WIRE_VERSION, wireErrorOf } from "../protocol/wire.ts";
 import { shortId } from "./bundle.ts";
 import type { KernelLog } from "./log.ts";
 import { decode } from "./wire.ts";
+import type { DeliveryObserver } from "./slot.ts";
 
 export const FAILURE_LOG_BUDGET = {
   /** Lines per second, per service, saved up over `burstSeconds` so a short burst is logged whole. */
@@ -58,6 +59,18 @@ export class FailureLog {
   constructor(service: string, log: KernelLog) {
     this.#service = service;
     this.#log = log;
+  }
+
+  /**
+   * An observer for the service's slot: each failed reply that is the
+   * service's own (not relayed from a callee, whose own slot logs it) goes to
+   * the log.
+   */
+  observer(): DeliveryObserver {
+    return (_ms, failure, request, reply, instance) => {
+      if (failure === undefined || reply === undefined || failure.service !== this.#service) return;
+      this.failed(failure.code, request, reply, { versionId: instance.versionId, semver: instance.meta.semver });
+    };
   }
 
   /** Logs one failed reply of this service to the call `request`, or counts it past the budget. */

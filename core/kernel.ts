@@ -9,6 +9,7 @@ import type { ResolvedConfig } from "./config.ts";
 import { ErrorCode, MoltError, toMoltError } from "./errors.ts";
 import type { Boot } from "./instance.ts";
 import { Inventory, Via, type VersionRecord } from "./inventory.ts";
+import { FailureLog } from "./failure-log.ts";
 import { jsonLog, type KernelLog } from "./log.ts";
 import { Router, type RemoteServices } from "./router.ts";
 import { Slot, type DeliveryObserver } from "./slot.ts";
@@ -77,7 +78,12 @@ export class Kernel {
     this.config = config;
     this.#log = options.log ?? jsonLog();
     this.#boot = options.boot;
-    for (const spec of Object.values(config.services)) this.#slots.set(spec.name, new Slot(spec, this.#log));
+    for (const spec of Object.values(config.services)) {
+      const slot = new Slot(spec);
+      // Handler failures are logged on the server, as any other watcher sees them.
+      slot.observe(new FailureLog(spec.name, this.#log).observer());
+      this.#slots.set(spec.name, slot);
+    }
     this.#router = new Router({
       slots: this.#slots,
       logService: config.log?.service ?? null,

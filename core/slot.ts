@@ -8,26 +8,19 @@ import type { ResolvedService } from "./config.ts";
 import { ErrorCode, MoltError } from "./errors.ts";
 import type { Instance } from "./instance.ts";
 import { REDELIVER } from "./deliveries.ts";
-import { FailureLog } from "./failure-log.ts";
-import { jsonLog, type KernelLog } from "./log.ts";
 import { Mailbox } from "./mailbox.ts";
 
 /**
  * The log of a slot built without one: the kernel's default (pino on
  * stderr), made once for every such slot.
  */
-let fallbackLog: KernelLog | undefined;
-function defaultLog(): KernelLog {
-  fallbackLog ??= jsonLog();
-  return fallbackLog;
-}
 
 /**
  * Told of every message a service answered or failed: its time from
  * delivery to reply (queueing excluded) and, for a failure, its code and
  * the service at fault. Metrics, the live view and probation subscribe.
  */
-export type DeliveryObserver = (ms: number, failure: ReplyFailure | undefined) => void;
+export type DeliveryObserver = (ms: number, failure: ReplyFailure | undefined, request: Uint8Array, reply: Uint8Array | undefined, instance: Instance) => void;
 
 export class Slot {
   readonly name: string;
@@ -61,15 +54,12 @@ export class Slot {
    */
   isolation: ResolvedService["isolation"];
 
-  /** The kernel's log of this service's handler failures, under its own budget. */
-  readonly #failures: FailureLog;
 
-  constructor(spec: ResolvedService, log?: KernelLog) {
+  constructor(spec: ResolvedService) {
     this.name = spec.name;
     this.spec = spec;
     this.isolation = spec.isolation;
     this.mailbox = new Mailbox(spec.name, { concurrency: spec.concurrency, bound: spec.queue });
-    this.#failures = new FailureLog(spec.name, log ?? defaultLog());
     // Nothing is delivered until the first instance is live.
     this.#unborn = this.mailbox.hold();
   }
@@ -162,8 +152,7 @@ export class Slot {
           new MoltError(ErrorCode.SERVICE_DOWN, `${this.name} has no live instance`, { service: this.name })
         );
       }
-      if (kind === "send") return this.#observers.size === 0 ? this.#deliverTo(instance, kind, request) : this.#delivered(instance, kind, request);
-      return this.#delivered(instance, kind, request);
+      return this.#observers.size === 0 ? this.#deliverTo(instance, kind, request) : this.#observed(instance, kind, request);
     });
   }
 
@@ -173,32 +162,23 @@ export class Slot {
     return () => this.#observers.delete(observer);
   }
 
-  /**
-   * Delivers, then tells the observers; a call's failed reply that is this
-   * service's own (not relayed from a callee, whose own slot logged it) goes
-   * to the kernel's log. Only a reply's header is read, and its body only
-   * when it is logged.
-   */
-  async #delivered(instance: Instance, kind: DeliveryKind, request: Uint8Array): Promise<Uint8Array | undefined> {
-    const observed = this.#observers.size > 0;
-    const t0 = observed ? performance.now() : 0;
+  /** Delivers and tells the observers; only a reply's header is read here. */
+  async #observed(instance: Instance, kind: DeliveryKind, request: Uint8Array): Promise<Uint8Array | undefined> {
+    const t0 = performance.now();
     let reply: Uint8Array | undefined;
     try {
       reply = await this.#deliverTo(instance, kind, request);
     } catch (err) {
-      if (observed) this.#tell(t0, err instanceof MoltError ? { code: err.code, service: err.service ?? null } : { code: ErrorCode.INTERNAL, service: this.name });
+      const failure = err instanceof MoltError ? { code: err.code, service: err.service ?? null } : { code: ErrorCode.INTERNAL, service: this.name };
+      this.#tell(t0, failure, request, undefined, instance);
       throw err;
     }
-    const failure = reply === undefined ? undefined : replyFailure(reply);
-    if (failure !== undefined && failure.service === this.name && reply !== undefined) {
-      this.#failures.failed(failure.code, request, reply, { versionId: instance.versionId, semver: instance.meta.semver });
-    }
-    if (observed) this.#tell(t0, failure);
+    this.#tell(t0, reply === undefined ? undefined : replyFailure(reply), request, reply, instance);
     return reply;
   }
 
-  #tell(t0: number, failure: ReplyFailure | undefined): void {
+  #tell(t0: number, failure: ReplyFailure | undefined, request: Uint8Array, reply: Uint8Array | undefined, instance: Instance): void {
     const ms = performance.now() - t0;
-    for (const observer of this.#observers) observer(ms, failure);
+    for (const observer of this.#observers) observer(ms, failure, request, reply, instance);
   }
 }

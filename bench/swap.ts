@@ -29,6 +29,9 @@ const SIZES = QUICK
   : [{ bytes: 100, swaps: 200 }, { bytes: 65_536, swaps: 50 }, { bytes: 1 << 20, swaps: 20 }, { bytes: 10 << 20, swaps: 8 }];
 const RESTARTS = QUICK ? 5 : 20;
 const IDLE_SWAPS = QUICK ? 20 : 100;
+/** Swaps with shadow traffic of SHADOW_MESSAGES each, under the same load: what the shadow costs the callers. */
+const SHADOW_SWAPS = QUICK ? 2 : 5;
+const SHADOW_MESSAGES = 1000;
 
 interface SwapSample {
   bytes: number;
@@ -90,6 +93,16 @@ async function main(): Promise<void> {
     }
     console.log(`  ${bytes} B: ${count} swaps`);
   }
+  // Shadow traffic: the new version runs the next SHADOW_MESSAGES messages beside the old one before each cutover.
+  await fetch(`${runtime.url}/bench/fill?bytes=${SIZES[0]?.bytes ?? 100}`, { method: "POST" });
+  const shadows: { window: [number, number]; messages: number; divergences: number }[] = [];
+  for (let i = 0; i < SHADOW_SWAPS; i++) {
+    const timed = await swapTimed(runtime.adminUrl, token, entries[n++ % 2] as string, { shadow: SHADOW_MESSAGES });
+    if (timed.report.outcome !== "committed") throw new Error(`shadowed swap ended ${timed.report.outcome}: ${JSON.stringify(timed.report.error)}`);
+    shadows.push({ window: timed.shadowWindow, messages: timed.report.shadow?.messages ?? 0, divergences: timed.report.shadow?.divergences ?? -1 });
+    await sleep(200);
+  }
+  console.log(`  shadow: ${SHADOW_SWAPS} swaps with ${SHADOW_MESSAGES} shadowed messages each`);
   await load.stop();
   const finalCount = Number(await (await fetch(`${runtime.url}/bench/get`)).text());
   await runtime.stop();
@@ -100,6 +113,8 @@ async function main(): Promise<void> {
   const overlaps = (s: Sample): boolean => swaps.some((w) => s.start < w.window[1] && s.end > w.window[0]);
   const steady = ok.filter((s) => s.start >= steadyFrom && s.end <= steadyTo).map(latency);
   const during = ok.filter(overlaps).map(latency);
+  // Requests that ran wholly inside a shadow phase (from the end of prepare to the end of the shadow).
+  const inShadow = ok.filter((s) => shadows.some((w) => s.start >= w.window[0] && s.end <= w.window[1])).map(latency);
   // Every POST that succeeded was counted exactly once: the state is intact.
   const posted = ok.length;
 
@@ -128,7 +143,15 @@ async function main(): Promise<void> {
     blackout_ms: bySize[0]?.blackout_ms as Summary,
     idle_blackout_ms: summarize(idle),
     by_state_size: bySize,
-    latency_ms: { steady: summarize(steady), during_swap: summarize(during) },
+    latency_ms: { steady: summarize(steady), during_swap: summarize(during), during_shadow: summarize(inShadow) },
+    shadow: {
+      swaps: shadows.length,
+      messages_each: SHADOW_MESSAGES,
+      phase_ms: summarize(shadows.map((w) => w.window[1] - w.window[0])),
+      messages: shadows.map((w) => w.messages),
+      divergences: shadows.map((w) => w.divergences),
+      p50_ratio_to_steady: summarize(inShadow).p50 / summarize(steady).p50,
+    },
     baselines: {
       process_restart_ms: restart.ms,
       process_restart_failed_requests: restart.failed,
@@ -164,6 +187,9 @@ async function main(): Promise<void> {
   console.log(`idle, small state: molt blackout p50 ${ms(idleSummary.p50)} p99 ${ms(idleSummary.p99)}${erlang === null ? "" : `; Erlang/OTP p50 ${ms(erlang.idleSmall.p50)} p99 ${ms(erlang.idleSmall.p99)}`}`);
   console.log(`requests ${load.samples.length}, failed ${failed}; final count ${finalCount} for ${posted} successful POSTs`);
   console.log(`latency steady p50 ${ms(result.latency_ms.steady.p50)} p99 ${ms(result.latency_ms.steady.p99)}; during a swap p50 ${ms(result.latency_ms.during_swap.p50)} p99 ${ms(result.latency_ms.during_swap.p99)} max ${ms(result.latency_ms.during_swap.max)}`);
+  console.log(
+    `shadow of ${SHADOW_MESSAGES} messages (${shadows.length} swaps, phase p50 ${ms(result.shadow.phase_ms.p50)}): callers' latency p50 ${ms(result.latency_ms.during_shadow.p50)} p99 ${ms(result.latency_ms.during_shadow.p99)}, ${result.shadow.p50_ratio_to_steady.toFixed(2)}× steady`,
+  );
   console.log(`process restart: p50 ${ms(restart.ms.p50)} p99 ${ms(restart.ms.p99)}, ${restart.failed} failed requests, state lost`);
   if (erlang !== null) console.log(`Erlang/OTP swap under ${CLIENTS} callers (small state): p50 ${ms(erlang.small.p50)} p99 ${ms(erlang.small.p99)}`);
 
@@ -195,6 +221,42 @@ async function swap(adminUrl: string, token: string, entry: string): Promise<{ o
   const last = lines.at(-1);
   if (last?.report === undefined) throw new Error(`swap failed: ${JSON.stringify(last)}`);
   return last.report;
+}
+
+/** A swap through the admin API, its NDJSON read as it streams: when the shadow phase began (prepare's line) and ended (its own line). */
+async function swapTimed(
+  adminUrl: string,
+  token: string,
+  entry: string,
+  extra: Record<string, unknown>,
+): Promise<{ report: { outcome: string; error?: unknown; shadow?: { messages: number; divergences: number } }; shadowWindow: [number, number] }> {
+  const res = await fetch(`${adminUrl}/v1/services/bench/swap`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify({ entry, ...extra }),
+  });
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  const decoder = new TextDecoder();
+  let buffered = "";
+  let from = Number.NaN;
+  let to = Number.NaN;
+  let report: { outcome: string; error?: unknown; shadow?: { messages: number; divergences: number } } | undefined;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    buffered += decoder.decode(value, { stream: true });
+    let nl = buffered.indexOf("\n");
+    while (nl >= 0) {
+      const line = JSON.parse(buffered.slice(0, nl)) as { event: string; phase?: string; report?: typeof report };
+      buffered = buffered.slice(nl + 1);
+      if (line.event === "phase" && line.phase === "prepare") from = performance.now();
+      if (line.event === "phase" && line.phase === "shadow") to = performance.now();
+      if (line.event === "report") report = line.report;
+      nl = buffered.indexOf("\n");
+    }
+  }
+  if (report === undefined) throw new Error("swap ended without a report");
+  return { report, shadowWindow: [from, to] };
 }
 
 interface Runtime {

@@ -4,7 +4,7 @@
 import { resolve } from "node:path";
 import { shortId } from "../core/bundle.ts";
 import { ErrorCode, MoltError } from "../core/errors.ts";
-import type { RollbackBody, SwapBody, SwapProgress, SwapReport, VerifyResult, VersionRecord } from "../protocol/admin.ts";
+import type { RollbackBody, ShadowResult, SwapBody, SwapProgress, SwapReport, VerifyResult, VersionRecord } from "../protocol/admin.ts";
 import { connect } from "./client.ts";
 
 export interface CommonOptions {
@@ -14,13 +14,24 @@ export interface CommonOptions {
 
 const out = (line = ""): void => void process.stdout.write(`${line}\n`);
 
-/** `molt swap <service> <entry> [--fresh-state] [--no-verify]`: exits 0 when committed or unchanged, 1 otherwise. */
-export async function swapCommand(service: string, entry: string, options: CommonOptions & { freshState?: boolean; verify?: boolean }): Promise<number> {
+/** `molt swap <service> <entry> [--fresh-state] [--no-verify] [--shadow N …]`: exits 0 when committed or unchanged, 1 otherwise. */
+export async function swapCommand(
+  service: string,
+  entry: string,
+  options: CommonOptions & { freshState?: boolean; verify?: boolean; shadow?: number; expectChange?: string[]; maxDivergence?: number },
+): Promise<number> {
   const client = await connect(options.config);
   const absolute = resolve(process.cwd(), entry);
   const freshState = options.freshState === true;
   if (!options.json) out(`swap ${service} → ${entry}${freshState ? " (fresh state: the current state is dropped)" : ""}`);
-  const body: SwapBody = { entry: absolute, ...(freshState ? { freshState } : {}), ...(options.verify === false ? { verify: false } : {}) };
+  const body: SwapBody = {
+    entry: absolute,
+    ...(freshState ? { freshState } : {}),
+    ...(options.verify === false ? { verify: false } : {}),
+    ...(options.shadow === undefined ? {} : { shadow: options.shadow }),
+    ...(options.expectChange === undefined ? {} : { expectChange: options.expectChange }),
+    ...(options.maxDivergence === undefined ? {} : { maxDivergence: options.maxDivergence }),
+  };
   return reportSwap(await untilReport((onLine) => client.swap(service, body, onLine), options), options);
 }
 
@@ -40,6 +51,7 @@ async function untilReport(run: (onLine: (line: SwapProgress) => void) => Promis
   let report: SwapReport | undefined;
   await run((line) => {
     if (line.event === "phase" && !options.json) out(`  ${line.phase.padEnd(8)} ${fmtMs(line.ms).padStart(10)}`);
+    if (line.event === "shadow" && !options.json) out(`  shadow   ${line.messages}/${line.of} messages, ${line.divergences} divergence${line.divergences === 1 ? "" : "s"}`);
     if (line.event === "report") report = line.report;
     if (line.event === "error") throw new MoltError(line.error.code, line.error.message);
   });
@@ -63,6 +75,7 @@ function reportSwap(report: SwapReport, options: CommonOptions): number {
       out(`committed: ${report.service} ${from} → ${to}, stateVersion ${report.from.stateVersion} → ${report.to?.stateVersion}, blackout ${fmtMs(report.blackoutMs)}`);
       if (report.freshState === true) out("state: fresh from init (the previous state was dropped)");
       if (report.verify !== undefined) out(`verify: ${verifyWords(report.verify)}`);
+      if (report.shadow !== undefined) for (const line of shadowWords(report.shadow)) out(line);
       out(`version ${report.to?.version}`);
       break;
     default: {
@@ -70,6 +83,7 @@ function reportSwap(report: SwapReport, options: CommonOptions): number {
       const word = report.outcome === "rolled-back" && report.via === "rollback" ? "failed" : report.outcome;
       out(`${word}: ${report.service} stays at ${report.outcome === "unhealthy" ? to : from}; blackout ${fmtMs(report.blackoutMs)}`);
       if (report.verify !== undefined) out(`verify: ${verifyWords(report.verify)}`);
+      if (report.shadow !== undefined) for (const line of shadowWords(report.shadow)) out(line);
       const error = report.error;
       if (error !== undefined) process.stderr.write(`molt: ${error.code}: ${error.message} (${whereFailed(error, report.blackoutMs)})\n`);
       const [first, ...more] = whatToDo(report);
@@ -87,6 +101,29 @@ function verifyWords(verify: VerifyResult): string {
   return "the way back failed";
 }
 
+/** What shadow traffic found, as `molt swap` prints it: a summary, then each example. */
+function shadowWords(shadow: ShadowResult): string[] {
+  const expected = shadow.expected > 0 ? ` (+${shadow.expected} in methods expected to change)` : "";
+  const incomplete = shadow.complete ? "" : ` (of ${shadow.requested} asked for: the shadow's time ran out)`;
+  const state = shadow.state === undefined ? "" : shadow.state.ok ? "; states equal" : shadow.state.path !== undefined ? `; states differ at ${shadow.state.path}` : `; states not compared: ${shadow.state.skipped}`;
+  const s = shadow.suppressed;
+  const held = s.sends + s.fetches + s.stdout + s.console;
+  const lines = [
+    `shadow: ${shadow.messages} messages${incomplete}, ${shadow.divergences} divergence${shadow.divergences === 1 ? "" : "s"}${expected}${state}` +
+      (held === 0 ? "" : `; not performed: ${s.sends} sends, ${s.fetches} fetches, ${s.stdout} stdout writes, ${s.console} console lines`),
+  ];
+  for (const e of shadow.examples) {
+    lines.push(`  ${e.expected === true ? "expected " : ""}${e.method}(${e.payload}): ${e.why}`);
+    if (e.method !== "(state)") lines.push(`    old: ${e.old}`, `    new: ${e.new}`);
+  }
+  return lines;
+}
+
+/** Shadow traffic in a few characters, for `molt history`'s table: messages/divergences. */
+function shadowMark(shadow: ShadowResult | undefined): string {
+  return shadow === undefined ? "-" : `${shadow.messages}/${shadow.divergences}`;
+}
+
 /** The verified transfer in one word, for `molt history`'s table (--json has the path or the reason). */
 function verifyMark(verify: VerifyResult | undefined): string {
   if (verify === undefined) return "-";
@@ -99,6 +136,7 @@ const REHEARSED: ReadonlySet<string> = new Set([ErrorCode.SWAP_DUMP, ErrorCode.S
 
 /** The phase a failure happened in, said so that it matches the README's steps: prepare includes the rehearsal. */
 function whereFailed(error: NonNullable<SwapReport["error"]>, blackoutMs: number | null): string {
+  if (error.phase === "shadow") return "phase shadow, before the cutover: nothing was paused, the running version served throughout";
   if (error.phase !== "prepare") return `phase ${error.phase}${blackoutMs === null ? "" : `, after a blackout of ${fmtMs(blackoutMs)}`}`;
   if (error.code === ErrorCode.SWAP_ROUNDTRIP) return "phase prepare, in the verified transfer (to the new version and back, on a copy of the current state): nothing was paused; --no-verify skips it";
   if (REHEARSED.has(error.code)) return "phase prepare, in the rehearsal of the restore on a copy of the current state: nothing was paused";
@@ -169,7 +207,7 @@ export async function historyCommand(service: string, options: CommonOptions): P
     return 0;
   }
   table(
-    ["#", "version", "semver", "sv", "parent", "via", "started", "replaced", "outcome", "blackout", "verify"],
+    ["#", "version", "semver", "sv", "parent", "via", "started", "replaced", "outcome", "blackout", "verify", "shadow"],
     records.map((r) => [
       String(r.seq),
       shortId(r.version),
@@ -182,6 +220,7 @@ export async function historyCommand(service: string, options: CommonOptions): P
       r.code === undefined ? outcomeWord(r) : `${outcomeWord(r)} ${r.code}`,
       r.blackoutMs === undefined ? "-" : fmtMs(r.blackoutMs),
       verifyMark(r.verify),
+      shadowMark(r.shadow),
     ]),
   );
   return 0;

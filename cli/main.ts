@@ -64,7 +64,9 @@ stateVersion and its migration), a tsconfig.json for service code and a
 README.md. Refuses with ERR_EXISTS, writing nothing, if any of these files
 already exists.
 `,
-  swap: `Usage: molt swap <service> <entry> [--fresh-state] [--no-verify] [--config <path>] [--json]
+  swap: `Usage: molt swap <service> <entry> [--fresh-state] [--no-verify]
+                 [--shadow N [--expect-change m1,m2] [--max-divergence K]]
+                 [--config <path>] [--json]
 
 Replaces a running service with the code at <entry> while the runtime serves:
 prepare, quiesce, dump, restore, cutover, commit, each printed with its
@@ -83,6 +85,22 @@ the swap is refused with ERR_PERMISSION and nothing changes.
                to the new version and back into a scratch instance of the
                running one, and refuses the swap (ERR_SWAP_ROUNDTRIP, with the
                path of the first value that differs) if it comes back changed.
+--shadow N     shadow traffic before the cutover: the new version runs beside
+               the running one, on a copy of its state, and the next N
+               messages to the service go to both; the running version answers
+               the callers, the new one runs off their path with no side
+               effects (its calls are answered with what the running version's
+               identical calls got; its sends, fetches, output and storage
+               writes are not performed). Replies and the final states are
+               compared; the report shows each divergence's method, payload and
+               both replies. Past --max-divergence (default 0) the swap is
+               refused with ERR_SWAP_SHADOW and nothing changes. Default: the
+               config's swap.shadow (0: none).
+--expect-change m1,m2
+               methods the new version is meant to answer differently: their
+               divergences are reported but not counted.
+--max-divergence K
+               how many divergences are allowed (default 0).
 `,
   rollback: `Usage: molt rollback <service> [--to <version>] [--fresh-state] [--config <path>] [--json]
 
@@ -196,6 +214,9 @@ async function main(argv: string[]): Promise<number> {
       force: { type: "boolean" },
       "fresh-state": { type: "boolean" },
       "no-verify": { type: "boolean" },
+      shadow: { type: "string" },
+      "expect-change": { type: "string" },
+      "max-divergence": { type: "string" },
       swaps: { type: "string" },
       load: { type: "string" },
       connections: { type: "string" },
@@ -233,7 +254,17 @@ async function main(argv: string[]): Promise<number> {
       return -1;
     case "swap":
       need(2, "swap <service> <entry> [--fresh-state] [--no-verify]");
-      return swapCommand(rest[0] as string, rest[1] as string, { ...common, freshState: values["fresh-state"] === true, verify: values["no-verify"] !== true });
+      if (values["fresh-state"] === true && values.shadow !== undefined) {
+        throw new MoltError(ErrorCode.USAGE, "--shadow compares the new version with the running one from the same state; --fresh-state drops that state, so they cannot go together");
+      }
+      return swapCommand(rest[0] as string, rest[1] as string, {
+        ...common,
+        freshState: values["fresh-state"] === true,
+        verify: values["no-verify"] !== true,
+        ...(values.shadow === undefined ? {} : { shadow: wholeNumber(values.shadow, "--shadow") }),
+        ...(values["max-divergence"] === undefined ? {} : { maxDivergence: wholeNumber(values["max-divergence"], "--max-divergence") }),
+        ...(values["expect-change"] === undefined ? {} : { expectChange: values["expect-change"].split(",").map((m) => m.trim()).filter((m) => m !== "") }),
+      });
     case "rollback":
       need(1, "rollback <service> [--to <version>] [--fresh-state]");
       return rollbackCommand(rest[0] as string, values.to, { ...common, freshState: values["fresh-state"] === true });
@@ -316,3 +347,10 @@ main(process.argv.slice(2)).then(
     process.exit(1);
   },
 );
+
+/** A flag's value as a whole number of at least 0, or ERR_USAGE naming the flag. */
+function wholeNumber(value: string, flag: string): number {
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isSafeInteger(n) || n < 0) throw new MoltError(ErrorCode.USAGE, `${flag} takes a whole number (got "${value}")`);
+  return n;
+}

@@ -10,6 +10,7 @@ import { quarantinedIsolates } from "../core/isolate-host.ts";
 import { Kernel } from "../core/kernel.ts";
 import { Live } from "../core/live.ts";
 import { localBoot } from "../core/local-boot.ts";
+import { lmdbStorage } from "../core/lmdb-store.ts";
 import { Metrics } from "../core/metrics.ts";
 import { jsonLog } from "../core/log.ts";
 import { checkPorts, portError } from "./ports.ts";
@@ -64,7 +65,7 @@ export async function run(configArg: string | undefined, options: RunOptions = {
   // A daemon that serves many services does not die of one stray rejection:
   // it is logged, loudly, and the runtime keeps serving.
   process.on("unhandledRejection", (reason) => log.log("error", "unhandled promise rejection (a bug in molt: please report it)", { error: String(reason) }));
-  const kernel = new Kernel(config, { boot: localBoot, log });
+  const kernel = new Kernel(config, { boot: localBoot, log, storage: lmdbStorage(config.dataDir, log) });
   // Watchers of the kernel, built here and handed to the admin API: the kernel keeps no metrics of its own.
   const metrics = new Metrics(() => kernel.loads());
   const live = new Live(() => kernel.status());

@@ -191,6 +191,16 @@ export class AdminServer {
     if (freshState !== undefined && typeof freshState !== "boolean") return fail(res, 400, ErrorCode.BAD_MESSAGE, "freshState must be true or false");
     const verify = own(body, "verify");
     if (verify !== undefined && typeof verify !== "boolean") return fail(res, 400, ErrorCode.BAD_MESSAGE, "verify must be true or false");
+    const shadow = own(body, "shadow");
+    if (shadow !== undefined && !(Number.isSafeInteger(shadow) && (shadow as number) >= 0)) return fail(res, 400, ErrorCode.BAD_MESSAGE, "shadow must be a whole number of messages");
+    const maxDivergence = own(body, "maxDivergence");
+    if (maxDivergence !== undefined && !(Number.isSafeInteger(maxDivergence) && (maxDivergence as number) >= 0)) {
+      return fail(res, 400, ErrorCode.BAD_MESSAGE, "maxDivergence must be a whole number");
+    }
+    const expectChange = own(body, "expectChange");
+    if (expectChange !== undefined && !(Array.isArray(expectChange) && expectChange.length <= 1000 && expectChange.every((m) => typeof m === "string" && m.length <= 256))) {
+      return fail(res, 400, ErrorCode.BAD_MESSAGE, "expectChange must be a list of method names");
+    }
     if (!this.#allowed(entry)) {
       return fail(res, 403, ErrorCode.PERMISSION, `${entry} is outside admin.allowedRoots (${this.#options.allowedRoots.join(", ")}): add its folder there in the config to swap from it`);
     }
@@ -198,8 +208,17 @@ export class AdminServer {
     // re-export, a symlink on the way): the kernel bundles with that check,
     // before anything changes, and refuses with ERR_PERMISSION.
     const allowedRoots = this.#options.allowedRoots;
-    return this.#progress(res, (onPhase) =>
-      this.#kernel.swap(service, entry, { onPhase, allowedRoots, ...(freshState === true ? { freshState } : {}), ...(verify === undefined ? {} : { verify }) }),
+    return this.#progress(res, (onPhase, onShadow) =>
+      this.#kernel.swap(service, entry, {
+        onPhase,
+        onShadow,
+        allowedRoots,
+        ...(freshState === true ? { freshState } : {}),
+        ...(verify === undefined ? {} : { verify }),
+        ...(shadow === undefined ? {} : { shadow: shadow as number }),
+        ...(maxDivergence === undefined ? {} : { maxDivergence: maxDivergence as number }),
+        ...(expectChange === undefined ? {} : { expectChange: expectChange as string[] }),
+      }),
     );
   }
 
@@ -295,7 +314,10 @@ export class AdminServer {
    * the report, so the CLI can show progress live. A swap that cannot begin
    * (busy, unknown version, bad code) is an ordinary JSON error instead.
    */
-  async #progress(res: ServerResponse, op: (onPhase: (phase: Phase, ms: number) => void) => Promise<SwapReport>): Promise<void> {
+  async #progress(
+    res: ServerResponse,
+    op: (onPhase: (phase: Phase, ms: number) => void, onShadow: (messages: number, of: number, divergences: number) => void) => Promise<SwapReport>,
+  ): Promise<void> {
     let started = false;
     const start = (): void => {
       if (started) return;
@@ -303,10 +325,18 @@ export class AdminServer {
       res.writeHead(200, { "content-type": NDJSON });
     };
     try {
-      const report = await op((phase, ms) => {
-        start();
-        res.write(ndjson({ event: "phase", phase, ms }));
-      });
+      const report = await op(
+        (phase, ms) => {
+          start();
+          res.write(ndjson({ event: "phase", phase, ms }));
+        },
+        // A line every tenth of the shadow, not every message.
+        (messages, of, divergences) => {
+          if (messages !== of && messages % Math.max(1, Math.floor(of / 10)) !== 0) return;
+          start();
+          res.write(ndjson({ event: "shadow", messages, of, divergences }));
+        },
+      );
       start();
       res.end(ndjson({ event: "report", report }));
     } catch (err) {

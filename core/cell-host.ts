@@ -152,7 +152,8 @@ class CellInstance implements Instance {
       }
       case "bridge": {
         const id = frame[2];
-        const answer = frame[3] === "call" ? this.#bridge.call(...frame[4]) : this.#bridge.fetch(...frame[4]);
+        const answer =
+          frame[3] === "call" ? this.#bridge.call(...frame[4]) : frame[3] === "fetch" ? this.#bridge.fetch(...frame[4]) : Promise.resolve(this.#bridge.storage(...frame[4]));
         void answer.then((bytes) => {
           if (this.#child.connected) this.#child.send(encodeFrame([CELL_PROTOCOL, "bridge-reply", id, bytes]));
         });

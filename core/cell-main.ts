@@ -30,6 +30,7 @@ const pending = new Map<number, (bytes: Uint8Array) => void>();
 const bridge: InstanceBridge = {
   call: (binding, request) => ask("call", [binding, request]),
   fetch: (request) => ask("fetch", [request]),
+  storage: (request) => ask("storage", [request]),
   send: (binding, request) => send([CELL_PROTOCOL, "event", "send", [binding, request]]),
   console: (level, text) => send([CELL_PROTOCOL, "event", "console", [level, text]]),
   stdout: (text) => send([CELL_PROTOCOL, "event", "stdout", [text]]),

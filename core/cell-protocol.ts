@@ -35,6 +35,7 @@ export type CellResult<Op extends CellOp> = CellOps[Op]["result"];
 export interface CellAsks {
   call: [binding: string, request: Uint8Array];
   fetch: [request: Uint8Array];
+  storage: [request: Uint8Array];
 }
 
 /** What a cell tells the kernel without waiting for an answer. */

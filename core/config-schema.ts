@@ -15,6 +15,8 @@ export const DEFAULTS = {
   maxMessageBytes: 4 * 1024 * 1024,
   // Each pending timer costs host memory outside the isolate's heap limit.
   timers: 10_000,
+  // What one service keeps in ctx.storage, keys and values counted, in MiB.
+  storageMb: 1024,
   concurrency: 1,
   queue: 1000,
   maxBodyBytes: 1024 * 1024,
@@ -59,6 +61,8 @@ const limits = z.strictObject({
   maxMessageBytes: count(1).default(DEFAULTS.maxMessageBytes),
   /** Timers (setTimeout, setInterval) pending at once; past it `setTimeout` throws ERR_LIMIT. Default 10,000. */
   timers: count(1).default(DEFAULTS.timers),
+  /** What the service may keep in ctx.storage, keys and values counted, in MiB; past it a write fails with ERR_STORAGE_FULL. Default 1024. */
+  storageMb: count(1).default(DEFAULTS.storageMb),
 });
 
 const permissions = z.strictObject({
@@ -179,6 +183,15 @@ function configSchema(dir: string, path: string | null) {
            * a boot of the old version per swap. Default true.
            */
           verify: z.boolean().default(true),
+          /**
+           * Shadow traffic for every swap that does not say: the next N messages
+           * run by the new version too, beside the old one, before the cutover,
+           * and a swap whose new version answers differently is refused
+           * (ERR_SWAP_SHADOW). Default 0: none.
+           */
+          shadow: count(0).default(0),
+          /** The longest a shadow waits for its N messages; it ends early (reported incomplete) past it. Default 60000. */
+          shadowTimeoutMs: delay(1).default(60_000),
         })
         .prefault({}),
       /**

@@ -294,6 +294,8 @@ export class HttpIngress {
 function statusOf(code: string): number {
   if (UNAVAILABLE.has(code)) return 503;
   if (code === ErrorCode.BAD_RESPONSE) return 502;
+  // The service's storage is at its limits.storageMb: WebDAV's "Insufficient Storage".
+  if (code === ErrorCode.STORAGE_FULL) return 507;
   return 500;
 }
 

@@ -22,6 +22,12 @@ export interface InstanceBridge {
   fetch(request: Uint8Array): Promise<Uint8Array>;
   /** A write to standard output, when permitted. */
   stdout(text: string): void;
+  /**
+   * A ctx.storage request (protocol/storage.ts), answered in the same turn
+   * here and asynchronously from a cell; the answer says a failure with its
+   * code, so this never throws or rejects.
+   */
+  storage(request: Uint8Array): Uint8Array | Promise<Uint8Array>;
   /** The instance died on its own (memory, a wedged isolate): it is disposed already. */
   exited(reason: MoltError, advice?: ExitAdvice): void;
   /**

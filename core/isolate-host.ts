@@ -222,6 +222,13 @@ class IsolateInstance implements Instance {
       new ivm.Reference(() => performance.now() - origin),
       new ivm.Reference((text: unknown) => bridge.stdout(String(text))),
       new ivm.Reference((meta: unknown, replies: unknown) => this.#deliveries.replies(meta, replies)),
+      // Called with applySyncPromise: the guest's thread waits for the answer
+      // (in a cell it comes over IPC). Its answer is copied in, never a handle.
+      new ivm.Reference((request: unknown) => {
+        const answer = bridge.storage(request instanceof Uint8Array ? request : new Uint8Array(0));
+        const copy = (bytes: Uint8Array): unknown => new ivm.ExternalCopy(own(bytes)).copyInto({ release: true });
+        return answer instanceof Uint8Array ? copy(answer) : answer.then(copy);
+      }),
     ];
     const info = {
       service: service.name,
@@ -236,11 +243,13 @@ class IsolateInstance implements Instance {
       startSeqs: this.#starts.seqs.buffer,
       startTimes: this.#starts.times.buffer,
       config: service.config === undefined ? new Uint8Array(0) : encode(service.config),
+      // An eighth of the heap, at most 16 MiB: stored records read again cost a crossing, not a disk read.
+      storageCacheBytes: Math.min(16 * 1024 * 1024, Math.floor((service.limits.memoryMb * 1024 * 1024) / 8)),
     };
     const exports = (await this.#context.evalClosure(
       `const install = globalThis.__molt_install;
        delete globalThis.__molt_install;
-       return install({ out: $0, log: $1, timer: $2, random: $3, now: $4, stdout: $5, replies: $6 }, $7);`,
+       return install({ out: $0, log: $1, timer: $2, random: $3, now: $4, stdout: $5, replies: $6, storage: $7 }, $8);`,
       [...refs, new ivm.ExternalCopy(info).copyInto()],
       { result: { reference: true } },
     )) as ivm.Reference;

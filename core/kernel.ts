@@ -14,6 +14,7 @@ import { jsonLog, type KernelLog } from "./log.ts";
 import { Router, type RemoteServices } from "./router.ts";
 import { Slot, type DeliveryObserver } from "./slot.ts";
 import { SnapshotStore, type SnapshotResult } from "./snapshots.ts";
+import type { StorageProvider } from "./storage.ts";
 import { lastSwap, serviceStatus, type ServiceStatus } from "./status.ts";
 import { stopOrder } from "./stop-order.ts";
 import { Supervisor } from "./supervisor.ts";
@@ -28,6 +29,8 @@ export interface KernelOptions {
   log?: KernelLog;
   /** Where service output goes when no log service is configured, and permitted stdout writes. */
   stdout?: (text: string) => void;
+  /** Each service's durable store (`ctx.storage`); without it, storage requests fail with ERR_STORAGE_FAILED. */
+  storage?: StorageProvider;
 }
 
 /**
@@ -67,6 +70,7 @@ export class Kernel {
   readonly #log: KernelLog;
   readonly #router: Router;
   readonly #boot: Boot;
+  readonly #storage: StorageProvider | undefined;
   readonly #observers = new Set<KernelObserver>();
   #stopping = false;
   /** What exists once start() has run. */
@@ -78,6 +82,7 @@ export class Kernel {
     this.config = config;
     this.#log = options.log ?? jsonLog();
     this.#boot = options.boot;
+    this.#storage = options.storage;
     for (const spec of Object.values(config.services)) {
       const slot = new Slot(spec);
       // Handler failures are logged on the server, as any other watcher sees them.
@@ -113,6 +118,13 @@ export class Kernel {
       running: () => !this.#stopping,
     });
     this.#started = { inventory, snapshots, supervisor };
+    // A store that cannot be trusted (damaged, not molt's) refuses its service, as code that cannot boot does.
+    try {
+      if (this.#storage !== undefined) for (const slot of this.#slots.values()) slot.store = this.#storage.open(slot.spec);
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
     const results = await Promise.allSettled([...this.#slots.values()].map((slot) => supervisor.launch(slot)));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed !== undefined) {
@@ -330,6 +342,7 @@ export class Kernel {
       instance.dispose();
     }
     await this.#started?.inventory.flush();
+    await this.#storage?.close();
   }
 
   async #swap(slot: Slot, bundle: Bundle, via: Via, options: SwapOptions = {}): Promise<SwapReport> {
@@ -347,6 +360,10 @@ export class Kernel {
       ...(options.onPhase === undefined ? {} : { onPhase: options.onPhase }),
       ...(options.freshState === true ? { freshState: true } : {}),
       ...(options.verify === undefined ? {} : { verify: options.verify }),
+      ...(options.shadow === undefined ? {} : { shadow: options.shadow }),
+      ...(options.expectChange === undefined ? {} : { expectChange: options.expectChange }),
+      ...(options.maxDivergence === undefined ? {} : { maxDivergence: options.maxDivergence }),
+      ...(options.onShadow === undefined ? {} : { onShadow: options.onShadow }),
       // The committed state is the dump the serving instance restored from:
       // written after the blackout, without dumping again.
       onSettled: (instance, dump, stateVersion) => {

@@ -9,11 +9,12 @@
 
 import { ConsoleSink } from "./console-sink.ts";
 import { ErrorCode, MoltError, toMoltError } from "./errors.ts";
-import type { InstanceBridge } from "./instance.ts";
+import type { Instance, InstanceBridge } from "./instance.ts";
 import type { KernelLog } from "./log.ts";
 import { permittedFetch } from "./permissions.ts";
+import type { Shadow } from "./shadow.ts";
 import type { Slot } from "./slot.ts";
-import { decodeReply, encodeErrorReply } from "./wire.ts";
+import { decodeReply, encodeErrorReply, encodeStorageFailure } from "./wire.ts";
 import { replyFailure, type ReplyFailure } from "../protocol/wire.ts";
 
 /**
@@ -50,6 +51,8 @@ export class Router {
   readonly #sendFailures = new Map<string, { count: number }>();
   readonly #console: ConsoleSink;
   #remote: RemoteServices | undefined;
+  /** Per service, the sends waiting for its writes to be durable: later sends queue behind them, in order. */
+  readonly #heldSends = new Map<string, Promise<void>>();
 
   constructor(options: RouterOptions) {
     this.#options = options;
@@ -61,12 +64,27 @@ export class Router {
     this.#remote = remote;
   }
 
-  /** The bridge for one instance of `slot`; `exited` is called when it dies on its own. */
-  bridge(slot: Slot, exited: InstanceBridge["exited"]): InstanceBridge {
+  /**
+   * The bridge for one instance of `slot` (`self`: that instance, once it
+   * exists); `exited` is called when it dies on its own. Its calls, sends
+   * and fetches leave only once the writes its service committed before
+   * them are durable (the output gate, storage.ts).
+   */
+  bridge(slot: Slot, exited: InstanceBridge["exited"], self: () => Instance | undefined): InstanceBridge {
     const { stdout } = this.#options;
-    return {
-      call: async (binding, request) => {
+    // Shadow traffic (shadow.ts): the new version's effects are not performed, and the old one's calls are kept to answer it.
+    const shadowing = (): Shadow | undefined => {
+      const shadow = slot.shadow;
+      return shadow !== undefined && shadow.instance === self() ? shadow : undefined;
+    };
+    const watched = (): Shadow | undefined => {
+      const shadow = slot.shadow;
+      return shadow !== undefined && slot.instance === self() ? shadow : undefined;
+    };
+    const call = async (binding: string, request: Uint8Array): Promise<Uint8Array> => {
         try {
+          const durable = slot.store?.durable();
+          if (durable !== undefined) await durable;
           const to = this.#route(slot, binding);
           const reply =
             typeof to === "string"
@@ -85,11 +103,73 @@ export class Router {
         } catch (err) {
           return encodeErrorReply(toMoltError(err));
         }
+    };
+    const fetch = async (request: Uint8Array): Promise<Uint8Array> => {
+      const durable = slot.store?.durable();
+      if (durable !== undefined) {
+        try {
+          await durable;
+        } catch (err) {
+          return encodeErrorReply(toMoltError(err));
+        }
+      }
+      return permittedFetch(slot.name, slot.spec.permissions.net, request, slot.spec.limits.timeoutMs, slot.spec.limits.maxMessageBytes);
+    };
+    return {
+      call: (binding, request) => {
+        const shadow = shadowing();
+        if (shadow !== undefined) return shadow.answer(binding, request);
+        const reply = call(binding, request);
+        watched()?.record(binding, request, reply);
+        return reply;
       },
-      send: (binding, request) => this.#send(slot, binding, request),
-      console: (level, text) => this.#console.write(slot, level, text),
-      fetch: (request) => permittedFetch(slot.name, slot.spec.permissions.net, request, slot.spec.limits.timeoutMs, slot.spec.limits.maxMessageBytes),
+      send: (binding, request) => {
+        const shadow = shadowing();
+        if (shadow !== undefined) return shadow.suppress("sends");
+        const durable = slot.store?.durable();
+        const held = this.#heldSends.get(slot.name);
+        if (durable === undefined && held === undefined) return this.#send(slot, binding, request);
+        // Behind the writes before it, and behind the sends held before it, so a binding's sends keep their order.
+        const next = (held ?? Promise.resolve())
+          .then(() => durable)
+          .then(
+            () => this.#send(slot, binding, request),
+            (err: unknown) => this.#options.log.log("warn", "send dropped: the writes before it could not be made durable", { service: slot.name, code: toMoltError(err).code }),
+          );
+        this.#heldSends.set(slot.name, next);
+        void next.then(() => {
+          if (this.#heldSends.get(slot.name) === next) this.#heldSends.delete(slot.name);
+        });
+      },
+      console: (level, text) => {
+        const shadow = shadowing();
+        if (shadow !== undefined) return shadow.suppress("console");
+        this.#console.write(slot, level, text);
+      },
+      fetch: (request) => {
+        const shadow = shadowing();
+        if (shadow !== undefined) {
+          shadow.suppress("fetches");
+          return shadow.answer("", request);
+        }
+        const reply = fetch(request);
+        watched()?.record("", request, reply);
+        return reply;
+      },
+      storage: (request) => {
+        const store = slot.store;
+        if (store === undefined) return encodeStorageFailure(ErrorCode.STORAGE_FAILED, "this runtime was started without storage");
+        const shadow = shadowing();
+        // The shadow writes to a scratch overlay of its own; the store never sees it.
+        if (shadow !== undefined) {
+          return shadow.scratch === undefined ? encodeStorageFailure(ErrorCode.STORAGE_READONLY, "the shadow has no view of the store yet") : store.request(request, true, shadow.scratch);
+        }
+        const instance = self();
+        return store.request(request, instance !== undefined && instance === slot.instance);
+      },
       stdout: (text) => {
+        const shadow = shadowing();
+        if (shadow !== undefined) return shadow.suppress("stdout");
         if (slot.spec.permissions.stdout) stdout(text);
       },
       exited,

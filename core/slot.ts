@@ -9,6 +9,8 @@ import { ErrorCode, MoltError } from "./errors.ts";
 import type { Instance } from "./instance.ts";
 import { REDELIVER } from "./deliveries.ts";
 import { Mailbox } from "./mailbox.ts";
+import type { Shadow } from "./shadow.ts";
+import type { ServiceStore } from "./storage.ts";
 
 /**
  * The log of a slot built without one: the kernel's default (pino on
@@ -53,7 +55,14 @@ export class Slot {
    * process; from then on, in a cell of its own.
    */
   isolation: ResolvedService["isolation"];
-
+  /**
+   * The service's durable store, when the runtime has storage: every reply
+   * waits until the writes committed before it are on disk (the output
+   * gate), so no caller sees what a crash could take back.
+   */
+  store: ServiceStore | undefined;
+  /** Shadow traffic under way in a swap (shadow.ts): the router asks it how the two versions' effects are handled. */
+  shadow: Shadow | undefined;
 
   constructor(spec: ResolvedService) {
     this.name = spec.name;
@@ -144,7 +153,7 @@ export class Slot {
         }),
       );
     }
-    return this.mailbox.push(() => {
+    const job = this.mailbox.push(() => {
       const instance = this.#instance;
       if (instance === undefined || instance.disposed) {
         throw (
@@ -154,6 +163,15 @@ export class Slot {
       }
       return this.#observers.size === 0 ? this.#deliverTo(instance, kind, request) : this.#observed(instance, kind, request);
     });
+    // The output gate: the reply waits until the writes committed before it
+    // are on disk, outside the mailbox, so the next message runs meanwhile
+    // and its writes share the same group commit.
+    return this.store === undefined ? job : job.then((reply) => this.#durable(reply));
+  }
+
+  #durable(reply: Uint8Array | undefined): Uint8Array | undefined | Promise<Uint8Array | undefined> {
+    const durable = this.store?.durable();
+    return durable === undefined ? reply : durable.then(() => reply);
   }
 
   /** Tells `observer` of every message from now on, until the returned function is called. */

@@ -109,7 +109,7 @@ export class Supervisor {
         if (holder.instance !== undefined && holder.instance === slot.instance && holder.instance !== slot.transferring) {
           void this.#tracked(slot, this.#restart(slot, reason));
         }
-      }),
+      }, () => holder.instance),
     );
     holder.instance = instance;
     return instance;

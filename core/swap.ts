@@ -8,6 +8,9 @@
 //              now, and verify the transfer (the state goes to the new
 //              version and back, and must come back the same); the old one
 //              serves throughout
+//   shadow   → (when asked) the new instance runs the next N messages
+//              beside the old one, with no side effects, and a version
+//              that answers differently is refused (shadow.ts)
 //   transfer → the old instance stops and hands its state to the new one,
 //              which starts and goes behind the mailbox
 //   commit   → inventory, snapshot of the handed-over state, probation,
@@ -29,6 +32,7 @@ import { Outcome, Via, type Inventory, type VersionRecord } from "./inventory.ts
 import type { KernelLog } from "./log.ts";
 import { probation } from "./probation.ts";
 import { checkStateVersion, freshDump, noteDumpSize, rehearse, verifyTransfer, type Blame } from "./swap-prepare.ts";
+import { Shadow } from "./shadow.ts";
 import type { Slot } from "./slot.ts";
 import { round, transfer, type State } from "./transfer.ts";
 
@@ -49,6 +53,14 @@ export interface SwapOptions {
   allowedRoots?: readonly string[];
   /** false: no verified transfer for this swap (`molt swap --no-verify`). Default: the config's `swap.verify`. */
   verify?: boolean;
+  /** Shadow traffic: the next N messages run by both versions before the cutover (shadow.ts). Default: the config's `swap.shadow`. */
+  shadow?: number;
+  /** Methods the new version is meant to answer differently: reported, not counted. */
+  expectChange?: readonly string[];
+  /** Past this many divergences the swap is refused (ERR_SWAP_SHADOW). Default 0. */
+  maxDivergence?: number;
+  /** Told as the shadow compares messages. */
+  onShadow?: (messages: number, of: number, divergences: number) => void;
 }
 
 export interface SwapRequest {
@@ -59,7 +71,15 @@ export interface SwapRequest {
   boot: (bundle: Bundle) => Promise<Instance>;
   inventory: Inventory;
   log: KernelLog;
-  settings: { drainTimeoutMs: number; blackoutTimeoutMs: number; probationMs: number; probationMaxErrors: number; verify?: boolean };
+  settings: {
+    drainTimeoutMs: number;
+    blackoutTimeoutMs: number;
+    probationMs: number;
+    probationMaxErrors: number;
+    verify?: boolean;
+    shadow?: number;
+    shadowTimeoutMs?: number;
+  };
   /** Called as each phase ends, for progress output. */
   onPhase?: (phase: Phase, ms: number) => void;
   /** The new version starts from its init; see SwapOptions. */
@@ -80,11 +100,17 @@ export interface SwapRequest {
   lost: (reason: MoltError, state: State | undefined) => void;
   /** Resolves once no restart of the service is under way. */
   settled: () => Promise<void>;
+  /** Shadow traffic; see SwapOptions. */
+  shadow?: number;
+  expectChange?: readonly string[];
+  maxDivergence?: number;
+  onShadow?: SwapOptions["onShadow"];
 }
 
 /** Codes of the phase a failure happened in, unless the failure says timeout or memory. */
 const PHASE_CODE: Record<Phase, string> = {
   prepare: ErrorCode.SWAP_COMPILE,
+  shadow: ErrorCode.SWAP_SHADOW,
   quiesce: ErrorCode.SWAP_STOP,
   dump: ErrorCode.SWAP_DUMP,
   restore: ErrorCode.SWAP_RESTORE,
@@ -143,10 +169,11 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
   }
   const requestedAt = new Date().toISOString();
   let mark = performance.now();
-  const done = (p: Phase): void => {
+  /** A phase ended: its time recorded and, unless it failed (`quiet`), told to whoever follows the swap. */
+  const done = (p: Phase, quiet = false): void => {
     const now = performance.now();
     report.phases[p] = round(now - mark);
-    req.onPhase?.(p, report.phases[p] as number);
+    if (!quiet) req.onPhase?.(p, report.phases[p] as number);
     mark = now;
   };
   const record = (outcome: Outcome, fields: Partial<VersionRecord>, next: Instance | undefined): Readonly<VersionRecord> =>
@@ -165,6 +192,7 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
       phases: report.phases,
       ...(fresh ? { freshState: true } : {}),
       ...(report.verify === undefined ? {} : { verify: report.verify }),
+      ...(report.shadow === undefined ? {} : { shadow: report.shadow }),
       ...fields,
     });
   const rolledBack = (phase: Phase, error: MoltError, next: Instance | undefined): SwapReport => {
@@ -215,6 +243,43 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
     return rolledBack(Phase.PREPARE, error, next);
   }
   done(Phase.PREPARE);
+
+  // shadow: the new version beside the old one on the next N messages, off the callers' path.
+  const shadowed = fresh ? 0 : (req.shadow ?? req.settings.shadow ?? 0);
+  if (shadowed > 0) {
+    const shadow = new Shadow(slot, old, next, {
+      messages: shadowed,
+      expectChange: req.expectChange ?? [],
+      timeoutMs: req.settings.shadowTimeoutMs ?? 60_000,
+      drainMs: req.settings.drainTimeoutMs,
+      onProgress: (messages, divergences) => req.onShadow?.(messages, shadowed, divergences),
+    });
+    slot.shadow = shadow;
+    try {
+      report.shadow = await shadow.run();
+    } catch (err) {
+      return rolledBack(Phase.SHADOW, swapError(Phase.SHADOW, err, slot.name), next);
+    } finally {
+      slot.shadow = undefined;
+    }
+    const allowed = req.maxDivergence ?? 0;
+    const refused = report.shadow.divergences > allowed;
+    // A refused shadow keeps its time in the report, but is not announced as a phase that passed.
+    done(Phase.SHADOW, refused);
+    if (refused) {
+      const first = report.shadow.examples.find((e) => e.expected !== true);
+      return rolledBack(
+        Phase.SHADOW,
+        new MoltError(
+          ErrorCode.SWAP_SHADOW,
+          `${next.meta.semver} diverged from ${old.meta.semver} on ${report.shadow.divergences} of ${report.shadow.messages} shadowed messages (at most ${allowed} allowed)` +
+            (first === undefined ? "" : `; first: ${first.method}(${first.payload}): ${first.why}`),
+          { service: slot.name },
+        ),
+        next,
+      );
+    }
+  }
 
   // The blackout has one budget, below the deadlines of the service's
   // callers: a message queued behind a failing swap is answered after the

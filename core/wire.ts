@@ -5,6 +5,7 @@
 
 import { Packr } from "msgpackr";
 import { PACK_OPTIONS, REPLY_OK, WIRE_VERSION, errorReplyEnvelope, wireErrorOf, type WireError } from "../protocol/wire.ts";
+import { STORAGE_FAILED } from "../protocol/storage.ts";
 import { ErrorCode, MoltError } from "./errors.ts";
 
 const packr = new Packr({
@@ -41,6 +42,11 @@ export function encodeRequest(method: string, payload: unknown): Uint8Array {
 
 export function encodeErrorReply(err: MoltError): Uint8Array {
   return encode(errorReplyEnvelope(err.toJSON()));
+}
+
+/** A storage request's failure, as protocol/storage.ts lays it out: nothing was written. */
+export function encodeStorageFailure(code: string, message: string): Uint8Array {
+  return encode([STORAGE_FAILED, code, message]);
 }
 
 export function encodeOkReply(value: unknown): Uint8Array {

@@ -1,13 +1,16 @@
 // The write side of the page: the admin token and the swap / rollback form.
 // The token is only what the user pastes: kept in this tab's sessionStorage
 // (gone when the tab closes), sent only as the bearer of write calls, never
-// put back into the page. The form shows each phase as it ends, then the
-// outcome, in #swap-outcome (data-outcome: committed, rolled-back, error…).
+// put back into the page. The form shows each phase as it ends (and the
+// shadow traffic's count as it runs), then the outcome, in #swap-outcome
+// (data-outcome: committed, rolled-back, error…), and what the swap checked
+// before its cutover in #swap-checks (swap-checks.ts).
 
 import type { RollbackBody, SwapBody } from "../protocol/admin.ts";
 import { swapOrRollback, type ApiError } from "./api.ts";
 import { byId, describeSwap, h, ms, option, outcomeBadge, type Child } from "./dom.ts";
 import type { Inventory } from "./inventory.ts";
+import { describeChecks, shadowProgress } from "./swap-checks.ts";
 
 const TOKEN_KEY = "molt.adminToken";
 const READ_ONLY = "none: read-only";
@@ -76,7 +79,9 @@ export class SwapForm {
     if (kind === "swap") {
       const entry = byId<HTMLInputElement>("swap-entry").value.trim();
       if (entry === "") return outcome("error", outcomeBadge("error"), " give the entry file of the new version (an absolute path)");
-      body = { entry };
+      const checks = shadowFields();
+      if (typeof checks === "string") return outcome("error", outcomeBadge("error"), ` ${checks}`);
+      body = { entry, ...checks };
     } else {
       const to = byId<HTMLInputElement>("rollback-to").value.trim();
       body = to === "" ? {} : { to };
@@ -84,13 +89,28 @@ export class SwapForm {
 
     const phases = byId("swap-phases");
     phases.replaceChildren();
+    byId("swap-checks").replaceChildren();
     outcome("running", `${kind === "swap" ? "swapping" : "rolling back"} ${service}…`);
     busy(true);
+    // The shadow's line, rewritten as its count grows; it becomes the phase's line when the phase ends.
+    let shadow: { node: HTMLElement; text: string } | undefined;
     try {
       for await (const line of swapOrRollback(kind, service, body, bearer)) {
-        if (line.event === "phase") phases.append(h("li", {}, `${line.phase.padEnd(8)} ${ms(line.ms)}`));
-        else if (line.event === "report") outcome(line.report.outcome, ...describeSwap(line.report));
-        else outcome("error", outcomeBadge("error"), ` ${line.error.code}: ${line.error.message}`);
+        if (line.event === "phase") {
+          const text = `${line.phase.padEnd(8)} ${ms(line.ms)}`;
+          if (line.phase === "shadow" && shadow !== undefined) {
+            shadow.node.className = "";
+            shadow.node.textContent = `${text}, ${shadow.text}`;
+            shadow = undefined;
+          } else phases.append(h("li", {}, text));
+        } else if (line.event === "shadow") {
+          shadow ??= { node: phases.appendChild(h("li", { class: "running" })), text: "" };
+          shadow.text = shadowProgress(line);
+          shadow.node.textContent = `${"shadow".padEnd(8)} ${shadow.text}`;
+        } else if (line.event === "report") {
+          outcome(line.report.outcome, ...describeSwap(line.report));
+          byId("swap-checks").replaceChildren(...describeChecks(line.report));
+        } else outcome("error", outcomeBadge("error"), ` ${line.error.code}: ${line.error.message}`);
       }
     } catch (err) {
       const refused = err as Partial<ApiError> & { status?: number };
@@ -98,9 +118,42 @@ export class SwapForm {
       const text = refused.code !== undefined ? `${refused.code}: ${refused.message ?? ""}` : String(err);
       outcome("error", outcomeBadge("error"), ` ${text}`);
     } finally {
+      // A shadow that never ended its phase is where the swap stopped.
+      if (shadow !== undefined) shadow.node.className = "failed";
       busy(false);
     }
   }
+}
+
+/**
+ * The shadow traffic fields of a swap's body, only those filled in (an empty
+ * one leaves the runtime's default), or what is wrong with them.
+ */
+function shadowFields(): Pick<SwapBody, "shadow" | "expectChange" | "maxDivergence"> | string {
+  const shadow = wholeNumber("swap-shadow");
+  if (shadow === null) return "shadow messages must be a whole number";
+  const maxDivergence = wholeNumber("swap-max-divergence");
+  if (maxDivergence === null) return "max divergence must be a whole number";
+  const expectChange = byId<HTMLInputElement>("swap-expect-change")
+    .value.split(",")
+    .map((method) => method.trim())
+    .filter((method) => method !== "");
+  return {
+    ...(shadow === undefined ? {} : { shadow }),
+    ...(expectChange.length === 0 ? {} : { expectChange }),
+    ...(maxDivergence === undefined ? {} : { maxDivergence }),
+  };
+}
+
+/** A number input's value: undefined when empty, null when it is not a whole number from 0. */
+function wholeNumber(id: string): number | undefined | null {
+  const input = byId<HTMLInputElement>(id);
+  // A number input reads "" for text it cannot parse: that is not an empty field.
+  if (input.validity.badInput) return null;
+  const text = input.value.trim();
+  if (text === "") return undefined;
+  const value = Number(text);
+  return Number.isSafeInteger(value) && value >= 0 ? value : null;
 }
 
 function outcome(value: string, ...content: Child[]): void {

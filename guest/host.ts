@@ -17,6 +17,7 @@ export interface Ref {
   apply(receiver: undefined, args: unknown[], options?: object): Promise<unknown>;
   applyIgnored(receiver: undefined, args: unknown[], options?: object): void;
   applySync(receiver: undefined, args: unknown[], options?: object): unknown;
+  applySyncPromise(receiver: undefined, args: unknown[], options?: object): unknown;
 }
 
 export interface HostRefs {
@@ -28,6 +29,7 @@ export interface HostRefs {
   now: Ref;
   stdout: Ref;
   replies: Ref;
+  storage: Ref;
 }
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
@@ -45,6 +47,8 @@ export interface Host {
   stdout(text: string): void;
   /** Replies to delivered messages: [seq, length] pairs (-1: none), their bytes end to end. */
   replies(meta: Float64Array, bytes: Uint8Array): void;
+  /** A ctx.storage request (protocol/storage.ts), answered before this returns: the isolate's thread waits. */
+  storage(request: Uint8Array): Uint8Array;
 }
 
 // isolated-vm reads the options of `apply`, `applyIgnored` and `applySync`
@@ -75,7 +79,14 @@ const callOptions = (promise: boolean): CallOptions =>
  */
 const SYNC_CALL: CallOptions = callOptions(false);
 
-type Bound<K extends keyof Ref> = (receiver: undefined, args: unknown[], options: CallOptions) => ReturnType<Ref[K]>;
+/**
+ * Options of a call that waits for the host's promise (applySyncPromise):
+ * isolated-vm refuses a `result` option there, and copies the answer the
+ * host hands over (an ExternalCopy's copy), never a reference.
+ */
+const WAIT_CALL: Readonly<{ timeout: number; arguments: Transfer }> = Object.freeze({ __proto__: null, timeout: 0, arguments: transfer(false) });
+
+type Bound<K extends keyof Ref> = (receiver: undefined, args: unknown[], options: CallOptions | typeof WAIT_CALL) => ReturnType<Ref[K]>;
 
 /** A reference's method bound now, so that nothing a service changes later sits between the runtime and the call. */
 function bind<K extends keyof Ref>(ref: Ref, method: K): Bound<K> {
@@ -104,6 +115,7 @@ export function wrapHost(refs: HostRefs): { host: Host; settle: (meta: Float64Ar
   const now = bind(refs.now, "applySync");
   const stdout = bind(refs.stdout, "applyIgnored");
   const replies = bind(refs.replies, "applyIgnored");
+  const storage = bind(refs.storage, "applySyncPromise");
 
   // Everything a turn of the guest's code sends leaves in one crossing, when
   // the turn's microtasks have run: a handler that fans out to many calls,
@@ -162,6 +174,7 @@ export function wrapHost(refs: HostRefs): { host: Host; settle: (meta: Float64Ar
     fetch: (bytes) => ask(OUT_FETCH, "", bytes),
     stdout: (text) => stdout(undefined, [text], SYNC_CALL),
     replies: (meta, bytes) => replies(undefined, [meta, bytes], SYNC_CALL),
+    storage: (request) => storage(undefined, [request], WAIT_CALL) as Uint8Array,
   };
   // Messages queued in a turn the kernel cut short never reached their flush.
   const recover = (): void => {

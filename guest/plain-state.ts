@@ -3,6 +3,9 @@
 // so the next version would get the fields without the methods, and every
 // handler that calls one would then fail. The guest runtime checks each
 // dump with this and refuses one that holds such an object, naming where.
+// The same walk can also tell whether any object in the state is reached
+// twice (held in two places, or in a cycle), which decides how the dump is
+// encoded (guest/dump-codec.ts).
 
 import { PathStep, pathSegment } from "../protocol/state-path.ts";
 
@@ -12,6 +15,9 @@ const getOwnPropertyDescriptor = Object.getOwnPropertyDescriptor;
 const objectKeys = Object.keys;
 const isArray = Array.isArray;
 const reflectApply = Reflect.apply;
+const bind = Function.prototype.bind;
+const setHas = Set.prototype.has;
+const setAdd = Set.prototype.add;
 const mapForEach = Map.prototype.forEach;
 const setForEach = Set.prototype.forEach;
 const OBJECT_PROTOTYPE = Object.prototype;
@@ -52,11 +58,29 @@ export interface NonPlain {
 export function findNonPlain(value: unknown, root: string): NonPlain | undefined {
   if (typeof value !== "object" || value === null) return undefined;
   try {
-    return walk(value, root, undefined);
+    return walk(value, root, undefined).nonPlain;
   } catch (err) {
     if (err !== TOO_MANY_VISITS) throw err;
-    return walk(value, root, new Set());
+    return walk(value, root, new Set()).nonPlain;
   }
+}
+
+/** What `inspectState` found. */
+export interface StateShape {
+  nonPlain: NonPlain | undefined;
+  /** Whether an object is reached more than once, through two references or a cycle (as far as the walk went). */
+  shared: boolean;
+}
+
+/**
+ * findNonPlain's answer, and whether any object in `value` is reached
+ * twice. It remembers every object, which costs a few times the walk
+ * itself (see MAX_VISITS): what it buys is the one thing that tells two
+ * references to an object from two objects.
+ */
+export function inspectState(value: unknown, root: string): StateShape {
+  if (typeof value !== "object" || value === null) return { nonPlain: undefined, shared: false };
+  return walk(value, root, new Set());
 }
 
 /**
@@ -70,8 +94,8 @@ export function findNonPlain(value: unknown, root: string): NonPlain | undefined
 const MAX_VISITS = 8_000_000;
 const TOO_MANY_VISITS = Symbol("too many visits");
 
-/** The walk itself; with `seen`, each object is looked at once. */
-function walk(value: object, root: string, seen: Set<object> | undefined): NonPlain | undefined {
+/** The walk itself; with `seen`, each object is looked at once, and one reached again makes the state shared. */
+function walk(value: object, root: string, seen: Set<object> | undefined): StateShape {
   // The way down to the object being looked at: the objects (for cycles),
   // and the raw keys, formatted only when something is found, so a state
   // that is all plain data builds no path.
@@ -80,13 +104,22 @@ function walk(value: object, root: string, seen: Set<object> | undefined): NonPl
   const kinds: PathStep[] = [];
   let visits = 0;
   let found: string | undefined;
+  let shared = false;
+  // Bound once and called directly: Reflect.apply on every object costs more
+  // than the lookup itself until V8 has optimized the walk, and a dump in a
+  // blackout often runs before it has.
+  const has = seen === undefined ? undefined : (reflectApply(bind, setHas, [seen]) as (v: object) => boolean);
+  const add = seen === undefined ? undefined : (reflectApply(bind, setAdd, [seen]) as (v: object) => unknown);
 
   // Called only for objects: most values in a state are primitives, and
   // they cost nothing here beyond their typeof.
   const visit = (v: object): boolean => {
-    if (seen !== undefined) {
-      if (seen.has(v)) return false;
-      seen.add(v);
+    if (has !== undefined && add !== undefined) {
+      if (has(v)) {
+        shared = true;
+        return false;
+      }
+      add(v);
     } else {
       if (++visits > MAX_VISITS) throw TOO_MANY_VISITS;
       for (let i = objects.length - 1; i >= 0; i--) if (objects[i] === v) return false;
@@ -152,10 +185,10 @@ function walk(value: object, root: string, seen: Set<object> | undefined): NonPl
     return false;
   };
 
-  if (!visit(value) || found === undefined) return undefined;
+  if (!visit(value) || found === undefined) return { nonPlain: undefined, shared };
   let path = root;
   for (let i = 0; i < keys.length; i++) path += pathSegment(kinds[i] as PathStep, keys[i]);
-  return { path, className: found };
+  return { nonPlain: { path, className: found }, shared };
 }
 
 /** The name a prototype's own `constructor` gives, read without running a getter. */

@@ -7,14 +7,15 @@
 
 import { Packr } from "msgpackr";
 import type { ServiceContext, ServiceDefinition } from "../sdk/service.ts";
-import { DUMP_VERSION, PACK_OPTIONS, REPLY_OK, WIRE_VERSION, errorReplyEnvelope, wireErrorOf, type DeliveryKind, type WireError } from "../protocol/wire.ts";
+import { PACK_OPTIONS, REPLY_OK, WIRE_VERSION, errorReplyEnvelope, wireErrorOf, type DeliveryKind, type WireError } from "../protocol/wire.ts";
 import { packBatch, readBatch } from "../protocol/batch.ts";
 import { CONTROL_FAILURE, type ControlOp } from "../protocol/control.ts";
 import { ErrorCode, fromWire, MoltError, toWire } from "./errors.ts";
 import { installGlobals } from "./globals.ts";
 import { wrapHost, type HostRefs } from "./host.ts";
 import { formatArgs } from "./inspect.ts";
-import { findNonPlain } from "./plain-state.ts";
+import { decodeDump, encodeDump, warmDumpCodec } from "./dump-codec.ts";
+import { StorageCore, Transaction } from "./storage.ts";
 
 export interface InstallInfo {
   service: string;
@@ -38,11 +39,12 @@ export interface InstallInfo {
   startSeqs: SharedArrayBuffer;
   startTimes: SharedArrayBuffer;
   config: Uint8Array;
+  /** Bytes of stored records the instance keeps cached (guest/storage.ts). */
+  storageCacheBytes: number;
 }
 
 
 const codec = new Packr({ ...PACK_OPTIONS, writeFunction: unencodable });
-const dumpCodec = new Packr({ ...PACK_OPTIONS, writeFunction: unencodable });
 
 function unencodable(): never {
   throw new MoltError(ErrorCode.UNENCODABLE, "functions cannot cross an isolate boundary");
@@ -162,6 +164,13 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
       });
     }
   };
+  const storage = new StorageCore({
+    ask: host.storage,
+    codec,
+    stateVersion: () => version.stateVersion,
+    migrate: () => (typeof definition?.migrate === "function" ? definition.migrate : undefined),
+    cacheBytes: info.storageCacheBytes,
+  });
   const ctx: ServiceContext = Object.freeze({
     service: info.service,
     version,
@@ -194,7 +203,30 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
         host.stdout(String(text));
       },
     }),
+    // Outside a message (hooks, timers), each write is its own transaction.
+    storage: new Transaction(storage, { auto: true }),
   });
+  /**
+   * A message's context: its own transaction, committed when its handler
+   * returns; a call or send commits the writes before it first (guest/storage.ts).
+   */
+  const messageContext = (txn: Transaction): ServiceContext =>
+    ({
+      __proto__: ctx,
+      storage: txn,
+      call<T>(binding: string, method: string, payload?: unknown): Promise<T> {
+        try {
+          txn.commitPending();
+        } catch (err) {
+          return NativePromise.reject(err);
+        }
+        return ctx.call<T>(binding, method, payload);
+      },
+      send(binding: string, method: string, payload?: unknown): void {
+        txn.commitPending();
+        ctx.send(binding, method, payload);
+      },
+    }) as unknown as ServiceContext;
 
   const reply = (value: unknown): Uint8Array => {
     try {
@@ -223,7 +255,7 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
    * answered synchronously, so a batch of such messages runs in one go and
    * its replies leave together.
    */
-  function run(kind: DeliveryKind, bytes: Uint8Array): Uint8Array | undefined | Promise<Uint8Array | undefined> {
+  function run(kind: DeliveryKind, bytes: Uint8Array, seq: number): Uint8Array | undefined | Promise<Uint8Array | undefined> {
     let method: unknown;
     let payload: unknown;
     try {
@@ -243,13 +275,20 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
         ErrorCode.NO_HANDLER,
       );
     }
+    const txn = new Transaction(storage);
     const failed = (err: unknown): Uint8Array | undefined => {
+      txn.end(false);
       if (kind === "send") reportUncaught(`handler "${method as string}" (send)`, err);
       return kind === "send" ? undefined : replyError(err, ErrorCode.HANDLER, true);
     };
     let returned: unknown;
     try {
-      returned = handler(state, payload, ctx);
+      returned = handler(state, payload, messageContext(txn));
+      // Its writes apply when it returns: a commit the store refuses fails the message.
+      if (!isThenable(returned)) {
+        txn.end(true);
+        if (txn.ticket !== 0) tickets.set(seq, txn.ticket);
+      }
     } catch (err) {
       return failed(err);
     }
@@ -258,6 +297,8 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
     return (async (): Promise<Uint8Array | undefined> => {
       try {
         const result = await pending;
+        txn.end(true);
+        if (txn.ticket !== 0) tickets.set(seq, txn.ticket);
         return kind === "send" ? undefined : reply(result);
       } catch (err) {
         return failed(err);
@@ -295,6 +336,8 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
    * gives up on them.
    */
   const maybeDropped = new Set<number>();
+  /** Messages that ended with writes queued for the turn's commit: sequence number → ticket (guest/storage.ts). */
+  const tickets = new Map<number, number>();
   let doneSeqs: number[] = [];
   let doneReplies: (Uint8Array | undefined)[] = [];
   let flushQueued = false;
@@ -304,6 +347,19 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
     if (doneSeqs.length === 0) return;
     const seqs = doneSeqs;
     const replies = doneReplies;
+    // The turn's write sets, committed together before the replies that depend on them leave; a refused one fails its message alone.
+    storage.settle();
+    if (tickets.size > 0) {
+      for (let i = 0; i < seqs.length; i++) {
+        const ticket = tickets.get(seqs[i] as number);
+        if (ticket === undefined) continue;
+        tickets.delete(seqs[i] as number);
+        const refused = storage.refusal(ticket);
+        if (refused === undefined) continue;
+        if (replies[i] === undefined) reportUncaught("a one-way message's writes", refused);
+        else replies[i] = replyError(refused, ErrorCode.STORAGE_FAILED);
+      }
+    }
     doneSeqs = [];
     doneReplies = [];
     // [seq, reply] per message (no reply: a send).
@@ -323,8 +379,11 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
   };
   /** A handler that awaited something has finished: its place goes to the next message. */
   const finish = (seq: number, bytes: Uint8Array | undefined): void => {
-    // Let go of already (see release): the place it had is another's now.
-    if (!running.delete(seq)) return;
+    // Let go of already (see release): the place it had is another's now; its writes commit with the next turn's.
+    if (!running.delete(seq)) {
+      tickets.delete(seq);
+      return;
+    }
     if (maybeDropped.size > 0) maybeDropped.delete(seq);
     // Given up on: its caller has an answer; the kernel only learns that the place is free.
     record(seq, abandoned.size > 0 && abandoned.delete(seq) ? undefined : bytes);
@@ -361,7 +420,7 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
       startSeqs[at] = message.seq;
       Atomics.store(progress, 0, message.seq);
       running.add(message.seq);
-      const result = run(message.kind, message.bytes);
+      const result = run(message.kind, message.bytes, message.seq);
       if (reflectApply(hasInstance, NativePromise, [result]) === true) {
         reflectApply(promiseThen, result, [(bytes: Uint8Array | undefined) => finish(message.seq, bytes)]);
       } else {
@@ -429,10 +488,10 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
       // The runtime's own side of a swap, run on a throwaway value so that V8
       // has compiled it before a blackout needs it; no service hook runs.
       case "warm": {
-        const sample = encode(dumpCodec, [DUMP_VERSION, version.stateVersion, { warm: [1, "x"], m: new Map([[1, 2]]) }]);
+        const sample = encodeDump(version.stateVersion, { warm: [1, "x"], m: new Map([[1, 2]]) }, "state", info.service);
         for (let i = 0; i < 3; i++) {
           await step(CONTROL_FAILURE.warm, async () => {
-            dumpCodec.unpack(sample);
+            decodeDump(sample);
           });
           globals.clearTimers();
         }
@@ -442,9 +501,13 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
         state = definition?.init === undefined ? {} : (await settled(definition.init(ctx))).value;
         return undefined;
       case "start":
+        // Live from here: what another instance wrote since this one cached it must be read again.
+        storage.clear();
         await settled(definition?.start?.(state, ctx));
         return undefined;
       case "stop":
+        // What handlers that ended wrote is committed before the instance goes quiet.
+        storage.settle();
         globals.clearTimers();
         await settled(definition?.stop?.(state, ctx));
         globals.clearTimers();
@@ -467,19 +530,10 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
 
   async function dump(): Promise<Uint8Array> {
     const dumped = definition?.dump === undefined ? state : (await settled(definition.dump(state))).value;
-    // A class instance would reach the next version as its fields without its
-    // methods: refused here, so a swap rolls back (in its rehearsal, before
-    // anything pauses) instead of committing a state every handler then fails on.
-    const found = findNonPlain(dumped, definition?.dump === undefined ? "state" : "dump()");
-    if (found !== undefined) {
-      throw new MoltError(
-        ErrorCode.STATE_NOT_PLAIN,
-        `${found.path} is an instance of ${found.className}: a dump carries plain data (objects, arrays, Map, Set, Date, binary), ` +
-          "so its methods would be gone in the next version; keep plain data in the state, or turn it into plain data in `dump` and rebuild it in `restore`",
-        { service: info.service },
-      );
-    }
-    return encode(dumpCodec, [DUMP_VERSION, version.stateVersion, dumped]);
+    // A state holding a class instance is refused (ERR_STATE_NOT_PLAIN), so a
+    // swap rolls back (in its rehearsal, before anything pauses) instead of
+    // committing a state every handler then fails on.
+    return encodeDump(version.stateVersion, dumped, definition?.dump === undefined ? "state" : "dump()", info.service);
   }
 
   /**
@@ -505,10 +559,9 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
   }
 
   async function restore(bytes: Uint8Array, fromStateVersion: number | undefined): Promise<undefined> {
-    const decoded = dumpCodec.unpack(bytes) as [number, number, unknown];
-    const envelope = decoded[0];
-    const dumped = decoded[2];
-    if (envelope !== DUMP_VERSION) throw new MoltError(ErrorCode.BAD_MESSAGE, `unknown dump envelope ${envelope}`);
+    // A state taken anew: timers armed for the one it replaces (a shadow's handlers, a rehearsal) must not fire on it.
+    globals.clearTimers();
+    const dumped = decodeDump(bytes).value;
     const from = fromStateVersion ?? version.stateVersion;
     if (definition?.restore !== undefined) state = (await settled(definition.restore(dumped, from, ctx))).value;
     else if (from === version.stateVersion) state = dumped;
@@ -559,7 +612,7 @@ function warmCodecs(): void {
   const sample = [WIRE_VERSION, "warm", { s: "text", n: 1.5, i: 7, a: [1, "x", null], m: new Map([["k", new Set([1])]]), d: new Date(0), b: new Uint8Array(4) }];
   for (let i = 0; i < 20; i++) {
     codec.unpack(codec.pack(sample));
-    dumpCodec.unpack(dumpCodec.pack([DUMP_VERSION, 1, sample]));
+    warmDumpCodec(sample);
   }
 }
 
@@ -571,7 +624,7 @@ function checkDefinition(value: unknown): ServiceDefinition {
   const def = value as ServiceDefinition;
   if (typeof def.handlers !== "object" || def.handlers === null) bad("must have a `handlers` object");
   for (const [name, fn] of Object.entries(def.handlers)) if (typeof fn !== "function") bad(`has handler "${name}" that is not a function`);
-  for (const hook of ["init", "start", "stop", "dump", "restore"] as const) {
+  for (const hook of ["init", "start", "stop", "dump", "restore", "migrate"] as const) {
     if (def[hook] !== undefined && typeof def[hook] !== "function") bad(`has \`${hook}\` that is not a function`);
   }
   if (def.version !== undefined && typeof def.version !== "string") bad("has a `version` that is not a string");

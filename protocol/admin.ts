@@ -25,6 +25,8 @@ export const AdminPath = {
 /** The phases of a swap, in order; each one's time is reported as it ends. */
 export const Phase = {
   PREPARE: "prepare",
+  /** Only with shadow traffic: the new version runs beside the old one on the next N messages. */
+  SHADOW: "shadow",
   QUIESCE: "quiesce",
   DUMP: "dump",
   RESTORE: "restore",
@@ -66,6 +68,40 @@ export interface VerifyResult {
   skipped?: string;
 }
 
+/** One message on which the two versions did not agree, as a shadow report shows it. */
+export interface ShadowExample {
+  method: string;
+  /** The payload, the old reply and the new one, shown as JSON-like text (at most 300 characters each); a failed reply as its code. */
+  payload: string;
+  old: string;
+  new: string;
+  /** What differed: the reply (and where), or a call the old version did not make. */
+  why: string;
+  /** In a method named by `expectChange`: reported, not counted. */
+  expected?: true;
+}
+
+/**
+ * What shadow traffic found: how many messages both versions ran, how many
+ * diverged (not counting the methods the new version declares it changes),
+ * the first examples, the two states compared at the end, and what the new
+ * version tried to do that was not performed.
+ */
+export interface ShadowResult {
+  /** The messages asked for (`--shadow N`). */
+  requested: number;
+  messages: number;
+  divergences: number;
+  /** Divergences in `expectChange` methods. */
+  expected: number;
+  /** False when fewer than `requested` messages came before the shadow's time ran out. */
+  complete: boolean;
+  examples: ShadowExample[];
+  /** The states after the last message: equal, the first path that differs, or why they were not compared. */
+  state?: VerifyResult;
+  suppressed: { sends: number; fetches: number; stdout: number; console: number };
+}
+
 /** One version of one service, as the inventory keeps it. */
 export interface VersionRecord {
   /** Position in the service's history, from 1. */
@@ -92,6 +128,8 @@ export interface VersionRecord {
   freshState?: boolean;
   /** What the verified transfer found before this version went live (or was refused). */
   verify?: VerifyResult;
+  /** What shadow traffic found before this version went live (or was refused). */
+  shadow?: ShadowResult;
 }
 
 export interface VersionInfo {
@@ -119,6 +157,8 @@ export interface SwapReport {
   rollbackBlackoutMs?: number;
   /** What the verified transfer found in prepare; absent when the swap failed before it ran. */
   verify?: VerifyResult;
+  /** What shadow traffic found; present when the swap asked for it and got that far. */
+  shadow?: ShadowResult;
 }
 
 /** One service as `GET /v1/status` shows it. */
@@ -166,6 +206,12 @@ export interface SwapBody {
   freshState?: boolean;
   /** false: skip the verified transfer for this swap (`molt swap --no-verify`). Default: the config's `swap.verify`. */
   verify?: boolean;
+  /** Shadow traffic: the next N messages run by both versions before the cutover (`molt swap --shadow N`). Default: the config's `swap.shadow` (0: none). */
+  shadow?: number;
+  /** Methods the new version is meant to answer differently: their divergences are reported, not counted (`--expect-change`). */
+  expectChange?: string[];
+  /** Past this many divergences the swap is refused with ERR_SWAP_SHADOW (`--max-divergence`, default 0). */
+  maxDivergence?: number;
 }
 
 /**
@@ -217,6 +263,7 @@ export interface SnapshotAnswer {
  */
 export type SwapProgress =
   | { event: "phase"; phase: Phase; ms: number }
+  | { event: "shadow"; messages: number; of: number; divergences: number }
   | { event: "report"; report: SwapReport }
   | { event: "error"; error: WireError };
 

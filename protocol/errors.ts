@@ -57,6 +57,9 @@ export const ErrorCode = {
   // The verified transfer: the state, taken to the new version and back into a
   // scratch instance of the old one, came back different (caught in prepare).
   SWAP_ROUNDTRIP: "ERR_SWAP_ROUNDTRIP",
+  // Shadow traffic: the new version, run beside the old one on real messages,
+  // answered differently more often than allowed (caught before the cutover).
+  SWAP_SHADOW: "ERR_SWAP_SHADOW",
   STATE_VERSION: "ERR_STATE_VERSION",
   // A dump met an object whose prototype is not plain data (a class instance):
   // its methods would not survive the handover, so the dump is refused.
@@ -78,6 +81,14 @@ export const ErrorCode = {
   PORT_IN_USE: "ERR_PORT_IN_USE",
   // `molt init` would overwrite a file that already exists.
   EXISTS: "ERR_EXISTS",
+  // ctx.storage: a write past limits.storageMb; a key that is not a string of
+  // 1 to 1,024 UTF-8 bytes; a write by an instance that is not the one behind
+  // the mailbox (init, restore and start run before it is: they only read);
+  // the store could not commit (the disk refused) or this runtime has none.
+  STORAGE_FULL: "ERR_STORAGE_FULL",
+  BAD_KEY: "ERR_BAD_KEY",
+  STORAGE_READONLY: "ERR_STORAGE_READONLY",
+  STORAGE_FAILED: "ERR_STORAGE_FAILED",
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -94,6 +105,7 @@ const SWAP_CODES: ReadonlySet<string> = new Set([
   ErrorCode.SWAP_OOM,
   ErrorCode.SWAP_PROBATION,
   ErrorCode.SWAP_ROUNDTRIP,
+  ErrorCode.SWAP_SHADOW,
   // Found by the guest runtime in the state a swap hands over, in whichever phase dumps it.
   ErrorCode.STATE_NOT_PLAIN,
 ]);

@@ -34,6 +34,50 @@ export interface ServiceContext<Config = unknown> {
   readonly env: { get(name: string): string | undefined };
   /** Standard output, when `permissions.stdout` is granted; otherwise each write fails with ERR_PERMISSION. */
   readonly stdout: { write(text: string): void };
+  /**
+   * This service's durable key-value store, kept by the runtime outside the
+   * isolate: a swap never moves it, and every version reads the same data.
+   * Inside a handler the message is one transaction: its writes apply all
+   * together when the handler returns (none if it throws), and its reply,
+   * like every call or send after a write, is held until they are on disk.
+   * `init`, `restore` and `start` only read (ERR_STORAGE_READONLY).
+   */
+  readonly storage: ServiceStorage;
+}
+
+/** Which entries `list` returns: keys in UTF-8 byte order, from `start` (included) to `end` (excluded). */
+export interface StorageListOptions {
+  prefix?: string;
+  start?: string;
+  end?: string;
+  limit?: number;
+  reverse?: boolean;
+}
+
+/**
+ * Reads and writes of a service's store. Keys are strings of 1 to 1,024
+ * UTF-8 bytes (ERR_BAD_KEY otherwise); values are anything a message can
+ * carry (ERR_UNENCODABLE otherwise), at most `limits.maxMessageBytes` each;
+ * the whole store at most `limits.storageMb` (ERR_STORAGE_FULL).
+ */
+export interface ServiceStorage {
+  get<T = unknown>(key: string): Promise<T | undefined>;
+  /** The keys that exist, with their values. */
+  get<T = unknown>(keys: readonly string[]): Promise<Map<string, T>>;
+  put(key: string, value: unknown): Promise<void>;
+  put(entries: Readonly<Record<string, unknown>>): Promise<void>;
+  /** Whether the key existed. */
+  delete(key: string): Promise<boolean>;
+  /** How many of the keys existed. */
+  delete(keys: readonly string[]): Promise<number>;
+  list<T = unknown>(options?: StorageListOptions): Promise<Map<string, T>>;
+  /** Runs `run` as one transaction: its writes join the message's when it resolves, and none apply if it throws or rolls back. */
+  transaction<T>(run: (txn: StorageTransaction) => T | Promise<T>): Promise<T>;
+}
+
+export interface StorageTransaction extends ServiceStorage {
+  /** Drops this transaction's writes: none of them apply. */
+  rollback(): void;
 }
 
 export type Handler<State, Config = unknown> = (
@@ -73,6 +117,13 @@ export interface ServiceDefinition<State = any, Config = unknown> {
    * then the real one), so it should not call or send to other services.
    */
   restore?: (dumped: any, fromStateVersion: number, ctx: ServiceContext<Config>) => State | Promise<State>;
+  /**
+   * A stored value as this version reads it, when a version of another
+   * stateVersion wrote it (newer, after a rollback, or older): called on
+   * read, synchronously (it returns the value, not a promise), so a swap
+   * never scans the store. Without it, values are read as they were written.
+   */
+  migrate?: (value: any, fromStateVersion: number, key: string) => unknown;
 }
 
 /** Gives a service definition its types; the object is returned unchanged. */

@@ -105,6 +105,7 @@ describe("import invariants (ARCHITECTURE.md)", () => {
     const edges = graph.edges.map(show);
     expect(edges).toContain("core/isolate-host.ts → isolated-vm (import-statement)");
     expect(edges).toContain("cli/run.ts → fleet/member.ts (dynamic-import)");
+    expect(edges).toContain("core/lmdb-store.ts → lmdb (import-statement)");
     expect(edges).toContain("services/counter/index.ts → sdk/service.ts (import-statement)");
     expect(graph.edges.some((edge) => edge.from.startsWith("fleet/") && isNats(edge))).toBe(true);
     for (const entry of ENTRY_POINTS) expect(graph.files).toContain(entry);
@@ -113,6 +114,12 @@ describe("import invariants (ARCHITECTURE.md)", () => {
 
   it("lets only core/isolate-host.ts import isolated-vm", () => {
     expect(violations((edge) => isPackage(edge, "isolated-vm") && edge.from !== "core/isolate-host.ts")).toEqual([]);
+  });
+
+  it("lets only core/lmdb-store.ts import lmdb, and the kernel proper reach storage only through core/storage.ts's interface", () => {
+    expect(violations((edge) => isPackage(edge, "lmdb") && edge.from !== "core/lmdb-store.ts")).toEqual([]);
+    const kernelProper = ["core/kernel.ts", "core/slot.ts", "core/router.ts", "core/supervisor.ts", "core/transfer.ts", "core/swap.ts"];
+    expect(violations((edge) => kernelProper.includes(edge.from) && edge.to === "core/lmdb-store.ts")).toEqual([]);
   });
 
   it("lets only fleet/ import NATS", () => {

@@ -1,25 +1,26 @@
-// The key-value store, version 1.1: the same store and the same state as
-// index.ts (stateVersion 1), plus `HEAD /kv/<key>`, which says whether a key
+// The key-value store, version 2.1: the same store and the same state as
+// index.ts (stateVersion 2), plus `HEAD /kv/<key>`, which says whether a key
 // exists (200 or 404) without sending its value.
 //   get(key) · set({ key, value }) · delete(key) · list({ prefix? }) · size()
 //   GET · HEAD · PUT · DELETE /kv/<key> · GET /kv/?prefix=<p>
 
-import { defineService, type HttpRequest } from "molt/service";
-import v1 from "./index.ts";
-
-type State = { data: Map<string, unknown> };
+import { defineService, type HttpRequest, type HttpResponse } from "molt/service";
+import kv from "./index.ts";
+import type { State } from "./store.ts";
 
 export default defineService<State>({
-  ...v1,
-  version: "1.1.0",
+  ...kv,
+  version: "2.1.0",
   handlers: {
-    ...v1.handlers,
-    fetch: (state, req: HttpRequest, ctx) => {
+    ...kv.handlers,
+    fetch: async (state, req: HttpRequest, ctx) => {
       if (req.method === "HEAD") {
-        const key = decodeURIComponent(new URL(req.url).pathname.slice(1));
-        return { status: key !== "" && state.data.has(key) ? 200 : 404 };
+        if (new URL(req.url).pathname === "/") return { status: 404 };
+        // A GET's status without its body: 200, 404, or 400 for a key that cannot be stored.
+        const { status } = (await kv.handlers.fetch?.(state, { ...req, method: "GET" }, ctx)) as HttpResponse;
+        return { status };
       }
-      return v1.handlers.fetch?.(state, req, ctx);
+      return kv.handlers.fetch?.(state, req, ctx);
     },
   },
 });

@@ -1,20 +1,19 @@
 // Behaviour: the dashboard as its user sees it — a real runtime under light
 // HTTP load, the page served by its admin port, opened in headless Chromium
-// (Debian's /usr/bin/chromium, driven by playwright-core). The page lists
-// the services from the live ticks, takes the pasted admin token, swaps the
-// counter with its form, shows the phases and the outcome, and marks the
-// swap on the chart. A browser that cannot be launched fails the suite: it
-// never skips. The page's picture goes to test/artifacts/dashboard.png.
+// (test/support/chromium.ts). The page lists the services from the live
+// ticks, takes the pasted admin token, swaps the counter with its form,
+// shows the phases and the outcome, and marks the swap on the chart. The
+// page's picture goes to test/artifacts/dashboard.png. Shadow traffic from
+// the form: dashboard-shadow.test.ts.
 
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { chromium, type BrowserContext, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openChromium, watchProblems, type Browser } from "../support/chromium.ts";
 import { startLoad, type LoadGenerator } from "../support/load.ts";
 import { FIXTURES, ROOT, startRuntime, writeConfig, type RunningRuntime } from "../support/runtime.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const ARTIFACTS = join(ROOT, "test", "artifacts");
 const V1 = join(FIXTURES, "swap", "counter-v1.ts");
 const V2 = join(FIXTURES, "swap", "counter-v2.ts");
@@ -26,8 +25,7 @@ describe("the dashboard in a browser", () => {
   let admin: string;
   let token: string;
   let load: LoadGenerator;
-  let profile: string;
-  let browser: BrowserContext;
+  let browser: Browser;
 
   beforeAll(async () => {
     const configPath = writeConfig("export default {};\n");
@@ -51,30 +49,13 @@ describe("the dashboard in a browser", () => {
     admin = rt.adminUrl as string;
     token = readFileSync(join(dataDir, "admin.token"), "utf8").trim();
     load = startLoad({ url: `${rt.url}/counter`, clients: 2, thinkMs: 5, maxDurationMs: 115_000 });
-
-    profile = mkdtempSync(join(tmpdir(), "molt-chromium-"));
-    browser = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1400, height: 1000 },
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    browser = await openChromium();
   });
 
   afterAll(async () => {
     await browser?.close();
     await load?.stop();
     await rt?.stop();
-    if (profile !== undefined) rmSync(profile, { recursive: true, force: true });
   });
 
   /** The text of one cell of the services table. */
@@ -92,12 +73,8 @@ describe("the dashboard in a browser", () => {
   });
 
   it("lists the services live, swaps the counter from its form, and marks the swap on the chart", async () => {
-    const page = await browser.newPage();
-    const problems: string[] = [];
-    page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
-    page.on("console", (message) => {
-      if (message.type() === "error") problems.push(`console: ${message.text()}`);
-    });
+    const page = await browser.context.newPage();
+    const problems = watchProblems(page);
     await page.goto(`${admin}/`);
 
     // Every service, with its version, from the ticks; the load shows as a rate.

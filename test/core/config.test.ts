@@ -44,7 +44,7 @@ interface DocumentedService {
   entry: string;
   bindings: Record<string, string>;
   config: unknown;
-  limits: { memoryMb: number; timeoutMs: number; maxMessageBytes: number; timers: number };
+  limits: { memoryMb: number; timeoutMs: number; maxMessageBytes: number; timers: number; storageMb: number };
   concurrency: number;
   concurrencySet: boolean;
   queue: number;
@@ -59,7 +59,7 @@ interface DocumentedConfig {
   admin: { port: number; host: string; allowedRoots: string[] } | null;
   log: { service: string } | null;
   dataDir: string;
-  swap: { drainTimeoutMs: number; blackoutTimeoutMs: number; probationMs: number; probationMaxErrors: number; verify: boolean };
+  swap: { drainTimeoutMs: number; blackoutTimeoutMs: number; probationMs: number; probationMaxErrors: number; verify: boolean; shadow: number; shadowTimeoutMs: number };
   snapshot: { everyMs: number };
   restart: { maxRestarts: number; windowMs: number };
   fleet: { nats: string; node: string | null; heartbeatMs: number; reconcileMs: number } | null;
@@ -74,7 +74,7 @@ describe("config", () => {
       concurrency: 1,
       concurrencySet: false,
       queue: 1000,
-      limits: { memoryMb: 128, timeoutMs: 5000, maxMessageBytes: 4 * 1024 * 1024, timers: 10_000 },
+      limits: { memoryMb: 128, timeoutMs: 5000, maxMessageBytes: 4 * 1024 * 1024, timers: 10_000, storageMb: 1024 },
       permissions: { net: [], env: [], stdout: false },
     });
     expect(c.http).toEqual({ port: 0, host: "127.0.0.1", service: "a", maxBodyBytes: 1024 * 1024, exposeErrors: "code" });
@@ -229,7 +229,7 @@ describe("config", () => {
           entry: "/srv/app/a.ts",
           bindings: {},
           config: undefined,
-          limits: { memoryMb: 128, timeoutMs: 5000, maxMessageBytes: 4 * 1024 * 1024, timers: 10_000 },
+          limits: { memoryMb: 128, timeoutMs: 5000, maxMessageBytes: 4 * 1024 * 1024, timers: 10_000, storageMb: 1024 },
           concurrency: 1,
           concurrencySet: false,
           queue: 1000,
@@ -241,7 +241,7 @@ describe("config", () => {
       admin: { port: 0, host: "127.0.0.1", allowedRoots: ["/srv/app"] },
       log: { service: "a" },
       dataDir: "/srv/app/.molt",
-      swap: { drainTimeoutMs: 2000, blackoutTimeoutMs: 2500, probationMs: 0, probationMaxErrors: 0, verify: true },
+      swap: { drainTimeoutMs: 2000, blackoutTimeoutMs: 2500, probationMs: 0, probationMaxErrors: 0, verify: true, shadow: 0, shadowTimeoutMs: 60_000 },
       snapshot: { everyMs: 5000 },
       restart: { maxRestarts: 5, windowMs: 60_000 },
       fleet: { nats: "nats://127.0.0.1:4222", node: null, heartbeatMs: 5000, reconcileMs: 60_000 },

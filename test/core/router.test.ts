@@ -52,7 +52,7 @@ function route(config: MoltConfig, answers: Record<string, unknown> = {}, failur
   const bridge = (name: string): InstanceBridge => {
     const slot = slots.get(name);
     if (slot === undefined) throw new Error(`no service ${name}`);
-    return router.bridge(slot, () => undefined);
+    return router.bridge(slot, () => undefined, () => undefined);
   };
   return { router, bridge, instances, logs, printed };
 }

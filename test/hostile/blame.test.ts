@@ -43,7 +43,7 @@ describe("hostile services: blame", () => {
   ])("a callee's error that %s reaches the caller as the callee's own failure", async (_what, reply, code) => {
     const map = slots({ framer: reply });
     const router = new Router({ slots: map, logService: null, log: { log: () => undefined }, stdout: () => undefined });
-    const bridge = router.bridge(map.get("victim") as Slot, () => undefined);
+    const bridge = router.bridge(map.get("victim") as Slot, () => undefined, () => undefined);
     const answer = await bridge.call("framer", encodeRequest("frame", null));
     expect(replyFailure(answer)).toEqual({ code, service: "framer" });
   });
@@ -51,7 +51,7 @@ describe("hostile services: blame", () => {
   it("a callee's error naming a third service is passed on as it is (relayed from that service)", async () => {
     const map = slots({ framer: forged("ERR_DEEP", "deeper") });
     const router = new Router({ slots: map, logService: null, log: { log: () => undefined }, stdout: () => undefined });
-    const answer = await router.bridge(map.get("victim") as Slot, () => undefined).call("framer", encodeRequest("frame", null));
+    const answer = await router.bridge(map.get("victim") as Slot, () => undefined, () => undefined).call("framer", encodeRequest("frame", null));
     expect(replyFailure(answer)).toEqual({ code: "ERR_DEEP", service: "deeper" });
   });
 });

@@ -89,7 +89,7 @@ describe("hostile services: error codes as keys of the kernel's own maps", () =>
       log: { log: (level, msg, fields) => logs.push({ level, msg, ...fields }) },
       stdout: () => undefined,
     });
-    const bridge = router.bridge(sender, () => undefined);
+    const bridge = router.bridge(sender, () => undefined, () => undefined);
     for (let i = 0; i < 300; i++) bridge.send("out", new Uint8Array(1));
     const failed = () => logs.filter((l) => l.msg === "send failed");
     // The first failure is logged, the other 299 are folded into one line a second later.

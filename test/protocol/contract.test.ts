@@ -18,7 +18,7 @@ import { bootCell } from "../../core/cell-host.ts";
 import { resolveConfig, type ResolvedService } from "../../core/config.ts";
 import type { BootSpec, Instance, InstanceBridge } from "../../core/instance.ts";
 import { bootIsolate } from "../../core/isolate-host.ts";
-import { decodeReply, encodeErrorReply, encodeRequest } from "../../core/wire.ts";
+import { decodeReply, encodeErrorReply, encodeRequest, encodeStorageFailure } from "../../core/wire.ts";
 import { AdminPath, type ServiceStatus, type SwapProgress, type SwapReport, type VersionRecord } from "../../protocol/admin.ts";
 import { CONTROL_FAILURE, type LifecycleOp } from "../../protocol/control.ts";
 import { ErrorCode, MAX_MESSAGE_CHARS, MoltError } from "../../protocol/errors.ts";
@@ -45,6 +45,7 @@ const bridge: InstanceBridge = {
   stdout: () => undefined,
   exited: () => undefined,
   stalled: () => undefined,
+  storage: () => encodeStorageFailure(ErrorCode.STORAGE_FAILED, "this test runs without storage"),
 };
 
 function contractService(): ResolvedService {
@@ -184,6 +185,7 @@ const VERSION_RECORD: Fields<VersionRecord> = {
   phases: "optional",
   freshState: "optional",
   verify: "optional",
+  shadow: "optional",
 };
 
 describe("the admin API's answers", () => {
@@ -229,6 +231,7 @@ describe("the admin API's answers", () => {
           stopError: "optional",
           rollbackBlackoutMs: "optional",
           verify: "optional",
+          shadow: "optional",
         });
       }
     }

@@ -8,6 +8,7 @@ import { resolveConfig } from "../../core/config.ts";
 import { Kernel } from "../../core/kernel.ts";
 import { Live } from "../../core/live.ts";
 import { localBoot } from "../../core/local-boot.ts";
+import { lmdbStorage } from "../../core/lmdb-store.ts";
 import { Metrics } from "../../core/metrics.ts";
 import type { MoltConfig } from "../../sdk/config.ts";
 import { FIXTURES } from "./runtime.ts";
@@ -31,11 +32,9 @@ export async function startKernel(config: MoltConfig, dir: string = FIXTURES): P
   // Each kernel gets its own dataDir unless the test names one.
   // Periodic snapshots are off unless a test asks for them, so that what a restart resumes from is the test's own doing.
   const withData = { dataDir: mkdtempSync(join(tmpdir(), "molt-data-")), snapshot: { everyMs: 0 }, ...config };
-  const kernel = new Kernel(resolveConfig(withData, dir), {
-    boot: localBoot,
-    stdout: (text) => out.push(text),
-    log: { log: (level, msg, fields) => logs.push({ level, msg, ...fields }) },
-  });
+  const resolved = resolveConfig(withData, dir);
+  const log = { log: (level: string, msg: string, fields?: Record<string, unknown>) => logs.push({ level, msg, ...fields }) };
+  const kernel = new Kernel(resolved, { boot: localBoot, stdout: (text) => out.push(text), log, storage: lmdbStorage(resolved.dataDir, log) });
   const metrics = new Metrics(() => kernel.loads());
   const live = new Live(() => kernel.status());
   kernel.observe(metrics.observer());

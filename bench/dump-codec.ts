@@ -17,7 +17,9 @@
 //    blackout and its dump and restore phases. This part uses nothing but
 //    the kernel's API, so it runs on an older checkout as well.
 //
-//   node --no-node-snapshot --import tsx bench/dump-codec.ts      (BENCH_QUICK=1 for fewer rounds)
+//   node --no-node-snapshot --import tsx bench/dump-codec.ts
+//   (BENCH_QUICK=1 for fewer rounds; BENCH_PART=steps or swaps for one part)
+// It writes bench/results/dump-codec.json; bench/README.md, "In-heap dump", has the figures.
 
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";

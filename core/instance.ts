@@ -75,7 +75,7 @@ export interface Instance {
    */
   deliver(kind: DeliveryKind, request: Uint8Array, options?: { again?: boolean }): Promise<Uint8Array | undefined>;
   stop(): Promise<void>;
-  /** The state as a dump envelope: [DUMP_VERSION, stateVersion, value]; with `stop`, runs `stop` first, in the same step. */
+  /** The state as a dump envelope: [DUMP_VERSION, stateVersion, value, codec?] (guest/dump-codec.ts); with `stop`, runs `stop` first, in the same step. */
   dump(options?: { stop?: boolean; timeoutMs?: number }): Promise<Uint8Array>;
   dispose(): void;
   /** Heap bytes in use, where the host can tell (for metrics). */

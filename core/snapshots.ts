@@ -24,7 +24,7 @@ export interface Snapshot {
   semver: string;
   stateVersion: number;
   time: string;
-  /** The dump envelope as the instance produced it: [DUMP_VERSION, stateVersion, value]. */
+  /** The dump envelope as the instance produced it: [DUMP_VERSION, stateVersion, value, codec?]. */
   dump: Uint8Array;
 }
 

@@ -4,8 +4,8 @@
 // A dump is msgpack([DUMP_VERSION, stateVersion, value, codec]). msgpackr's
 // structured clone keeps an object that the state holds in two places, or in
 // a cycle, one object in the next version. It does so by remembering every
-// object it writes, which made it three to five times slower than the
-// encoding itself on a large state. A state in which no object is reached
+// object it writes, which made it two to four times slower than the same
+// encoding without it on a large state. A state in which no object is reached
 // twice, the common case, is written without that tracking. Its bytes are
 // then the ones structured clone writes for it (there is nothing to refer
 // back to), so one decoder reads both, and so does every reader of dumps:
@@ -49,6 +49,14 @@ function unencodable(): never {
   throw new MoltError(ErrorCode.UNENCODABLE, "functions cannot cross an isolate boundary");
 }
 
+// msgpackr writes into Buffers on Node (where the tests run this file), and
+// calls their own methods, and into Uint8Arrays in an isolate: a buffer
+// handed to it must be of its kind. Buffer's constructor is deprecated, so
+// a Buffer is made by its `alloc`; Uint8Array has none.
+const ByteArray = (tracked.pack(null) as Uint8Array).constructor as { new (length: number): Uint8Array; alloc?: unknown };
+const allocate: (length: number) => Uint8Array =
+  typeof ByteArray.alloc === "function" ? (ByteArray.alloc.bind(ByteArray) as (length: number) => Uint8Array) : (length) => new ByteArray(length);
+
 // Captured when the runtime script runs, before any service code exists.
 const reflectApply = Reflect.apply;
 const bytesSlice = Uint8Array.prototype.slice;
@@ -56,6 +64,13 @@ const isArray = Array.isArray;
 
 /** Whether this instance's state shared an object at its last dump, written or restored (see above). */
 let lastShared = false;
+/**
+ * The size of this instance's last dump, written or restored. The next dump
+ * is packed into a buffer that size and an eighth, allocated at once:
+ * msgpackr's own buffer starts at 8 KB and grows fourfold, copying what it
+ * wrote each time, which took half the pack's time at 10 MB (bench/README.md).
+ */
+let lastBytes = 0;
 
 /**
  * The dump of `value`, written at `stateVersion`. A class instance would
@@ -65,8 +80,9 @@ let lastShared = false;
  * pauses, instead of committing a state every handler then fails on.
  */
 export function encodeDump(stateVersion: number, value: unknown, root: string, service: string): Uint8Array {
-  const { bytes, codec } = write(stateVersion, value, root, service, lastShared);
+  const { bytes, codec } = write(stateVersion, value, root, service, lastShared, lastBytes);
   lastShared = codec === DumpCodec.TRACKED;
+  lastBytes = bytes.byteLength;
   return bytes;
 }
 
@@ -75,6 +91,7 @@ export function decodeDump(bytes: Uint8Array): Dump {
   const dump = read(bytes);
   // A dump from before the choice says nothing of sharing: the next dump checks.
   lastShared = dump.codec === DumpCodec.TRACKED && dump.marked;
+  lastBytes = bytes.byteLength;
   return { stateVersion: dump.stateVersion, value: dump.value, codec: dump.codec };
 }
 
@@ -92,10 +109,17 @@ let warmings = 0;
  */
 export function warmDumpCodec(sample: unknown): void {
   const way = warmings++ % 4;
-  read(write(1, way < 2 ? sample : [sample, sample], "state", "", way % 2 === 1).bytes);
+  read(write(1, way < 2 ? sample : [sample, sample], "state", "", way % 2 === 1, 0).bytes);
 }
 
-function write(stateVersion: number, value: unknown, root: string, service: string, assumeShared: boolean): { bytes: Uint8Array; codec: DumpCodec } {
+function write(
+  stateVersion: number,
+  value: unknown,
+  root: string,
+  service: string,
+  assumeShared: boolean,
+  sizeHint: number,
+): { bytes: Uint8Array; codec: DumpCodec } {
   let nonPlain: NonPlain | undefined;
   let codec: DumpCodec;
   if (assumeShared) {
@@ -114,7 +138,7 @@ function write(stateVersion: number, value: unknown, root: string, service: stri
       { service },
     );
   }
-  return { bytes: encode(codec === DumpCodec.TREE ? tree : tracked, [DUMP_VERSION, stateVersion, value, codec]), codec };
+  return { bytes: encode(codec === DumpCodec.TREE ? tree : tracked, [DUMP_VERSION, stateVersion, value, codec], sizeHint), codec };
 }
 
 function read(bytes: Uint8Array): Dump & { marked: boolean } {
@@ -129,9 +153,18 @@ function read(bytes: Uint8Array): Dump & { marked: boolean } {
   return { stateVersion: decoded[1] as number, value: decoded[2], codec, marked };
 }
 
-/** Encodes to an exact-size copy: isolated-vm copies a view's whole buffer, and msgpackr reuses its own. */
-function encode(packr: Packr, envelope: unknown[]): Uint8Array {
+/** Below this, msgpackr's own buffer (8 KB to start with) grows once or not at all. */
+const PREALLOCATE_FROM = 64 * 1024;
+
+/**
+ * Encodes to an exact-size copy: isolated-vm copies a view's whole buffer,
+ * and msgpackr reuses its own. With a `sizeHint` past PREALLOCATE_FROM, into
+ * a buffer of that size and an eighth, which msgpackr still grows if the
+ * state grew more than that.
+ */
+function encode(packr: Packr, envelope: unknown[], sizeHint: number): Uint8Array {
   try {
+    if (sizeHint >= PREALLOCATE_FROM) packr.useBuffer(allocate(sizeHint + (sizeHint >> 3) + 1024));
     return reflectApply(bytesSlice, packr.pack(envelope), []) as Uint8Array;
   } catch (err) {
     if (err instanceof MoltError) throw err;

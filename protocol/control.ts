@@ -32,7 +32,7 @@ export interface ControlOps {
   init: { args: []; result: undefined };
   start: { args: []; result: undefined };
   stop: { args: []; result: undefined };
-  /** The state as a dump envelope: [DUMP_VERSION, stateVersion, value]. */
+  /** The state as a dump envelope: [DUMP_VERSION, stateVersion, value, codec?] (guest/dump-codec.ts). */
   dump: { args: []; result: Uint8Array };
   restore: { args: [dump: Uint8Array, fromStateVersion: number]; result: undefined };
   /** `stop`, then `dump`: a swap's old side in one crossing. */

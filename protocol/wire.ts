@@ -94,7 +94,7 @@ function readString(bytes: Uint8Array, at: number): { value: string | null | und
   return { value, end };
 }
 
-/** The envelope version of dumps and snapshots. */
+/** The envelope version of dumps and snapshots: [DUMP_VERSION, stateVersion, value, codec?] (the codec: guest/dump-codec.ts; a dump without it was written with structured clone). */
 export const DUMP_VERSION = 1;
 
 export type DeliveryKind = "call" | "send";

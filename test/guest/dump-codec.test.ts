@@ -73,6 +73,16 @@ describe("the dump codec", () => {
     expect(((value.map as Map<unknown, unknown>).get(2) as { nested: unknown[] }).nested[1]).toBeInstanceOf(Float64Array);
   });
 
+  it("writes a large state whole, into a buffer sized by the last dump, when it has grown past that size or shrunk", () => {
+    const large = (records: number): object => ({
+      records: Array.from({ length: records }, (_, i) => ({ id: i, name: `record ${i} `.repeat(8), tags: new Set([i % 7]), at: new Date(i) })),
+    });
+    for (const records of [2_000, 2_000, 20_000, 500, 3_000]) {
+      const state = large(records);
+      expect(decodeDump(encodeDump(1, state, "state", "svc")).value).toEqual(state);
+    }
+  });
+
   it("writes the bytes structured clone writes for such a state, so that any reader of dumps reads it", () => {
     const state = tree();
     const bytes = encodeDump(1, state, "state", "svc");

@@ -117,10 +117,15 @@ export class StorageCore {
     this.#cached += size;
     // The oldest first: a Map iterates in insertion order, and a hit re-inserts.
     if (this.#cached <= this.#deps.cacheBytes) return;
-    for (const [old, value] of entries(this.#cache)) {
-      if (this.#cached <= this.#deps.cacheBytes) break;
+    // Walked one entry at a time from the oldest (never copied whole: a full
+    // cache evicts on every insert), through the captured iterator.
+    const it = reflectApply(mapEntries, this.#cache, []) as object;
+    while (this.#cached > this.#deps.cacheBytes) {
+      const r = reflectApply(mapIteratorNext, it, []) as IteratorResult<[string, Stored]>;
+      if (r.done === true) break;
+      const old = r.value[0];
       del(this.#cache, old);
-      this.#cached -= old.length + (value?.byteLength ?? 0);
+      this.#cached -= old.length + (r.value[1]?.byteLength ?? 0);
     }
   }
 

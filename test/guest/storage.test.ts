@@ -66,6 +66,17 @@ describe("ctx.storage", () => {
     expect(await again.kernel.call("notes", "get", "k49")).toBe(49);
   });
 
+  it("reads back every value after writing several times what its record cache holds", async () => {
+    // memoryMb 16: a cache of 2 MiB, filled four times over by 8 MiB of values.
+    const { kernel } = await start({ services: { notes: { entry: "./storage/notes.ts", limits: { memoryMb: 16 } } } });
+    for (let batch = 0; batch < 8; batch++) await kernel.call("notes", "fill", { prefix: `b${batch}/`, count: 256, bytes: 4096 });
+    for (let batch = 0; batch < 8; batch++) {
+      const got = (await kernel.call("notes", "getMany", [`b${batch}/0`, `b${batch}/255`])) as Record<string, string>;
+      expect(Object.keys(got)).toEqual([`b${batch}/0`, `b${batch}/255`]);
+      expect(got[`b${batch}/255`]?.length).toBe(4096);
+    }
+  });
+
   it("lets start only read: a write there refuses the service with ERR_STORAGE_READONLY", async () => {
     const err = (await startKernel({ services: { notes: { entry: "./storage/notes.ts", config: "write-in-start" } } }).catch((e: unknown) => e)) as { code: string };
     expect(err.code).toBe("ERR_STORAGE_READONLY");

@@ -11,7 +11,7 @@
 // memory (`#pending`), so reads see it at once; the kernel holds the
 // service's outputs until `durable()` settles.
 
-import { closeSync, existsSync, mkdirSync, openSync, readSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readSync } from "node:fs";
 import { join } from "node:path";
 import { open, type Database, type RootDatabase, type Transaction } from "lmdb";
 import { keyProblem, MAX_LIST, StorageOp, STORAGE_OK } from "../protocol/storage.ts";
@@ -108,6 +108,7 @@ class LmdbStore implements ServiceStore {
   readonly #service: string;
   readonly #limitBytes: number;
   readonly #maxRecordBytes: number;
+  readonly #maxAnswerBytes: number;
   readonly #log: KernelLog;
   #env: RootDatabase | undefined;
   #data: Database<Uint8Array, Uint8Array> | undefined;
@@ -126,6 +127,8 @@ class LmdbStore implements ServiceStore {
     this.#service = service.name;
     this.#limitBytes = service.limits.storageMb * 1024 * 1024;
     this.#maxRecordBytes = service.limits.maxMessageBytes;
+    // An answer enters the isolate whole: an eighth of its heap, at most 16 MiB (one value, bounded by its own limit, always fits).
+    this.#maxAnswerBytes = Math.min(16 * 1024 * 1024, (service.limits.memoryMb * 1024 * 1024) / 8);
     this.#log = log;
     // A store on disk is checked now, before the service serves anything from it.
     if (existsSync(file)) this.#open();
@@ -160,6 +163,8 @@ class LmdbStore implements ServiceStore {
       if (!existed) meta.putSync("format", { name: FORMAT, version: FORMAT_VERSION });
       const bytes = meta.get("bytes");
       this.#bytes = typeof bytes === "number" ? bytes : 0;
+      // Private like the rest of dataDir (the lmdb package creates its files 0664).
+      for (const file of [this.#file, `${this.#file}-lock`]) if (existsSync(file)) chmodSync(file, 0o600);
       this.#env = env;
       this.#meta = meta;
       this.#data = env.openDB<Uint8Array, Uint8Array>({ name: "data", encoding: "binary", keyEncoding: "binary" });
@@ -255,7 +260,19 @@ class LmdbStore implements ServiceStore {
   }
 
   #get(keys: unknown, scratch?: LmdbScratch): Uint8Array {
-    return encode([STORAGE_OK, this.#keys(keys).map((key) => this.#read(key, scratch))]);
+    const asked = this.#keys(keys);
+    if (asked.length > MAX_LIST) throw new MoltError(ErrorCode.BAD_REQUEST, `a get asks for at most ${MAX_LIST} keys at once`);
+    let bytes = 0;
+    const records = asked.map((key, i) => {
+      const record = this.#read(key, scratch);
+      bytes += record?.byteLength ?? 0;
+      // The answer is built in the kernel's memory and copied into the isolate: bounded, whatever the guest asks.
+      if (bytes > this.#maxAnswerBytes && i > 0) {
+        throw new MoltError(ErrorCode.MESSAGE_TOO_LARGE, `the values asked for in one get pass ${this.#maxAnswerBytes} bytes: ask for fewer keys at once`);
+      }
+      return record;
+    });
+    return encode([STORAGE_OK, records]);
   }
 
   #list(request: unknown[], scratch?: LmdbScratch): Uint8Array {
@@ -329,7 +346,18 @@ class LmdbStore implements ServiceStore {
       else found.set(key, { key: k, record });
     }
     const sorted = [...found.entries()].sort((a, b) => compareBytes(a[1].key, b[1].key) * (reverse === true ? -1 : 1)).slice(0, max);
-    return encode([STORAGE_OK, sorted.map(([key]) => key), sorted.map(([, v]) => v.record)]);
+    // A page stops at the answer's byte limit (at least one entry, which a value's own limit bounds); the guest asks again from there.
+    let bytes = 0;
+    let cut = sorted.length;
+    for (let i = 0; i < sorted.length; i++) {
+      bytes += (sorted[i] as [string, { record: Uint8Array }])[1].record.byteLength;
+      if (bytes > this.#maxAnswerBytes && i > 0) {
+        cut = i;
+        break;
+      }
+    }
+    const page = sorted.slice(0, cut);
+    return encode([STORAGE_OK, page.map(([key]) => key), page.map(([, v]) => v.record), cut < sorted.length]);
   }
 
   /**
@@ -421,7 +449,9 @@ class LmdbStore implements ServiceStore {
       }
       void meta.put("bytes", total);
     });
-    this.#last = Promise.resolve(written).then(
+    // Chained: a reply waits for every commit before it, and one that failed fails all that follow.
+    const before = this.#last;
+    this.#last = Promise.all([before, written]).then(
       () => {
         this.#unsettled--;
         for (const writes of sets) for (const key of writes.keys()) if (this.#pending.get(key)?.commit === commit) this.#pending.delete(key);

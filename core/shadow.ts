@@ -23,6 +23,9 @@ import type { ShadowExample, ShadowResult } from "../protocol/admin.ts";
 
 export type { ShadowExample, ShadowResult } from "../protocol/admin.ts";
 
+/** Header names whose values an example never shows. */
+const SECRET_HEADER = /^(authorization|proxy-authorization|cookie|set-cookie|x-api-key|x-auth-token)$/i;
+
 /** At most this many examples are kept in a report. */
 const MAX_EXAMPLES = 10;
 /** A value in an example is shown in at most this many characters. */
@@ -64,6 +67,8 @@ export class Shadow {
   #unmatched: string | undefined;
   /** The new version's storage writes: seen by its own reads, never by the store. */
   scratch: StoreScratch | undefined;
+  /** A shadowed message passed its deadline in the new instance: its handler may still be running there. */
+  stray = false;
   #teedCount = 0;
   readonly #counted: ShadowExample[] = [];
   readonly #expected: ShadowExample[] = [];
@@ -205,6 +210,8 @@ export class Shadow {
       reply = await this.instance.deliver(teed.kind, teed.request);
     } catch (err) {
       failed = toMoltError(err);
+      // Its handler may still be running in the new instance, and would act for real once that instance is live.
+      if (failed.code === ErrorCode.TIMEOUT) this.stray = true;
     }
     this.#result.messages++;
     // The common case costs a byte comparison: the same reply bytes, and no call left unmatched.
@@ -319,6 +326,8 @@ export function preview(value: unknown): string {
         if (v instanceof Uint8Array) return `(${v.byteLength} bytes)`;
         if (typeof v === "bigint") return `${v}n`;
         if (v === undefined) return "(undefined)";
+        // An example is kept in the inventory: credentials a request carried are not.
+        if (typeof v === "string" && SECRET_HEADER.test(_key)) return "(hidden)";
         return v;
       }) ?? "undefined";
   } catch {

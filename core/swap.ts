@@ -263,7 +263,8 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
       slot.shadow = undefined;
     }
     const allowed = req.maxDivergence ?? 0;
-    const refused = report.shadow.divergences > allowed;
+    // A shadowed message still running in the new instance would act for real after the cutover: that instance cannot go live.
+    const refused = report.shadow.divergences > allowed || shadow.stray;
     // A refused shadow keeps its time in the report, but is not announced as a phase that passed.
     done(Phase.SHADOW, refused);
     if (refused) {
@@ -272,7 +273,9 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
         Phase.SHADOW,
         new MoltError(
           ErrorCode.SWAP_SHADOW,
-          `${next.meta.semver} diverged from ${old.meta.semver} on ${report.shadow.divergences} of ${report.shadow.messages} shadowed messages (at most ${allowed} allowed)` +
+          (shadow.stray && report.shadow.divergences <= allowed
+            ? `a shadowed message passed its deadline in ${next.meta.semver}, whose handler may still be running: that instance cannot go live`
+            : `${next.meta.semver} diverged from ${old.meta.semver} on ${report.shadow.divergences} of ${report.shadow.messages} shadowed messages (at most ${allowed} allowed)`) +
             (first === undefined ? "" : `; first: ${first.method}(${first.payload}): ${first.why}`),
           { service: slot.name },
         ),

@@ -559,8 +559,10 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
   }
 
   async function restore(bytes: Uint8Array, fromStateVersion: number | undefined): Promise<undefined> {
-    // A state taken anew: timers armed for the one it replaces (a shadow's handlers, a rehearsal) must not fire on it.
+    // A state taken anew: timers armed for the one it replaces (a shadow's handlers, a rehearsal) must not fire on it,
+    // and records cached before (a rehearsal's reads) may be older than what this state goes with.
     globals.clearTimers();
+    storage.clear();
     const dumped = decodeDump(bytes).value;
     const from = fromStateVersion ?? version.stateVersion;
     if (definition?.restore !== undefined) state = (await settled(definition.restore(dumped, from, ctx))).value;

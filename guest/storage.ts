@@ -48,6 +48,7 @@ const mapEntries = Map.prototype.entries;
 const mapIteratorNext = Object.getPrototypeOf(new Map().entries()).next as () => IteratorResult<[unknown, unknown]>;
 const bytesSet = Uint8Array.prototype.set;
 const bytesSubarray = Uint8Array.prototype.subarray;
+const bytesSlice = Uint8Array.prototype.slice;
 const viewGetUint32 = DataView.prototype.getUint32;
 const viewSetUint32 = DataView.prototype.setUint32;
 const arraySort = Array.prototype.sort;
@@ -100,7 +101,9 @@ export class StorageCore {
   }
 
   #ask(request: unknown[]): unknown[] {
-    const answer = this.#deps.codec.unpack(this.#deps.ask(this.#deps.codec.pack(request))) as unknown[];
+    // An exact-size copy: isolated-vm copies a view's whole buffer, and msgpackr's is shared (and sized for the last dump).
+    const bytes = reflectApply(bytesSlice, this.#deps.codec.pack(request), []) as Uint8Array;
+    const answer = this.#deps.codec.unpack(this.#deps.ask(bytes)) as unknown[];
     if (answer[0] !== STORAGE_OK) throw new MoltError(String(answer[1]), String(answer[2]));
     return answer;
   }
@@ -236,7 +239,9 @@ export class StorageCore {
         records[records.length] = bytes[i] as Uint8Array;
       }
       want -= got.length;
-      if (got.length < page) break;
+      // A short page ends the range, unless the kernel cut it at its byte limit (answer[3]).
+      if (got.length < page && answer[3] !== true) break;
+      if (got.length === 0) break;
       // The next page starts just past the last key: the key followed by U+0000 is the next in UTF-8 byte order; going down, the last key is the (excluded) end.
       const last = got[got.length - 1] as string;
       if (reverse) end = last;

@@ -11,6 +11,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+import { preview } from "../../core/shadow.ts";
 import type { SwapOptions } from "../../core/swap.ts";
 import type { MoltConfig } from "../../sdk/config.ts";
 import type { SwapReport } from "../../protocol/admin.ts";
@@ -389,5 +390,14 @@ describe("a shadow over ctx.storage", () => {
     expect(report.shadow?.examples).toEqual([]);
     expect(report.outcome).toBe("committed");
     expect(((await t.kernel.call("counter", "count", "a")) as number) + ((await t.kernel.call("counter", "count", "b")) as number)).toBe(adds);
+  });
+});
+
+describe("a shadow report's examples", () => {
+  it("never keep the credentials a request carried, since the inventory keeps them", () => {
+    const shown = preview({ method: "GET", url: "http://x/a", headers: { authorization: "Bearer s3cret", cookie: "sid=s3cret", accept: "text/plain" } });
+    expect(shown).not.toContain("s3cret");
+    expect(shown).toContain("(hidden)");
+    expect(shown).toContain("text/plain");
   });
 });

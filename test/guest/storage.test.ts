@@ -6,7 +6,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { startKernel, type TestKernel } from "../support/kernel.ts";
+import { rejection, startKernel, type TestKernel } from "../support/kernel.ts";
 
 const NOTES = { services: { notes: { entry: "./storage/notes.ts" } } };
 
@@ -75,6 +75,18 @@ describe("ctx.storage", () => {
       expect(Object.keys(got)).toEqual([`b${batch}/0`, `b${batch}/255`]);
       expect(got[`b${batch}/255`]?.length).toBe(4096);
     }
+  });
+
+  it("bounds what one request brings into the isolate: a get past it fails with a code, a list pages through it", async () => {
+    // memoryMb 16: answers of at most 2 MiB; 1,024 values of 4 KiB are 4 MiB.
+    const { kernel } = await start({ services: { notes: { entry: "./storage/notes.ts", limits: { memoryMb: 16 } } } });
+    for (let batch = 0; batch < 4; batch++) await kernel.call("notes", "fill", { prefix: `p${batch}/`, count: 256, bytes: 4096 });
+    expect(await kernel.call("notes", "listCount", { prefix: "p" })).toBe(1024);
+    expect(await kernel.call("notes", "listCount", { prefix: "p", reverse: true, limit: 700 })).toBe(700);
+    const some = Array.from({ length: 256 }, (_, i) => `p0/${i}`);
+    expect(await kernel.call("notes", "getCount", some)).toBe(256);
+    const many = Array.from({ length: 4 }, (_, b) => Array.from({ length: 256 }, (_, i) => `p${b}/${i}`)).flat();
+    expect((await rejection(kernel.call("notes", "getCount", many))).code).toBe("ERR_MESSAGE_TOO_LARGE");
   });
 
   it("lets start only read: a write there refuses the service with ERR_STORAGE_READONLY", async () => {

@@ -136,7 +136,7 @@ const REHEARSED: ReadonlySet<string> = new Set([ErrorCode.SWAP_DUMP, ErrorCode.S
 
 /** The phase a failure happened in, said so that it matches the README's steps: prepare includes the rehearsal. */
 function whereFailed(error: NonNullable<SwapReport["error"]>, blackoutMs: number | null): string {
-  if (error.phase === "shadow") return "phase shadow, before the cutover: the running version served throughout (held only between two messages to take its state, at the start and the end)";
+  if (error.phase === "shadow") return "phase shadow, before the cutover: the running version served throughout, held only between two messages to take its state, at the start and at the end";
   if (error.phase !== "prepare") return `phase ${error.phase}${blackoutMs === null ? "" : `, after a blackout of ${fmtMs(blackoutMs)}`}`;
   if (error.code === ErrorCode.SWAP_ROUNDTRIP) return "phase prepare, in the verified transfer (to the new version and back, on a copy of the current state): nothing was paused; --no-verify skips it";
   if (REHEARSED.has(error.code)) return "phase prepare, in the rehearsal of the restore on a copy of the current state: nothing was paused";

@@ -87,6 +87,9 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
  * transaction as they were when it began (so what the running version writes
  * later is not seen), and the shadow's own writes, which go nowhere else.
  */
+/** A write set as checked: each key with its UTF-8 bytes and its record (null: delete). */
+type Checked = Map<string, { k: Uint8Array; record: Stored }>;
+
 class LmdbScratch implements StoreScratch {
   readonly writes = new Map<string, Stored>();
   readonly pending: ReadonlyMap<string, Stored>;
@@ -235,18 +238,18 @@ class LmdbStore implements ServiceStore {
   }
 
   /** The record under a key as a read sees it: an accepted write first, then the disk. */
-  #read(key: string, scratch?: LmdbScratch): Stored {
+  #read(key: string, scratch?: LmdbScratch, encoded?: Uint8Array): Stored {
     if (scratch !== undefined) {
       if (scratch.writes.has(key)) return scratch.writes.get(key) as Stored;
       if (scratch.pending.has(key)) return scratch.pending.get(key) as Stored;
-      const found = scratch.txn === undefined ? undefined : this.#data?.get(utf8.encode(key) as Buffer, { transaction: scratch.txn });
+      const found = scratch.txn === undefined ? undefined : this.#data?.get((encoded ?? utf8.encode(key)) as Buffer, { transaction: scratch.txn });
       return found === undefined ? null : new Uint8Array(found);
     }
     const pending = this.#pending.get(key);
     if (pending !== undefined) return pending.record;
     const data = this.#data;
     if (data === undefined) return null;
-    const found = data.getBinary(utf8.encode(key) as Buffer);
+    const found = data.getBinary((encoded ?? utf8.encode(key)) as Buffer);
     return found === undefined ? null : new Uint8Array(found);
   }
 
@@ -369,12 +372,12 @@ class LmdbStore implements ServiceStore {
     if (!Array.isArray(sets)) throw new MoltError(ErrorCode.BAD_MESSAGE, "a commit carries a list of write sets");
     // Opened (and its byte count read) before any set is checked and counted.
     if (sets.length > 0 && scratch === undefined) this.#open();
-    const accepted: Map<string, Stored>[] = [];
+    const accepted: Checked[] = [];
     const results = sets.map((set: unknown) => {
       try {
         if (!Array.isArray(set)) throw new MoltError(ErrorCode.BAD_MESSAGE, "a write set is [keys, records]");
         if (scratch !== undefined) {
-          for (const [key, record] of this.#check(set[0], set[1], scratch)) scratch.writes.set(key, record);
+          for (const [key, { record }] of this.#check(set[0], set[1], scratch)) scratch.writes.set(key, record);
           return null;
         }
         const writes = this.#check(set[0], set[1]);
@@ -390,13 +393,13 @@ class LmdbStore implements ServiceStore {
   }
 
   /** A write set checked whole, and counted against the quota at once: nothing of it is written if any of it is refused. */
-  #check(keysValue: unknown, recordsValue: unknown, scratch?: LmdbScratch): Map<string, Stored> {
+  #check(keysValue: unknown, recordsValue: unknown, scratch?: LmdbScratch): Checked {
     const keys = this.#keys(keysValue);
     if (!Array.isArray(recordsValue) || recordsValue.length !== keys.length) {
       throw new MoltError(ErrorCode.BAD_MESSAGE, "a commit has one record (or null) per key");
     }
     // Checked whole first: a refused commit writes nothing.
-    const writes = new Map<string, { size: number; record: Stored }>();
+    const writes: Checked = new Map();
     let delta = 0;
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i] as string;
@@ -405,10 +408,11 @@ class LmdbStore implements ServiceStore {
       if (record !== null && record.byteLength > this.#maxRecordBytes) {
         throw new MoltError(ErrorCode.MESSAGE_TOO_LARGE, `a value of ${record.byteLength} bytes exceeds ${this.#service}'s maxMessageBytes (${this.#maxRecordBytes})`);
       }
-      const keyBytes = utf8.encode(key).byteLength;
-      const before = writes.get(key)?.record ?? (writes.has(key) ? null : this.#read(key, scratch));
-      delta += (record === null ? 0 : keyBytes + record.byteLength) - (before === null ? 0 : keyBytes + before.byteLength);
-      writes.set(key, { size: keyBytes, record });
+      // Encoded once: the quota counts it, the read before it and LMDB's write use it.
+      const k = writes.get(key)?.k ?? utf8.encode(key);
+      const before = writes.has(key) ? (writes.get(key) as { record: Stored }).record : this.#read(key, scratch, k);
+      delta += (record === null ? 0 : k.byteLength + record.byteLength) - (before === null ? 0 : k.byteLength + before.byteLength);
+      writes.set(key, { k, record });
     }
     if (delta > 0 && this.#bytes + delta > this.#limitBytes) {
       throw new MoltError(
@@ -416,24 +420,16 @@ class LmdbStore implements ServiceStore {
         `${this.#service}'s storage would hold ${this.#bytes + delta} bytes, past its limits.storageMb (${this.#limitBytes / 1024 / 1024} MiB)`,
       );
     }
-    const out = new Map<string, Stored>();
     // A scratch overlay's writes are checked as the store's would be, and kept there alone.
-    if (scratch !== undefined) {
-      for (const [key, { record }] of writes) out.set(key, record);
-      return out;
-    }
-    if (writes.size === 0) return out;
+    if (scratch !== undefined || writes.size === 0) return writes;
     this.#bytes += delta;
     const commit = this.#commits + 1;
-    for (const [key, { record }] of writes) {
-      this.#pending.set(key, { record, commit });
-      out.set(key, record);
-    }
-    return out;
+    for (const [key, { record }] of writes) this.#pending.set(key, { record, commit });
+    return writes;
   }
 
   /** Hands accepted write sets to LMDB as one transaction; reads see them at once, and `durable()` waits for them. */
-  #write(sets: Map<string, Stored>[]): void {
+  #write(sets: Checked[]): void {
     const data = this.#open();
     const meta = this.#meta as Database<unknown, string>;
     const total = this.#bytes;
@@ -441,10 +437,9 @@ class LmdbStore implements ServiceStore {
     this.#unsettled++;
     const written = data.transaction(() => {
       for (const writes of sets) {
-        for (const [key, record] of writes) {
-          const k = utf8.encode(key) as Buffer;
-          if (record === null) void data.remove(k);
-          else void data.put(k, record as Buffer);
+        for (const { k, record } of writes.values()) {
+          if (record === null) void data.remove(k as Buffer);
+          else void data.put(k as Buffer, record as Buffer);
         }
       }
       void meta.put("bytes", total);

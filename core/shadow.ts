@@ -16,7 +16,7 @@ import type { Instance } from "./instance.ts";
 import type { Slot } from "./slot.ts";
 import type { StoreScratch } from "./storage.ts";
 import { firstDifference } from "./state-diff.ts";
-import { drain } from "./transfer.ts";
+import { betweenMessages } from "./transfer.ts";
 import { decode, encodeErrorReply } from "./wire.ts";
 import { REPLY_OK, WIRE_VERSION, wireErrorOf } from "../protocol/wire.ts";
 import type { ShadowExample, ShadowResult } from "../protocol/admin.ts";
@@ -190,16 +190,12 @@ export class Shadow {
     }
   }
 
-  /** Runs `step` with the service held and drained, so that no handler is halfway through. */
-  async #between(step: () => Promise<void>): Promise<void> {
-    const release = this.#slot.mailbox.hold();
-    try {
-      await drain(this.#slot, this.#options.drainMs);
+  /** Runs `step` between two of the old instance's messages (transfer.ts). */
+  #between(step: () => Promise<void>): Promise<void> {
+    return betweenMessages(this.#slot, this.#options.drainMs, ErrorCode.SWAP_DRAIN_TIMEOUT, async () => {
       if (this.#slot.instance !== this.#old) throw new MoltError(ErrorCode.SWAP_SHADOW, `${this.#slot.name}'s instance changed during the shadow`, { service: this.#slot.name });
       await step();
-    } finally {
-      release();
-    }
+    });
   }
 
   async #compare(teed: Teed, expectChange: readonly string[]): Promise<void> {

@@ -16,7 +16,7 @@ import { ErrorCode, MoltError, toMoltError } from "./errors.ts";
 import type { Instance } from "./instance.ts";
 import type { KernelLog } from "./log.ts";
 import type { Slot } from "./slot.ts";
-import { drain } from "./transfer.ts";
+import { betweenMessages } from "./transfer.ts";
 
 export interface Snapshot {
   service: string;
@@ -84,11 +84,7 @@ export class SnapshotStore {
     // Between two messages: held and drained, so that no handler is halfway
     // through (awaiting) when the state is dumped, as messages handed to the
     // instance in one batch could otherwise be.
-    const release = slot.mailbox.hold();
-    let written: Promise<void>;
-    let result: SnapshotWritten;
-    try {
-      await drain(slot, slot.spec.limits.timeoutMs, ErrorCode.TIMEOUT);
+    const { written, result } = await betweenMessages(slot, slot.spec.limits.timeoutMs, ErrorCode.TIMEOUT, async () => {
       const current = slot.instance;
       if (current === undefined || current.disposed) {
         const why = slot.failure === undefined ? "" : ` (${slot.failure.code}: ${slot.failure.message})`;
@@ -97,12 +93,12 @@ export class SnapshotStore {
       // A swap writes the state it hands over itself, after this would.
       if (slot.transferring !== undefined) throw new MoltError(ErrorCode.SWAP_BUSY, `${slot.name} is being swapped: its swap writes the snapshot`, { service: slot.name });
       const dump = await current.dump();
-      // Queued for writing before the hold is released, so before any later transfer can start: its snapshot is written after this one.
-      written = this.keep(slot, current, dump);
-      result = { service: slot.name, version: current.versionId, stateVersion: current.meta.stateVersion, bytes: dump.byteLength };
-    } finally {
-      release();
-    }
+      return {
+        // Queued for writing before the hold is released, so before any later transfer can start: its snapshot is written after this one.
+        written: this.keep(slot, current, dump),
+        result: { service: slot.name, version: current.versionId, stateVersion: current.meta.stateVersion, bytes: dump.byteLength } satisfies SnapshotWritten,
+      };
+    });
     await written;
     return result;
   }

@@ -122,6 +122,22 @@ async function giveBack(plan: TransferPlan, error: MoltError, stopped: boolean, 
 }
 
 /** Waits for in-flight messages, including their outgoing calls, within the drain deadline (past it: `code`). */
+/**
+ * Runs `step` between two of the service's messages: its mailbox held and
+ * drained, so no handler is halfway through (awaiting) while `step` looks at
+ * the instance, and released after, whatever `step` does. A snapshot and a
+ * shadow's start and end take the state this way.
+ */
+export async function betweenMessages<T>(slot: Slot, timeoutMs: number, code: string, step: () => Promise<T>): Promise<T> {
+  const release = slot.mailbox.hold();
+  try {
+    await drain(slot, timeoutMs, code);
+    return await step();
+  } finally {
+    release();
+  }
+}
+
 export async function drain(slot: Slot, timeoutMs: number, code: string = ErrorCode.SWAP_DRAIN_TIMEOUT): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {

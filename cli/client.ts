@@ -12,6 +12,9 @@ import {
   NDJSON,
   type ErrorBody,
   type HistoryBody,
+  type KernelHistoryBody,
+  type KernelUpgradeBody,
+  type KernelUpgradeProgress,
   type RestartAnswer,
   type RollbackBody,
   type SnapshotAnswer,
@@ -30,6 +33,9 @@ export interface AdminClient {
   /** A swap or a rollback, answered as NDJSON: `onLine` gets each line as it arrives. */
   swap(service: string, body: SwapBody, onLine: (line: SwapProgress) => void): Promise<void>;
   rollback(service: string, body: RollbackBody, onLine: (line: SwapProgress) => void): Promise<void>;
+  kernelHistory(): Promise<KernelHistoryBody>;
+  /** `molt upgrade`, answered as NDJSON as a swap is. */
+  upgrade(onLine: (line: KernelUpgradeProgress) => void): Promise<void>;
 }
 
 export async function connect(configArg: string | undefined): Promise<AdminClient> {
@@ -73,7 +79,7 @@ export async function connect(configArg: string | undefined): Promise<AdminClien
     }
     return value as T;
   };
-  const stream = async (path: string, body: SwapBody | RollbackBody, onLine: (line: SwapProgress) => void): Promise<void> => {
+  const stream = async <L>(path: string, body: SwapBody | RollbackBody | KernelUpgradeBody, onLine: (line: L) => void): Promise<void> => {
     const res = await request("POST", path, body);
     if (!(res.headers.get("content-type") ?? "").startsWith(NDJSON)) {
       await json<never>(res);
@@ -87,7 +93,7 @@ export async function connect(configArg: string | undefined): Promise<AdminClien
       while ((newline = buffer.indexOf("\n")) >= 0) {
         const line = buffer.slice(0, newline).trim();
         buffer = buffer.slice(newline + 1);
-        if (line !== "") onLine(JSON.parse(line) as SwapProgress);
+        if (line !== "") onLine(JSON.parse(line) as L);
       }
     }
   };
@@ -99,5 +105,7 @@ export async function connect(configArg: string | undefined): Promise<AdminClien
     restart: async (service) => json<RestartAnswer>(await request("POST", AdminPath.restart(service), {})),
     swap: (service, body, onLine) => stream(AdminPath.swap(service), body, onLine),
     rollback: (service, body, onLine) => stream(AdminPath.rollback(service), body, onLine),
+    kernelHistory: async () => json<KernelHistoryBody>(await request("GET", AdminPath.kernelHistory)),
+    upgrade: (onLine) => stream(AdminPath.kernelUpgrade, {}, onLine),
   };
 }

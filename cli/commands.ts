@@ -2,9 +2,9 @@
 // history, snapshot, restart. Human output by default, --json for scripts.
 
 import { resolve } from "node:path";
-import { shortId } from "../core/bundle.ts";
 import { ErrorCode, MoltError } from "../core/errors.ts";
 import type { RollbackBody, ShadowResult, SwapBody, SwapProgress, SwapReport, VerifyResult, VersionRecord } from "../protocol/admin.ts";
+import { shortId } from "../protocol/admin.ts";
 import { connect } from "./client.ts";
 
 export interface CommonOptions {
@@ -176,13 +176,14 @@ function outcomeWord(record: Pick<VersionRecord, "outcome" | "via">): string {
 /** `molt status [--json]` */
 export async function statusCommand(options: CommonOptions): Promise<number> {
   const client = await connect(options.config);
-  const { services } = await client.status();
+  const { kernel, services } = await client.status();
   if (options.json) {
-    out(JSON.stringify({ services }));
+    out(JSON.stringify({ kernel, services }));
     return 0;
   }
+  out(`kernel ${kernel.semver} (${shortId(kernel.version)}), pid ${kernel.pid}, since ${kernel.startedAt}; ${kernel.upgrades} upgrades, ${kernel.restarts} restarts since molt run`);
   table(
-    ["service", "state", "in", "version", "semver", "stateVersion", "uptime", "queue", "last swap"],
+    ["service", "state", "in", "version", "semver", "stateVersion", "fixes", "uptime", "queue", "last swap"],
     services.map((s) => [
       s.name,
       s.state,
@@ -190,12 +191,24 @@ export async function statusCommand(options: CommonOptions): Promise<number> {
       s.version === null ? "-" : shortId(s.version),
       s.semver ?? "-",
       s.stateVersion === null ? "-" : String(s.stateVersion),
+      fixesMark(s.fixes),
       fmtUptime(s.uptimeMs),
       `${s.queueDepth}+${s.inFlight}`,
       s.lastSwap === null ? "-" : `${outcomeWord(s.lastSwap)}${s.lastSwap.blackoutMs === undefined ? "" : ` (${fmtMs(s.lastSwap.blackoutMs)})`} ${s.lastSwap.requestedAt}`,
     ]),
   );
   return 0;
+}
+
+/**
+ * A version's advisory ids in a table cell: the first two and how many more
+ * (`--json` has them all), so a version that fixes many does not widen the
+ * table past a screen.
+ */
+function fixesMark(fixes: readonly string[] | undefined): string {
+  if (fixes === undefined || fixes.length === 0) return "-";
+  const shown = fixes.slice(0, 2).join(",");
+  return fixes.length > 2 ? `${shown} +${fixes.length - 2}` : shown;
 }
 
 /** `molt history <service> [--json]` */
@@ -207,12 +220,13 @@ export async function historyCommand(service: string, options: CommonOptions): P
     return 0;
   }
   table(
-    ["#", "version", "semver", "sv", "parent", "via", "started", "replaced", "outcome", "blackout", "verify", "shadow"],
+    ["#", "version", "semver", "sv", "fixes", "parent", "via", "started", "replaced", "outcome", "blackout", "verify", "shadow"],
     records.map((r) => [
       String(r.seq),
       shortId(r.version),
       r.semver,
       String(r.stateVersion),
+      fixesMark(r.fixes),
       r.parent === null ? "-" : shortId(r.parent),
       r.via,
       r.startedAt ?? "-",
@@ -249,14 +263,14 @@ export async function restartCommand(service: string, options: CommonOptions): P
   return 0;
 }
 
-function table(head: string[], rows: string[][]): void {
+export function table(head: string[], rows: string[][]): void {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join("  ").trimEnd();
   out(line(head));
   for (const row of rows) out(line(row));
 }
 
-function fmtMs(ms: number | null | undefined): string {
+export function fmtMs(ms: number | null | undefined): string {
   if (ms === null || ms === undefined) return "-";
   return ms < 10 ? `${ms.toFixed(3)} ms` : `${ms.toFixed(1)} ms`;
 }

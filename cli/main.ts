@@ -4,12 +4,9 @@
 import { dirname, isAbsolute, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ErrorCode, MoltError } from "../core/errors.ts";
-import { benchCommand } from "./bench-swap.ts";
 import { historyCommand, restartCommand, rollbackCommand, snapshotCommand, statusCommand, swapCommand } from "./commands.ts";
-import { devCommand } from "./dev.ts";
-import { fleetCommand } from "./fleet.ts";
 import { initCommand } from "./init.ts";
-import { run } from "./run.ts";
+import { kernelHistoryCommand, upgradeCommand } from "./kernel-commands.ts";
 
 const USAGE = `molt — a hot-reloadable microkernel runtime for TypeScript services
 
@@ -25,6 +22,8 @@ Commands:
                                     (--fresh-state: start it from init, dropping its state)
   status [--json]                   every service: version, stateVersion, uptime, queue, last swap
   history <service> [--json]        every version of a service: parent, when, outcome, blackout
+  history --kernel [--json]         every runtime molt itself ran as: build, how it came, how it ended
+  upgrade [--json]                  replace the runtime with the molt code on disk, keeping every state
   restart <service>                 bring back a service its supervisor gave up on
   snapshot [service]                write a snapshot of one service, or of all, now
   bench swap <service> <a> <b>      swap a service back and forth under load: blackout, phases, latency
@@ -116,13 +115,39 @@ refuses with ERR_STATE_VERSION, and nothing changes.
   status: `Usage: molt status [--config <path>] [--json]
 
 Every service: state, running version, semver, stateVersion, uptime, queue
-depth (waiting+running) and its last swap.
+depth (waiting+running) and its last swap. Above them, the kernel: molt's
+version and semver, the runtime's pid, when it started, and how many
+upgrades and restarts since \`molt run\` (--json: "kernel").
 `,
   history: `Usage: molt history <service> [--config <path>] [--json]
+       molt history --kernel [--config <path>] [--json]
 
 The inventory of one service: every version that ran or was tried, its
 parent, how it came (start, swap, rollback), when it started and was
 replaced, the outcome with its error code, and the blackout.
+
+--kernel  the same for molt itself: every runtime that ran on this dataDir
+          (the last 1,000), its version (the hash of molt's code) and
+          semver, the one before it, how it came (start: molt run; upgrade:
+          molt upgrade; restart: the runtime before it died), its pid, when
+          it started and ended, the outcome (live, replaced, crashed,
+          stopped) and the blackout on its way in; then each upgrade tried
+          from it that did not take, with its error code.
+`,
+  upgrade: `Usage: molt upgrade [--config <path>] [--json]
+
+Replaces the running runtime (the kernel and every isolate) with a new one
+started from the molt code on disk now, e.g. after \`git pull && npm ci\` or
+an edit under core/, while the keeper (\`molt run\`) holds the sockets:
+boot (every service, from its current bundle, outside the blackout), drain,
+dump, handover, restore, sockets, each printed with its duration as it
+ends; then the blackout and how many services' state was carried. The admin
+API, metrics, fleet membership and inventory carry on.
+
+If any phase fails, the old runtime resumes as it was and the command exits
+1 with ERR_KERNEL_UPGRADE_<PHASE>. ERR_KERNEL_UPGRADE_BUSY: an upgrade is
+already running. ERR_KERNEL_UPGRADE_UNAVAILABLE: no keeper started this
+runtime (\`molt dev\` does not). \`molt history --kernel\` shows every upgrade.
 `,
   fleet: `Usage: molt fleet rollout <service> <entry> --nats <url> [--canary N] [--batch M]
                           [--max-failures K] [--pause <ms>] [--force] [--json]
@@ -225,6 +250,7 @@ async function main(argv: string[]): Promise<number> {
       "duration-between": { type: "string" },
       report: { type: "string" },
       "stop-on-failure": { type: "boolean" },
+      kernel: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -246,11 +272,13 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case "init":
       return initCommand(rest[0]);
-    case "run":
-      await run(values.config ?? rest[0]);
-      return -1;
+    case "run": {
+      // `molt run` becomes the keeper, which never loads the kernel, isolated-vm or NATS: the runtime is its child.
+      const config = values.config ?? rest[0];
+      return (await import("../keeper/keeper.ts")).keep(config === undefined ? [] : [resolve(config)]);
+    }
     case "dev":
-      await devCommand(values.config ?? rest[0]);
+      await (await import("./dev.ts")).devCommand(values.config ?? rest[0]);
       return -1;
     case "swap":
       need(2, "swap <service> <entry> [--fresh-state] [--no-verify]");
@@ -271,15 +299,18 @@ async function main(argv: string[]): Promise<number> {
     case "status":
       return statusCommand(common);
     case "history":
-      need(1, "history <service>");
+      if (values.kernel === true) return kernelHistoryCommand(common);
+      need(1, "history <service> | history --kernel");
       return historyCommand(rest[0] as string, common);
+    case "upgrade":
+      return upgradeCommand(common);
     case "snapshot":
       return snapshotCommand(rest[0], common);
     case "restart":
       need(1, "restart <service>");
       return restartCommand(rest[0] as string, common);
     case "bench":
-      return benchCommand(rest, {
+      return (await import("./bench-swap.ts")).benchCommand(rest, {
         ...common,
         swaps: values.swaps,
         load: values.load,
@@ -291,7 +322,7 @@ async function main(argv: string[]): Promise<number> {
         stopOnFailure: values["stop-on-failure"],
       });
     case "fleet":
-      return fleetCommand(rest[0], rest.slice(1), {
+      return (await import("./fleet.ts")).fleetCommand(rest[0], rest.slice(1), {
         nats: values.nats,
         json: common.json,
         service: values.service,

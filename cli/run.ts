@@ -13,6 +13,13 @@ import { localBoot } from "../core/local-boot.ts";
 import { lmdbStorage } from "../core/lmdb-store.ts";
 import { Metrics } from "../core/metrics.ts";
 import { jsonLog } from "../core/log.ts";
+import { computeKernelIdentity, kernelIdentity, MOLT_ROOT } from "../core/kernel-version.ts";
+import { KernelChain } from "../core/kernel-chain.ts";
+import type { HandOut } from "../core/kernel.ts";
+import { toMoltError } from "../core/errors.ts";
+import type { UpgradePhase } from "../keeper/protocol.ts";
+import type { KernelUpgradeReport } from "../protocol/kernel.ts";
+import { KeeperLink } from "./keeper-link.ts";
 import { checkPorts, portError } from "./ports.ts";
 import { warnStaleEntries } from "./stale-entries.ts";
 
@@ -60,12 +67,15 @@ export async function run(configArg: string | undefined, options: RunOptions = {
   process.on("SIGINT", () => onSignal("SIGINT"));
   process.on("SIGTERM", () => onSignal("SIGTERM"));
 
+  // Under a keeper (`molt run`), the keeper holds the sockets and this process is one runtime of a chain.
+  const keeper = KeeperLink.open();
   const config = await loadConfig(findConfig(configArg));
   const log = jsonLog();
   // A daemon that serves many services does not die of one stray rejection:
   // it is logged, loudly, and the runtime keeps serving.
   process.on("unhandledRejection", (reason) => log.log("error", "unhandled promise rejection (a bug in molt: please report it)", { error: String(reason) }));
   const kernel = new Kernel(config, { boot: localBoot, log, storage: lmdbStorage(config.dataDir, log) });
+  const chain = keeper === undefined ? undefined : new KernelChain(config.dataDir, { log });
   // Watchers of the kernel, built here and handed to the admin API: the kernel keeps no metrics of its own.
   const metrics = new Metrics(() => kernel.loads());
   const live = new Live(() => kernel.status());
@@ -78,17 +88,25 @@ export async function run(configArg: string | undefined, options: RunOptions = {
       : new (await import("../fleet/member.ts")).FleetMember({ kernel, fleet: config.fleet, dataDir: config.dataDir, log });
   let ingress: HttpIngress | undefined;
   let admin: AdminServer | undefined;
+  /** Where the HTTP listener's requests go: this kernel, or (after an upgrade) the runtime that took over. */
+  let target: (service: string, method: string, payload: unknown) => Promise<unknown> = (service, method, payload) => kernel.call(service, method, payload);
+  /** Set while an upgrade holds the listener's requests back. */
+  let gate: Promise<void> | undefined;
+  let handedOver = false;
   const stop = async (signal: string): Promise<void> => {
     console.log(`molt: ${signal}, draining and stopping`);
     setTimeout(() => {
       console.error(`molt: stop took longer than ${STOP_DEADLINE_MS} ms, exiting`);
       leave(1);
     }, STOP_DEADLINE_MS).unref();
+    // After a handover the new runtime owns everything: this one only lets its last connections go.
+    if (handedOver) return;
     // Other runtimes' calls stop coming here first, and those running finish.
     await member?.leave();
     await ingress?.close();
     await admin?.close();
     await kernel.stop();
+    await chain?.stopped().catch(() => undefined);
     console.log("molt: stopped");
     leave(0);
   };
@@ -97,27 +115,116 @@ export async function run(configArg: string | undefined, options: RunOptions = {
   const token = config.admin === null ? undefined : adminToken(config.dataDir);
   const httpPort = config.http === null ? undefined : { setting: "http.port", port: config.http.port, host: config.http.host };
   const adminPort = config.admin === null ? undefined : { setting: "admin.port", port: config.admin.port, host: config.admin.host };
-  await checkPorts([httpPort, adminPort].filter((p) => p !== undefined));
+  let held: Map<"http" | "admin", string> | undefined;
+  if (keeper === undefined) await checkPorts([httpPort, adminPort].filter((p) => p !== undefined));
+  else {
+    const listeners = [
+      ...(httpPort === undefined ? [] : [{ name: "http" as const, port: httpPort.port, host: httpPort.host }]),
+      ...(adminPort === undefined ? [] : [{ name: "admin" as const, port: adminPort.port, host: adminPort.host }]),
+    ];
+    held = await keeper.listen(listeners, config.kernel).catch((err: unknown) => {
+      const setting = (err as { listener?: string }).listener === "admin" ? adminPort : httpPort;
+      throw setting === undefined ? err : portError(setting, err);
+    });
+  }
+  let restoreMs = 0;
+  let activation: Awaited<ReturnType<KeeperLink["prepared"]>> | undefined;
   try {
-    await kernel.start();
+    await kernel.prepare();
+    activation = await keeper?.prepared();
+    const restoreStarted = performance.now();
+    try {
+      await kernel.activate(activation?.states);
+    } catch (err) {
+      keeper?.activateFailed(err);
+      throw err;
+    }
+    restoreMs = performance.now() - restoreStarted;
     if (config.http !== null) {
       const answering = config.services[config.http.service];
       // The answering service's own message limit bounds what it may answer over HTTP too.
       const maxReplyBytes = answering?.limits.maxMessageBytes ?? DEFAULTS.maxMessageBytes;
-      ingress = new HttpIngress({ ...config.http, maxReplyBytes }, (service, method, payload) => kernel.call(service, method, payload));
-      // The port was free a moment ago; another process may still have taken it since.
-      await ingress.listen().catch((err: unknown) => {
-        throw httpPort === undefined ? err : portError(httpPort, err);
+      ingress = new HttpIngress({ ...config.http, maxReplyBytes }, async (service, method, payload) => {
+        if (gate !== undefined) await gate;
+        return target(service, method, payload);
       });
+      const url = held?.get("http");
+      if (keeper !== undefined && url !== undefined) {
+        ingress.adopt(url);
+        const accepting = ingress;
+        keeper.onConnection("http", (socket) => accepting.accept(socket));
+      } else {
+        // The port was free a moment ago; another process may still have taken it since.
+        await ingress.listen().catch((err: unknown) => {
+          throw httpPort === undefined ? err : portError(httpPort, err);
+        });
+      }
     }
     if (config.admin !== null && token !== undefined) {
-      admin = new AdminServer(adminRuntime(kernel, metrics, live), { ...config.admin, token });
-      await admin.listen().catch((err: unknown) => {
-        throw adminPort === undefined ? err : portError(adminPort, err);
-      });
-      // With port 0 the CLI cannot know the port from the config: it reads it here.
-      writeAtomic(join(config.dataDir, "admin.json"), `${JSON.stringify({ url: admin.url, pid: process.pid })}\n`);
+      const upgrade =
+        keeper === undefined || chain === undefined
+          ? undefined
+          : async (onPhase: (phase: UpgradePhase, ms: number) => void): Promise<KernelUpgradeReport> => {
+              const from = { ...kernelIdentity(), pid: process.pid };
+              const phases: { name: UpgradePhase; ms: number }[] = [];
+              const note = (name: UpgradePhase, ms: number): void => {
+                phases.push({ name, ms: Math.round(ms * 100) / 100 });
+                onPhase(name, ms);
+              };
+              let handing: HandOut | undefined;
+              try {
+                const { pid, blackoutMs } = await keeper.upgrade(
+                  {
+                    handOut: async (phase) => {
+                      let open!: () => void;
+                      gate = new Promise((resolve) => (open = resolve));
+                      reopen = open;
+                      await member?.leave();
+                      handing = await kernel.handOut(STOP_DEADLINE_MS);
+                      phase("drain", handing.drainMs);
+                      phase("dump", handing.dumpMs);
+                      return handing.states;
+                    },
+                    resume: async () => {
+                      await handing?.resume();
+                      member?.join();
+                      gate = undefined;
+                      reopen();
+                    },
+                    retire: (forward) => {
+                      handedOver = true;
+                      target = forward;
+                      gate = undefined;
+                      reopen();
+                      void retire(handing);
+                    },
+                  },
+                  note,
+                );
+                const to = { ...computeKernelIdentity(MOLT_ROOT), pid };
+                return { from, to, blackoutMs: Math.round(blackoutMs * 100) / 100, phases, services: handing?.states.length ?? 0 };
+              } catch (err) {
+                const e = toMoltError(err);
+                await chain.upgradeFailed({ code: e.code, message: e.message, tried: computeKernelIdentity(MOLT_ROOT) }).catch(() => undefined);
+                throw e;
+              }
+            };
+      admin = new AdminServer(adminRuntime(kernel, metrics, live, { ...(chain === undefined ? {} : { chain }), ...(upgrade === undefined ? {} : { upgrade }) }), { ...config.admin, token });
+      const url = held?.get("admin");
+      if (keeper !== undefined && url !== undefined) {
+        admin.adopt(url);
+        const accepting = admin;
+        keeper.onConnection("admin", (socket) => accepting.accept(socket));
+      } else {
+        await admin.listen().catch((err: unknown) => {
+          throw adminPort === undefined ? err : portError(adminPort, err);
+        });
+      }
     }
+    // A runtime taking over from another serves first: what follows is outside its blackout.
+    if (keeper !== undefined && activation !== undefined) keeper.ready(restoreMs, (service, method, payload) => kernel.call(service, method, payload));
+    // With port 0 the CLI cannot know the port from the config: it reads it here.
+    if (admin !== undefined) writeAtomic(join(config.dataDir, "admin.json"), `${JSON.stringify({ url: admin.url, pid: process.pid })}\n`);
     member?.join();
   } catch (err) {
     await member?.leave().catch(() => undefined);
@@ -126,6 +233,10 @@ export async function run(configArg: string | undefined, options: RunOptions = {
     await kernel.stop();
     throw err;
   }
+  if (chain !== undefined && activation !== undefined) {
+    const blackoutMs = activation.since === null ? null : Date.now() - activation.since;
+    await chain.started({ via: activation.via, blackoutMs }).catch((err: unknown) => log.log("error", "cannot record this runtime in the kernel chain", { error: String(err) }));
+  }
   ready = true;
   if (signalled !== undefined) return stop(signalled);
 
@@ -133,8 +244,22 @@ export async function run(configArg: string | undefined, options: RunOptions = {
   if (admin !== undefined) console.log(`molt: admin listening on ${admin.url}`);
   if (member !== undefined && config.fleet !== null) console.log(`molt: fleet node ${member.node}, joining ${config.fleet.nats}`);
   const names = Object.keys(config.services);
-  console.log(`molt: ready, ${names.length} service${names.length === 1 ? "" : "s"} (${names.join(", ")})`);
+  const how = activation === undefined || activation.via === "start" ? "" : activation.via === "upgrade" ? ", upgraded" : ", restarted";
+  console.log(`molt: ready${how}, ${names.length} service${names.length === 1 ? "" : "s"} (${names.join(", ")})`);
   if (options.ready !== undefined) options.ready(kernel, config);
   // The check bundles every entry again: it must never hold up or take down a runtime that serves.
   else void warnStaleEntries(kernel, config).catch(() => undefined);
+
+  /** After a handover: what is still on this runtime's connections goes to the new one, then this process ends. */
+  async function retire(handing: HandOut | undefined): Promise<void> {
+    await handing?.retire();
+    await ingress?.closing(RETIRE_LINGER_MS);
+    await admin?.close();
+    leave(0);
+  }
 }
+
+/** How long an old runtime keeps serving its open connections (forwarding) after a handover. */
+const RETIRE_LINGER_MS = 15_000;
+
+let reopen: () => void = () => undefined;

@@ -14,6 +14,8 @@
 //   POST /v1/services/:name/rollback        { to?, freshState? }   → NDJSON progress, then the report
 //   POST /v1/services/:name/restart         {}                     → { result: { service, version, restarted } }
 //   POST /v1/snapshot                       { service? }           → what was written, and what failed, per service
+//   GET  /v1/kernel/history                 the kernel's own chain: every runtime on this dataDir
+//   POST /v1/kernel/upgrade                 {}                     → NDJSON progress, then the report
 //
 // A web page in the operator's browser can reach 127.0.0.1 too, so every
 // request is checked before it is routed:
@@ -30,14 +32,16 @@
 import { timingSafeEqual } from "node:crypto";
 import { realpathSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { isAbsolute, resolve } from "node:path";
-import { NDJSON } from "../protocol/admin.ts";
+import { AdminPath, NDJSON } from "../protocol/admin.ts";
 import type * as Api from "../protocol/admin.ts";
 import { isInside, realRoot } from "./bundle.ts";
 import { isDashboardPath, serveDashboard } from "./dashboard.ts";
 import { ErrorCode, MoltError, toMoltError } from "./errors.ts";
 import type { Kernel } from "./kernel.ts";
+import type { KernelChain } from "./kernel-chain.ts";
+import { kernelIdentity } from "./kernel-version.ts";
 import type { LiveEvent } from "./live.ts";
 import type { Phase, SwapReport } from "./swap.ts";
 
@@ -62,11 +66,36 @@ export interface AdminOptions {
 export interface AdminRuntime extends Pick<Kernel, "status" | "history" | "has" | "swap" | "rollback" | "restart" | "snapshot"> {
   metrics: { text(): Promise<string>; readonly contentType: string };
   live: { peek(): LiveEvent; subscribe(listener: (event: LiveEvent) => void): () => void };
+  /** The runtime itself, as `molt status` shows it. */
+  kernelInfo(): Api.KernelInfo;
+  kernelHistory(): { records: Api.KernelRecord[]; corrupt: number };
+  /**
+   * Replaces this runtime with one started from the molt code on disk,
+   * calling `onPhase` as each phase ends. Only a runtime a keeper started
+   * has it: absent, an upgrade is ERR_KERNEL_UPGRADE_UNAVAILABLE.
+   */
+  upgrade?: (onPhase: (phase: Api.KernelUpgradePhase, ms: number) => void) => Promise<Api.KernelUpgradeReport>;
+}
+
+/**
+ * The kernel's own side, from the composition root: its chain, and the
+ * keeper's upgrade when a keeper started this runtime. Without a chain
+ * (`molt dev`, tests) the runtime is shown as started with this process and
+ * its history is empty.
+ */
+export interface KernelSide {
+  chain?: Pick<KernelChain, "info" | "list">;
+  upgrade?: AdminRuntime["upgrade"];
 }
 
 /** The admin API's view of a kernel and its watchers: each operation bound, nothing else reachable. */
-export function adminRuntime(kernel: Kernel, metrics: AdminRuntime["metrics"], live: AdminRuntime["live"]): AdminRuntime {
+export function adminRuntime(kernel: Kernel, metrics: AdminRuntime["metrics"], live: AdminRuntime["live"], side: KernelSide = {}): AdminRuntime {
+  const { chain, upgrade } = side;
+  const startedAt = new Date(Date.now() - process.uptime() * 1000).toISOString();
   return {
+    kernelInfo: () => chain?.info() ?? { ...kernelIdentity(), pid: process.pid, startedAt, upgrades: 0, restarts: 0 },
+    kernelHistory: () => chain?.list() ?? { records: [], corrupt: 0 },
+    ...(upgrade === undefined ? {} : { upgrade }),
     status: () => kernel.status(),
     history: (service) => kernel.history(service),
     has: (service) => kernel.has(service),
@@ -86,6 +115,8 @@ export class AdminServer {
   readonly #token: Buffer;
   /** Host names (lower case, IPv6 in brackets) this server answers to. */
   readonly #hosts: Set<string>;
+  /** The upgrade in progress, settled once its answer has been handed to the socket: close() waits for it. */
+  #upgrading: Promise<void> | undefined;
 
   constructor(kernel: AdminRuntime, options: AdminOptions) {
     // An empty token compared equal to an empty Authorization: it must never get this far.
@@ -116,12 +147,34 @@ export class AdminServer {
   }
 
   get url(): string {
+    if (this.#adopted !== undefined) return this.#adopted;
     const a = this.#server.address() as AddressInfo;
     return `http://${a.family === "IPv6" ? `[${a.address}]` : a.address}:${a.port}`;
   }
 
+  #adopted: string | undefined;
+
+  /** Serves connections another process (the keeper) accepts at `url`, instead of listening. */
+  adopt(url: string): void {
+    this.#adopted = url;
+  }
+
+  /** A connection accepted elsewhere (paused), served from here on. */
+  accept(socket: Socket): void {
+    this.#server.emit("connection", socket);
+    socket.resume();
+  }
+
+  /**
+   * Stops listening at once, then drops every connection, once an upgrade's
+   * answer (if one is running) has been written: the old runtime closes this
+   * server during its handover, and whoever asked for the upgrade must still
+   * read the report. So the upgrade hook may call close(), but must not wait
+   * for it: close() waits for the hook's answer.
+   */
   async close(): Promise<void> {
     const closed = new Promise<void>((r) => this.#server.close(() => r()));
+    await this.#upgrading;
     this.#server.closeAllConnections();
     await closed;
   }
@@ -148,7 +201,11 @@ export class AdminServer {
     if (method === "GET" && pathname === "/v1/events") return this.#events(req, res);
     if (method === "GET" && isDashboardPath(pathname)) return serveDashboard(pathname, res);
     if (method === "GET" && pathname === "/v1/status") {
-      return send<Api.StatusBody>(res, 200, { services: this.#kernel.status() });
+      return send<Api.StatusBody>(res, 200, { kernel: this.#kernel.kernelInfo(), services: this.#kernel.status() });
+    }
+    if (method === "GET" && pathname === AdminPath.kernelHistory) {
+      const { records, corrupt } = this.#kernel.kernelHistory();
+      return send<Api.KernelHistoryBody>(res, 200, { kernel: records, corrupt });
     }
     if (method === "GET" && parts.length === 4 && parts[0] === "v1" && parts[1] === "services" && parts[3] === "history") {
       const service = this.#service(res, parts[2]);
@@ -165,6 +222,7 @@ export class AdminServer {
     const body = await readJson(req);
     if (body instanceof MoltError) return fail(res, 400, body.code, body.message);
 
+    if (pathname === AdminPath.kernelUpgrade) return this.#upgrade(res);
     if (pathname === "/v1/snapshot") {
       const service = own(body, "service");
       if (service !== undefined && typeof service !== "string") return fail(res, 400, ErrorCode.BAD_MESSAGE, "service must be a string");
@@ -254,7 +312,8 @@ export class AdminServer {
       return false;
     }
     if (url.protocol !== "http:" || url.origin !== origin.toLowerCase() || !this.#hosts.has(url.hostname)) return false;
-    const listening = String((this.#server.address() as AddressInfo).port);
+    // The port clients reach: this server's own, or the keeper's when it accepts for this one (adopt()).
+    const listening = new URL(this.url).port;
     return url.port === listening || url.port === hostPort;
   }
 
@@ -314,44 +373,83 @@ export class AdminServer {
    * the report, so the CLI can show progress live. A swap that cannot begin
    * (busy, unknown version, bad code) is an ordinary JSON error instead.
    */
-  async #progress(
+  #progress(
     res: ServerResponse,
     op: (onPhase: (phase: Phase, ms: number) => void, onShadow: (messages: number, of: number, divergences: number) => void) => Promise<SwapReport>,
   ): Promise<void> {
-    let started = false;
-    const start = (): void => {
-      if (started) return;
-      started = true;
-      res.writeHead(200, { "content-type": NDJSON });
-    };
-    try {
+    return stream(res, async (emit) => {
       const report = await op(
-        (phase, ms) => {
-          start();
-          res.write(ndjson({ event: "phase", phase, ms }));
-        },
+        (phase, ms) => emit({ event: "phase", phase, ms }),
         // A line every tenth of the shadow, not every message.
         (messages, of, divergences) => {
           if (messages !== of && messages % Math.max(1, Math.floor(of / 10)) !== 0) return;
-          start();
-          res.write(ndjson({ event: "shadow", messages, of, divergences }));
+          emit({ event: "shadow", messages, of, divergences });
         },
       );
-      start();
-      res.end(ndjson({ event: "report", report }));
-    } catch (err) {
-      const e = toMoltError(err);
-      if (started) res.end(ndjson({ event: "error", error: e.toJSON() }));
-      else fail(res, statusFor(e.code), e.code, e.message);
+      return { event: "report", report };
+    });
+  }
+
+  /**
+   * A kernel upgrade, streamed as a swap is. One at a time: the keeper
+   * replaces this whole process, and a second upgrade would race the first.
+   */
+  async #upgrade(res: ServerResponse): Promise<void> {
+    const upgrade = this.#kernel.upgrade;
+    if (upgrade === undefined) {
+      return fail(res, statusFor(ErrorCode.KERNEL_UPGRADE_UNAVAILABLE), ErrorCode.KERNEL_UPGRADE_UNAVAILABLE, "this runtime was not started by a keeper (molt run starts one; molt dev does not)");
     }
+    if (this.#upgrading !== undefined) return fail(res, statusFor(ErrorCode.KERNEL_UPGRADE_BUSY), ErrorCode.KERNEL_UPGRADE_BUSY, "an upgrade of this runtime is already running");
+    const answered = new Promise<void>((resolvePromise) => res.once("close", resolvePromise));
+    this.#upgrading = answered;
+    try {
+      await stream(res, async (emit) => ({ event: "report", report: await upgrade((phase, ms) => emit({ event: "phase", phase, ms })) }));
+    } finally {
+      // The answer is written; close() may drop the connection once the client has it or has gone.
+      await answered;
+      this.#upgrading = undefined;
+    }
+  }
+}
+
+/** Any line of a streamed answer: a swap's or a rollback's, or a kernel upgrade's. */
+type Progress = Api.SwapProgress | Api.KernelUpgradeProgress;
+
+/**
+ * An operation answered as NDJSON: the lines it emits as it goes, then its
+ * last line (the report), or an error line once it has begun. One that fails
+ * before its first line is an ordinary JSON error.
+ */
+async function stream(res: ServerResponse, op: (emit: (line: Progress) => void) => Promise<Progress>): Promise<void> {
+  let started = false;
+  const start = (): void => {
+    if (started) return;
+    started = true;
+    res.writeHead(200, { "content-type": NDJSON });
+  };
+  try {
+    const emit = (line: Progress): void => {
+      start();
+      res.write(ndjson(line));
+    };
+    const last = await op(emit);
+    start();
+    res.end(ndjson(last));
+  } catch (err) {
+    const e = toMoltError(err);
+    if (started) res.end(ndjson({ event: "error", error: e.toJSON() }));
+    else fail(res, statusFor(e.code), e.code, e.message);
   }
 }
 
 function statusFor(code: string): number {
   switch (code) {
     case ErrorCode.SWAP_BUSY:
+    case ErrorCode.KERNEL_UPGRADE_BUSY:
     case ErrorCode.STOPPING:
       return 409;
+    case ErrorCode.KERNEL_UPGRADE_UNAVAILABLE:
+      return 501;
     case ErrorCode.NO_VERSION:
     case ErrorCode.NO_SERVICE:
       return 404;
@@ -395,8 +493,8 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown> |
   }
 }
 
-/** One line of a swap's progress (protocol/admin.ts). */
-function ndjson(line: Api.SwapProgress): string {
+/** One line of a streamed answer (protocol/admin.ts). */
+function ndjson(line: Progress): string {
   return `${JSON.stringify(line)}\n`;
 }
 

@@ -43,9 +43,7 @@ const COMMON: esbuild.BuildOptions = {
   alias: SDK_ALIASES,
 };
 
-export function shortId(hash: string): string {
-  return hash.slice(0, 12);
-}
+export { shortId } from "../protocol/admin.ts";
 
 export interface BundleOptions {
   /**

@@ -202,6 +202,18 @@ function configSchema(dir: string, path: string | null) {
       snapshot: z.strictObject({ everyMs: delay(0).default(DEFAULTS.snapshotEveryMs) }).prefault({}),
       /** A service that dies more than `maxRestarts` times in `windowMs` stays down. Defaults 5 in 60000. */
       restart: z.strictObject({ maxRestarts: count(0).default(5), windowMs: count(1).default(60_000) }).prefault({}),
+      /**
+       * The runtime itself, under its keeper (`molt run`): `standby` keeps a
+       * second runtime booted (bundles compiled, isolates created, no state)
+       * so that a crash resumes without the boot; past `restart` (default 5
+       * deaths of the runtime in 60000 ms) the keeper gives up and exits 1.
+       */
+      kernel: z
+        .strictObject({
+          standby: z.boolean().default(false),
+          restart: z.strictObject({ maxRestarts: count(0).default(5), windowMs: count(1).default(60_000) }).prefault({}),
+        })
+        .prefault({}),
       /** Join a fleet of runtimes over NATS (see README, "The fleet"). */
       fleet: fleet.optional(),
     })
@@ -238,6 +250,7 @@ function configSchema(dir: string, path: string | null) {
       swap: config.swap,
       snapshot: config.snapshot,
       restart: config.restart,
+      kernel: config.kernel,
       /** Membership of a fleet of runtimes over NATS; null when the runtime runs alone. */
       fleet: config.fleet ?? null,
     }));

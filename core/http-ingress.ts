@@ -12,6 +12,7 @@
 // middle of a response, or make a client wait for an answer that never comes.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import type { AddressInfo } from "node:net";
 import type { WireError } from "../protocol/wire.ts";
 import { ErrorCode, MoltError, toMoltError } from "./errors.ts";
@@ -137,6 +138,40 @@ export class HttpIngress {
     return this.#origin;
   }
 
+  /**
+   * Serves connections accepted by another process (the keeper, which
+   * listens at `origin`) instead of listening: each one is handed to `accept`.
+   */
+  adopt(origin: string): void {
+    this.#origin = origin;
+  }
+
+  /** A connection accepted elsewhere (paused, as the keeper accepts them), served from here on. */
+  accept(socket: Socket): void {
+    this.#server.emit("connection", socket);
+    socket.resume();
+  }
+
+  /**
+   * From now on every answer closes its connection, so clients open their
+   * next one to whoever serves next (a kernel upgrade's new runtime).
+   * Resolves when no connection is left, or after `lingerMs` (then the rest
+   * are dropped).
+   */
+  async closing(lingerMs: number): Promise<void> {
+    this.#closing = true;
+    this.#server.closeIdleConnections();
+    const until = Date.now() + lingerMs;
+    while (Date.now() < until) {
+      const open = await new Promise<number>((resolve) => this.#server.getConnections((_, n) => resolve(n)));
+      if (open === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    this.#server.closeAllConnections();
+  }
+
+  #closing = false;
+
   /** Stops accepting connections and resolves when every request in flight has been answered. */
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
@@ -148,6 +183,7 @@ export class HttpIngress {
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     this.#inFlight++;
+    if (this.#closing) res.setHeader("connection", "close");
     try {
       const body = await this.#readBody(req, res);
       if (body === undefined) return;

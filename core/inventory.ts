@@ -17,10 +17,10 @@ export interface InventoryOptions {
 }
 
 export class Inventory {
-  readonly #files: InventoryLog<VersionRecord>;
+  #files: InventoryLog<VersionRecord>;
   readonly #log: KernelLog | undefined;
   /** The records as they are written, per service. */
-  readonly #records: Record<string, VersionRecord[]>;
+  #records: Record<string, VersionRecord[]>;
   /** Records changed since the last write, in the order of their first change: a new record follows its predecessor in a frame. */
   readonly #changed = new Set<VersionRecord>();
   /** The seq of the last frame written or replayed. */
@@ -40,7 +40,26 @@ export class Inventory {
    */
   static open(dataDir: string, log?: KernelLog, options: InventoryOptions = {}): Inventory {
     const { files, services, lastSeq } = InventoryLog.load<VersionRecord>(dataDir, log, options.compaction);
-    return new Inventory(files, services, lastSeq, log);
+    const inventory = new Inventory(files, services, lastSeq, log);
+    inventory.#reopen = () => InventoryLog.load<VersionRecord>(dataDir, log, options.compaction);
+    return inventory;
+  }
+
+  #reopen: (() => { files: InventoryLog<VersionRecord>; services: Record<string, VersionRecord[]>; lastSeq: number }) | undefined;
+
+  /**
+   * Reads the inventory again from disk, for a runtime that opened it while
+   * another one still ran and wrote to it (an upgrade's new runtime, a
+   * standby), once that one has stopped writing. Call it before recording
+   * anything: changes not yet written here are dropped.
+   */
+  reload(): void {
+    if (this.#reopen === undefined) return;
+    const { files, services, lastSeq } = this.#reopen();
+    this.#files = files;
+    this.#records = services;
+    this.#lastSeq = lastSeq;
+    this.#changed.clear();
   }
 
   /** Every record of a service, oldest first. Read-only: changes go through `update`, so that each reaches the log. */
@@ -103,7 +122,7 @@ export class Inventory {
 
   /** Records an instance that has just gone live, replacing the running record of the service, if any. */
   live(
-    instance: { service: string; versionId: string; meta: { semver: string; stateVersion: number } },
+    instance: { service: string; versionId: string; meta: { semver: string; stateVersion: number; fixes?: string[] } },
     fields: { entry: string; parent: string | null; via: Via; code?: string; message?: string; blackoutMs?: number },
   ): Readonly<VersionRecord> {
     const now = new Date().toISOString();
@@ -113,6 +132,7 @@ export class Inventory {
       version: instance.versionId,
       semver: instance.meta.semver,
       stateVersion: instance.meta.stateVersion,
+      ...fixesField(instance.meta.fixes),
       requestedAt: now,
       startedAt: now,
       replacedAt: null,
@@ -198,4 +218,9 @@ export class Inventory {
   toJSON(): { services: Record<string, VersionRecord[]> } {
     return { services: this.#records };
   }
+}
+
+/** A record's `fixes`: kept only when the version declares some, so records of versions that declare none stay as they were. */
+export function fixesField(fixes: readonly string[] | undefined): { fixes?: string[] } {
+  return fixes === undefined || fixes.length === 0 ? {} : { fixes: [...fixes] };
 }

@@ -17,11 +17,25 @@ import { SnapshotStore, type SnapshotResult } from "./snapshots.ts";
 import type { StorageProvider } from "./storage.ts";
 import { lastSwap, serviceStatus, type ServiceStatus } from "./status.ts";
 import { stopOrder } from "./stop-order.ts";
-import { Supervisor } from "./supervisor.ts";
+import { HandOut as Handing, type HandedState } from "./handover.ts";
+import { Supervisor, type Prepared } from "./supervisor.ts";
 import { swap, type SwapOptions, type SwapReport } from "./swap.ts";
+import type { State } from "./transfer.ts";
 import { decodeReply, encodeRequest } from "./wire.ts";
 
 export type { ServiceStatus } from "./status.ts";
+export type { HandedState } from "./handover.ts";
+
+/** A hand-out under way (Kernel.handOut): the states, and the two ways it can end. */
+export interface HandOut {
+  states: HandedState[];
+  drainMs: number;
+  dumpMs: number;
+  /** The other runtime did not take over: serve again as before. */
+  resume(): Promise<void>;
+  /** The other runtime serves: dispose everything here, write nothing more. */
+  retire(): Promise<void>;
+}
 
 export interface KernelOptions {
   /** How instances are hosted (core/local-boot.ts: isolates here, or cells). */
@@ -76,6 +90,9 @@ export class Kernel {
   /** What exists once start() has run. */
   #started: Started | undefined;
   readonly #swapping = new Set<string>();
+  /** Services booted by `prepare`, waiting for `activate`. */
+  readonly #prepared = new Map<Slot, Prepared>();
+  #handingOut = false;
   #snapshotTimer: NodeJS.Timeout | undefined;
 
   constructor(config: ResolvedConfig, options: KernelOptions) {
@@ -103,6 +120,17 @@ export class Kernel {
    * rather than failing.
    */
   async start(): Promise<void> {
+    await this.prepare();
+    await this.activate();
+  }
+
+  /**
+   * The first half of `start`, which writes nothing on disk: every service
+   * bundled and booted at the version the inventory says runs, with no state
+   * and behind a held mailbox. A runtime that takes over from another (a
+   * kernel upgrade, a standby) does this while the other still serves.
+   */
+  async prepare(): Promise<void> {
     const inventory = Inventory.open(this.config.dataDir, this.#log);
     const snapshots = new SnapshotStore(this.config.dataDir, this.#log);
     const supervisor = new Supervisor({
@@ -118,6 +146,25 @@ export class Kernel {
       running: () => !this.#stopping,
     });
     this.#started = { inventory, snapshots, supervisor };
+    const slots = [...this.#slots.values()];
+    const results = await Promise.allSettled(slots.map((slot) => supervisor.prepare(slot)));
+    for (const [i, r] of results.entries()) if (r.status === "fulfilled") this.#prepared.set(slots[i] as Slot, r.value);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed !== undefined) {
+      await this.stop();
+      throw failed.reason;
+    }
+  }
+
+  /**
+   * The second half: every prepared service takes its state (`states`, as
+   * another runtime handed them over, else its last snapshot, else init),
+   * starts and serves. The inventory is read again first, as another
+   * runtime may have written it since `prepare`.
+   */
+  async activate(states: readonly HandedState[] = []): Promise<void> {
+    const { supervisor, inventory } = this.#running;
+    inventory.reload();
     // A store that cannot be trusted (damaged, not molt's) refuses its service, as code that cannot boot does.
     try {
       if (this.#storage !== undefined) for (const slot of this.#slots.values()) slot.store = this.#storage.open(slot.spec);
@@ -125,13 +172,29 @@ export class Kernel {
       await this.stop();
       throw err;
     }
-    const results = await Promise.allSettled([...this.#slots.values()].map((slot) => supervisor.launch(slot)));
+    const given = new Map(states.map((s) => [s.service, s]));
+    const results = await Promise.allSettled(
+      [...this.#slots.values()].map((slot) => {
+        const prepared = this.#prepared.get(slot);
+        this.#prepared.delete(slot);
+        return prepared === undefined ? supervisor.launch(slot) : supervisor.goLive(slot, prepared, given.get(slot.name));
+      }),
+    );
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed !== undefined) {
       await this.stop();
       throw failed.reason;
     }
     await this.#inventory.save();
+    // Handed-over states are written as each service's snapshot, after the services serve: a crash from here on resumes from them.
+    for (const state of states) {
+      const slot = this.#slots.get(state.service);
+      if (slot?.instance !== undefined) {
+        void this.#snapshotStore.keep(slot, slot.instance, state.dump, state.stateVersion).catch((err: unknown) =>
+          this.#log.log("error", "snapshot of a handed-over state failed", { service: slot.name, error: String(err) }),
+        );
+      }
+    }
     // Periodic snapshots bound what a crash of the whole runtime can lose.
     if (this.config.snapshot.everyMs > 0) {
       // Each service's failure is logged by snapshot() itself; a throw here would be a bug of the kernel's.
@@ -139,6 +202,42 @@ export class Kernel {
         this.snapshot().catch((err: unknown) => this.#log.log("error", "periodic snapshot failed", { error: String(err) }));
       }, this.config.snapshot.everyMs);
       this.#snapshotTimer.unref();
+    }
+  }
+
+  /**
+   * Hands every service out to another runtime (a kernel upgrade): waits
+   * until nothing is queued or running, holds every mailbox, dumps every
+   * service. `resume` on the result if the other runtime does not take
+   * over; `retire` once it has. Nothing is swapped or snapshotted meanwhile.
+   */
+  async handOut(deadlineMs: number): Promise<HandOut> {
+    if (this.#stopping || this.#handingOut) throw new MoltError(ErrorCode.KERNEL_UPGRADE_BUSY, "the runtime is stopping or already handing over");
+    if (this.#swapping.size > 0) throw new MoltError(ErrorCode.KERNEL_UPGRADE_BUSY, `a swap is in progress (${[...this.#swapping].join(", ")})`);
+    this.#handingOut = true;
+    clearInterval(this.#snapshotTimer);
+    try {
+      const lost = (slot: Slot, reason: MoltError, state: State | undefined): void => this.#supervisor.lost(slot, reason, state);
+      const out = await Handing.begin([...this.#slots.values()], deadlineMs, lost);
+      return {
+        states: out.states,
+        drainMs: out.drainMs,
+        dumpMs: out.dumpMs,
+        resume: async () => {
+          await out.resume(lost);
+          this.#handingOut = false;
+        },
+        retire: async () => {
+          // This runtime writes nothing more: the other one owns the dataDir now.
+          this.#stopping = true;
+          out.retire();
+          await this.#started?.inventory.flush();
+          await this.#storage?.close();
+        },
+      };
+    } catch (err) {
+      this.#handingOut = false;
+      throw err;
     }
   }
 
@@ -387,6 +486,7 @@ export class Kernel {
 
   async #exclusive<T>(slot: Slot, run: () => Promise<T>): Promise<T> {
     if (this.#stopping) throw new MoltError(ErrorCode.STOPPING, "the runtime is stopping", { service: slot.name });
+    if (this.#handingOut) throw new MoltError(ErrorCode.KERNEL_UPGRADE_BUSY, "the runtime is handing its services over to a new kernel", { service: slot.name });
     if (this.#swapping.has(slot.name)) {
       throw new MoltError(ErrorCode.SWAP_BUSY, `a swap of ${slot.name} is already in progress`, { service: slot.name });
     }

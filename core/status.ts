@@ -16,6 +16,7 @@ export function serviceStatus(slot: Slot, lastSwap: VersionRecord | null): Servi
     version: instance?.versionId ?? null,
     semver: instance?.meta.semver ?? null,
     stateVersion: instance?.meta.stateVersion ?? null,
+    fixes: [...(instance?.meta.fixes ?? [])],
     uptimeMs: instance === undefined ? 0 : Date.now() - slot.startedAt,
     queueDepth: slot.mailbox.depth,
     inFlight: slot.mailbox.inFlight,

@@ -31,6 +31,12 @@ export interface SupervisorOptions {
   onRestart?: (slot: Slot) => void;
 }
 
+/** A service booted by `prepare`: its code loaded, no state, not behind the mailbox. */
+export interface Prepared {
+  bundle: Bundle;
+  instance: Instance;
+}
+
 export class Supervisor {
   readonly #o: SupervisorOptions;
   /** Instances being brought back (after a death, or on request), so that a request waits for one rather than racing it. */
@@ -45,12 +51,22 @@ export class Supervisor {
    * its last snapshot; or, on a fresh dataDir, at the config's entry from init.
    */
   async launch(slot: Slot): Promise<void> {
-    const { inventory, snapshots, log } = this.#o;
+    await this.goLive(slot, await this.prepare(slot));
+  }
+
+  /**
+   * The first half of a launch, which writes nothing: the version the
+   * inventory says runs, bundled and booted, with no state yet. A runtime
+   * that takes over from another (an upgrade, a standby) prepares before
+   * the blackout and goes live inside it.
+   */
+  async prepare(slot: Slot): Promise<Prepared> {
+    const { inventory, log } = this.#o;
     const current = inventory.current(slot.name);
     let bundle: Bundle | undefined;
     if (current !== undefined) {
       try {
-        bundle = snapshots.loadBundle(current.version, current.entry);
+        bundle = this.#o.snapshots.loadBundle(current.version, current.entry);
       } catch (err) {
         log.log("error", "cannot load the recorded version; starting from the config's entry", {
           service: slot.name,
@@ -60,8 +76,26 @@ export class Supervisor {
       }
     }
     bundle ??= await this.#bundleOnce(slot.spec.entry);
-    const instance = await this.boot(slot, bundle);
-    const fresh = await this.bringUp(slot, instance, bundle);
+    return { bundle, instance: await this.boot(slot, bundle) };
+  }
+
+  /**
+   * The second half: the prepared instance takes `state` (else the last
+   * snapshot, else init), starts and goes behind the mailbox. An instance
+   * prepared at a version the inventory no longer says runs (it changed
+   * since: a standby prepared long ago), or one that died meanwhile, is
+   * prepared again first.
+   */
+  async goLive(slot: Slot, prepared: Prepared, state?: State & { version?: string }): Promise<void> {
+    const { inventory, snapshots, log } = this.#o;
+    const current = inventory.current(slot.name);
+    const wanted = state?.version ?? current?.version;
+    let { bundle, instance } = prepared;
+    if (instance.disposed || (wanted !== undefined && wanted !== bundle.hash)) {
+      instance.dispose();
+      ({ bundle, instance } = await this.prepare(slot));
+    }
+    const fresh = await this.bringUp(slot, instance, bundle, state);
     if (current === undefined || current.version !== bundle.hash) {
       inventory.live(instance, {
         entry: bundle.entry,
@@ -75,7 +109,7 @@ export class Supervisor {
       service: slot.name,
       version: shortId(instance.versionId),
       semver: instance.meta.semver,
-      state: fresh ? "init" : "snapshot",
+      state: state !== undefined ? "handed over" : fresh ? "init" : "snapshot",
     });
   }
 

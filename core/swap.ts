@@ -28,7 +28,7 @@
 import type { Bundle } from "./bundle.ts";
 import { ErrorCode, isSwapCode, MoltError, toMoltError } from "./errors.ts";
 import type { Instance } from "./instance.ts";
-import { Outcome, Via, type Inventory, type VersionRecord } from "./inventory.ts";
+import { fixesField, Outcome, Via, type Inventory, type VersionRecord } from "./inventory.ts";
 import type { KernelLog } from "./log.ts";
 import { probation } from "./probation.ts";
 import { checkStateVersion, freshDump, noteDumpSize, rehearse, verifyTransfer, type Blame } from "./swap-prepare.ts";
@@ -182,6 +182,7 @@ export async function swap(req: SwapRequest): Promise<SwapReport> {
       version: next?.versionId ?? req.bundle.hash,
       semver: next?.meta.semver ?? "?",
       stateVersion: next?.meta.stateVersion ?? -1,
+      ...fixesField(next?.meta.fixes),
       entry: req.bundle.entry,
       parent: old.versionId,
       via: req.via,

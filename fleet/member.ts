@@ -37,6 +37,7 @@ import {
   Subject,
   type DesiredChange,
   type DesiredRecord,
+  type KernelInfo,
   type NodeRecord,
   type NodeService,
   type SwapAnswer,
@@ -48,6 +49,15 @@ export interface MemberOptions {
   fleet: ResolvedFleet;
   dataDir: string;
   log: KernelLog;
+  /**
+   * A NATS connection and stores that are already open, shared with other
+   * members (the fleet-scale benchmark packs thousands of members into one
+   * process on a few connections). The member uses them and never closes
+   * them; without it, it opens a connection of its own.
+   */
+  connection?: { nc: NatsConnection; stores: FleetStores };
+  /** The molt kernel this runtime runs, carried in its heartbeat (cli/run.ts knows it). */
+  runtimeKernel?: KernelInfo;
 }
 
 export class FleetMember implements RemoteServices {
@@ -75,6 +85,9 @@ export class FleetMember implements RemoteServices {
   #connected: Promise<void> | undefined;
   readonly #instance = randomBytes(8).toString("hex");
   readonly #dataDir: string;
+  readonly #host = hostname();
+  readonly #shared: { nc: NatsConnection; stores: FleetStores } | undefined;
+  readonly #runtimeKernel: KernelInfo | null;
 
   /** Plugs the fleet into the kernel's routing; call before the kernel starts, then `join`. */
   constructor(options: MemberOptions) {
@@ -82,6 +95,8 @@ export class FleetMember implements RemoteServices {
     this.#fleet = options.fleet;
     this.#log = options.log;
     this.#dataDir = options.dataDir;
+    this.#shared = options.connection;
+    this.#runtimeKernel = options.runtimeKernel ?? null;
     this.node = options.fleet.node ?? stableNodeId(options.dataDir);
     this.#kernel.useRemote(this);
   }
@@ -157,25 +172,32 @@ export class FleetMember implements RemoteServices {
       this.#kernel.useRemote(undefined);
       return;
     }
+    const subscriptions = [...this.#subscriptions, ...this.#offered.values()];
     const goodbye = async (): Promise<void> => {
       if (this.#disconnected) return;
-      await Promise.allSettled([...this.#subscriptions, ...this.#offered.values()].map((s) => s.drain()));
+      await Promise.allSettled(subscriptions.map((s) => s.drain()));
       await Promise.allSettled([...this.#inFlight, this.#serial]);
       await this.#heartbeat(true).catch(() => undefined);
-      await nc.drain().catch(() => undefined);
+      if (this.#shared === undefined) await nc.drain().catch(() => undefined);
     };
     await Promise.race([goodbye(), delay(LEAVE_BOUND_MS)]);
     this.#kernel.useRemote(undefined);
-    if (!nc.isClosed()) await nc.close().catch(() => undefined);
+    // A shared connection belongs to whoever opened it: only this member's subscriptions end.
+    if (this.#shared !== undefined) {
+      for (const s of subscriptions) if (!s.isClosed()) s.unsubscribe();
+    } else if (!nc.isClosed()) {
+      await nc.close().catch(() => undefined);
+    }
   }
 
   async #connect(): Promise<void> {
-    const nc = await connectFleet({ servers: this.#fleet.nats, name: this.node, waitOnFirstConnect: true });
+    const nc = this.#shared?.nc ?? (await connectFleet({ servers: this.#fleet.nats, name: this.node, waitOnFirstConnect: true }));
     if (this.#leaving) {
-      await nc.close();
+      if (this.#shared === undefined) await nc.close();
       return;
     }
     this.#nc = nc;
+    this.#stores = this.#shared?.stores;
     this.#safely("watching the connection", this.#watchStatus(nc));
     // The stores need JetStream, which a server that has just come up may
     // not offer yet: try until it does.
@@ -191,13 +213,13 @@ export class FleetMember implements RemoteServices {
     // Two live runtimes with one node id would both act on every swap request
     // and overwrite each other's heartbeat: the second one stays out.
     const holder = await readNode(this.#stores.nodes, this.node).catch(() => null);
-    if (holder !== null && holder.live && holder.instance !== this.#instance && (holder.host !== hostname() || holder.dataDir !== this.#dataDir)) {
+    if (holder !== null && holder.live && holder.instance !== this.#instance && (holder.host !== this.#host || holder.dataDir !== this.#dataDir)) {
       this.#log.log("error", "fleet: node id already in use by a live runtime; not joining", {
         node: this.node,
         holder: { host: holder.host, pid: holder.pid, dataDir: holder.dataDir },
       });
       this.#stores = undefined;
-      await nc.close();
+      if (this.#shared === undefined) await nc.close();
       return;
     }
     this.#offer(nc);
@@ -246,7 +268,10 @@ export class FleetMember implements RemoteServices {
       } else if (status.type === "reconnect") {
         this.#disconnected = false;
         this.#log.log("info", "fleet: reconnected to NATS", { node: this.node });
-        void this.#heartbeat(false).catch(() => undefined);
+        // Announce itself again soon, but not in the same instant as every
+        // other runtime that reconnected to a restarted server: spread over
+        // one period, the burst costs what a steady period does.
+        this.#after(Math.random() * this.#fleet.heartbeatMs, () => this.#heartbeat(false));
       }
     }
   }
@@ -414,21 +439,32 @@ export class FleetMember implements RemoteServices {
   async #heartbeat(stopped: boolean): Promise<void> {
     const stores = this.#stores;
     if (stores === undefined) return;
+    // Advisory ids share one budget per heartbeat; a service past it says
+    // null ("not carried") rather than an empty list ("fixes nothing").
+    let fixChars = HEARTBEAT_LIMITS.fixChars;
+    const fixesWithin = (fixes: readonly string[]): string[] | null => {
+      const size = fixes.reduce((n, id) => n + id.length, 0);
+      if (size > fixChars) return null;
+      fixChars -= size;
+      return [...fixes];
+    };
     const record: NodeRecord = {
       node: this.node,
       instance: this.#instance,
       dataDir: this.#dataDir,
       pid: process.pid,
-      host: hostname(),
+      host: this.#host,
       startedAt: this.#startedAt,
       heartbeatAt: new Date().toISOString(),
       heartbeatMs: this.#fleet.heartbeatMs,
+      kernel: this.#runtimeKernel,
       services: this.#kernel.status().slice(0, HEARTBEAT_LIMITS.services).map((s): NodeService => ({
         name: s.name,
         state: s.state,
         version: s.version,
         semver: s.semver,
         stateVersion: s.stateVersion,
+        fixes: fixesWithin(s.fixes ?? []),
         chain: this.#kernel
           .history(s.name)
           .slice(-CHAIN_LENGTH)

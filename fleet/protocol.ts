@@ -13,6 +13,7 @@
 //                             heartbeatMs; the bucket's max age expires the dead
 //   KV molt_desired           per service: the version the fleet should run
 //   KV molt_rollouts          per service: every rollout and how it ended
+//   KV molt_advisories        per advisory: what it is and which versions fix it
 //   object store molt_bundles bundles by content hash
 
 import { Packr } from "msgpackr";
@@ -31,6 +32,7 @@ export const Bucket = {
   desired: "molt_desired",
   rollouts: "molt_rollouts",
   bundles: "molt_bundles",
+  advisories: "molt_advisories",
 } as const;
 
 /** A heartbeat record outlives its runtime by at most this long (the nodes bucket's max age). */
@@ -56,6 +58,13 @@ export interface NodeService {
   version: string | null;
   semver: string | null;
   stateVersion: number | null;
+  /**
+   * The advisory ids the running version declares it fixes; null when this
+   * heartbeat had no room left for them (HEARTBEAT_LIMITS.fixChars), so the
+   * version counts only by the advisories' own lists. Absent in heartbeats
+   * of runtimes older than advisories.
+   */
+  fixes?: string[] | null;
   /** The latest versions first, at most CHAIN_LENGTH of them. */
   chain: ChainLink[];
 }
@@ -74,6 +83,8 @@ export interface NodeRecord {
   startedAt: string;
   heartbeatAt: string;
   heartbeatMs: number;
+  /** The molt kernel this runtime runs (issue 16), when its composition root says; absent from older runtimes. */
+  kernel?: KernelInfo | null;
   services: NodeService[];
   /** The last thing that went wrong converging to a desired version, if anything did. */
   lastError: { service: string; version: string; code: string; message: string; at: string } | null;
@@ -81,8 +92,19 @@ export interface NodeRecord {
   stoppedAt: string | null;
 }
 
-/** Bounds on what a heartbeat carries, so that it stays far below NATS's 1 MiB message limit. */
-export const HEARTBEAT_LIMITS = { services: 200, message: 300 } as const;
+/** The kernel a runtime runs: the content id of its code and its semver. */
+export interface KernelInfo {
+  version: string;
+  semver: string;
+}
+
+/**
+ * Bounds on what a heartbeat carries, so that it stays far below NATS's 1
+ * MiB message limit: the characters of advisory ids it carries in all (a
+ * module declares at most 64 ids of at most 128 characters, and 200
+ * services of those would not fit).
+ */
+export const HEARTBEAT_LIMITS = { services: 200, message: 300, fixChars: 32_768 } as const;
 
 /** The version a service should run across the fleet. */
 export interface DesiredRecord {
@@ -159,6 +181,23 @@ export interface SwapAnswer {
   blackoutMs: number | null;
   code?: string;
   message?: string;
+}
+
+/**
+ * A named problem and the versions that fix it (`molt fleet advisory add`).
+ * Which versions fix it is decided by `fixesAdvisory` (fleet/advisory.ts):
+ * a version's own declaration, or this list, unless revoked here.
+ */
+export interface AdvisoryRecord {
+  id: string;
+  title: string | null;
+  severity: string | null;
+  /** Versions (ids or unique prefixes of at least 8 hex digits) that fix it without declaring so. */
+  fixedIn: string[];
+  /** Versions whose claim was withdrawn: they do not count as fixed, whatever they declare. */
+  revoked: string[];
+  createdAt: string;
+  updatedAt: string;
 }
 
 const packr = new Packr({ useRecords: false });

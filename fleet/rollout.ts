@@ -1,9 +1,13 @@
 // A rollout: one service to a new version across the fleet, a canary first,
-// then batches, each runtime swapping live (the same swap as `molt swap`,
-// with its rollback on failure). Failures past the threshold halt it and
-// take every runtime it touched back to the version it ran before. The
+// then batches or waves, each runtime swapping live (the same swap as `molt
+// swap`, with its rollback on failure). Failures past the threshold halt it
+// and take every runtime it touched back to the version it ran before. The
 // desired version is settled only when the rollout completes, so runtimes
 // that were down or joined late converge to it on their own.
+//
+// The fleet is read once and then followed by one watch on the heartbeats
+// (fleet/view.ts): a step picks its runtimes from memory, so a rollout over
+// 50,000 runtimes costs one listing, not one per step.
 
 import { randomBytes } from "node:crypto";
 import type { KvEntry } from "@nats-io/kv";
@@ -11,7 +15,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { bundleService, shortId, type Bundle } from "../core/bundle.ts";
 import { ErrorCode, MoltError, toMoltError } from "../core/errors.ts";
 import { connectFleet, isStaleRevision, openStores, requestFailure, type FleetStores } from "./connection.ts";
-import { readNodes, runningVersion, type SeenNode } from "./nodes.ts";
+import { runningVersion } from "./nodes.ts";
 import {
   decodeRecord,
   encodeRecord,
@@ -25,6 +29,8 @@ import {
   type SwapAnswer,
   type SwapRequest,
 } from "./protocol.ts";
+import { NodesView } from "./view.ts";
+import { waveTarget } from "./waves.ts";
 
 export interface RolloutOptions {
   nats: string;
@@ -32,8 +38,15 @@ export interface RolloutOptions {
   entry: string;
   /** Runtimes that must take the new version, one at a time, before any batch (default 1). */
   canary?: number;
-  /** Runtimes swapped at once after the canary (default 1). */
+  /** Runtimes swapped at once after the canary (default 1); with `waves`, how many swaps are in flight at once within a wave. */
   batch?: number;
+  /**
+   * Cumulative percentages of the runtimes that run the service which
+   * should run the new version after each wave, e.g. [1, 5, 25, 100]
+   * (fleet/waves.ts checks them). Replaces batches: within a wave, `batch`
+   * runtimes are asked at once, the next as soon as one answers.
+   */
+  waves?: number[];
   /** Failed swaps tolerated; one more halts the rollout (default 0). */
   maxFailures?: number;
   /** A pause after the canary and after each batch, to watch the fleet before going on (default 0). */
@@ -50,7 +63,23 @@ export interface RolloutOptions {
 }
 
 export type RolloutEvent =
-  | { type: "start"; id: string; service: string; version: string; runtimes: string[]; canary: number; batch: number; maxFailures: number }
+  | { type: "start"; id: string; service: string; version: string; runtimes: string[]; canary: number; batch: number; maxFailures: number; waves?: number[] }
+  | {
+      type: "wave";
+      /** "start" as a wave begins, "end" once its runtimes answered (or the rollout halted in it). */
+      phase: "start" | "end";
+      /** From 1. */
+      wave: number;
+      waves: number;
+      percent: number;
+      /** Runtimes that should run the new version once this wave is done. */
+      target: number;
+      /** Runtimes known to run the service. */
+      runtimes: number;
+      /** Runtimes that run the new version now. */
+      onNew: number;
+      failed: number;
+    }
   | { type: "runtime"; stage: string; node: string; outcome: SwapAnswer["outcome"] | "skipped"; blackoutMs: number | null; code?: string; message?: string }
   | { type: "waiting"; message: string }
   | { type: "halt"; message: string }
@@ -77,7 +106,12 @@ export async function rollout(options: RolloutOptions): Promise<RolloutRecord> {
   const nc = await connectFleet({ servers: options.nats, name: "rollout", waitOnFirstConnect: false });
   try {
     const stores = await openStores(nc);
-    return await new Rollout(nc, stores, bundle, options).run();
+    const view = await NodesView.open(stores.nodes, (err) => options.onEvent?.({ type: "waiting", message: `watching the fleet's heartbeats failed (${String(err)}); watching again` }));
+    try {
+      return await new Rollout(nc, stores, view, bundle, options).run();
+    } finally {
+      await view.close();
+    }
   } finally {
     await nc.drain().catch(() => undefined);
   }
@@ -88,13 +122,20 @@ type Result = { node: string; answer: SwapAnswer | "skipped" };
 class Rollout {
   readonly #nc: NatsConnection;
   readonly #stores: FleetStores;
+  readonly #view: NodesView;
   readonly #bundle: Bundle;
-  readonly #options: Required<Omit<RolloutOptions, "onEvent" | "signal">> & Pick<RolloutOptions, "onEvent" | "signal">;
+  readonly #options: Required<Omit<RolloutOptions, "onEvent" | "signal" | "waves">> & Pick<RolloutOptions, "onEvent" | "signal" | "waves">;
   readonly #record: RolloutRecord;
-  /** What each runtime ran before this rollout touched it. */
+  /** What each runtime ran before this rollout touched it: the runtimes the rollout is about. */
   readonly #from = new Map<string, string | null>();
+  /** Runtimes that already ran the new version when the rollout first saw them. */
+  readonly #alreadyNew = new Set<string>();
   /** Runtimes asked to swap, whatever they answered (a lost answer may hide a swap that happened). */
   readonly #attempted = new Set<string>();
+  /** Runtimes to consider, in the order they are asked; `#cursor` is the next one. */
+  readonly #queue: string[] = [];
+  #cursor = 0;
+  #tried = false;
   #disconnected = false;
   readonly #reconnected = new Set<() => void>();
   readonly #onDisconnect = new Set<() => void>();
@@ -105,9 +146,10 @@ class Rollout {
   /** What the fleet had settled on before: restored if the rollout halts. */
   #lastSettled: SettledVersion | null = null;
 
-  constructor(nc: NatsConnection, stores: FleetStores, bundle: Bundle, options: RolloutOptions) {
+  constructor(nc: NatsConnection, stores: FleetStores, view: NodesView, bundle: Bundle, options: RolloutOptions) {
     this.#nc = nc;
     this.#stores = stores;
+    this.#view = view;
     this.#bundle = bundle;
     this.#options = {
       canary: 1,
@@ -135,11 +177,16 @@ class Rollout {
   }
 
   async run(): Promise<RolloutRecord> {
-    const { service, canary, batch, maxFailures } = this.#options;
+    const { service, canary, batch, maxFailures, waves } = this.#options;
     this.#watchConnection().catch(() => undefined);
-    const runtimes = (await readNodes(this.#stores.nodes)).filter((n) => n.live && runningVersion(n, service) !== undefined);
+    const runtimes = this.#view.nodes().filter((n) => n.live && runningVersion(n, service) !== undefined);
     if (runtimes.length === 0) throw new MoltError(ErrorCode.NO_SERVICE, `no live runtime in the fleet runs "${service}"`, { service });
-    for (const n of runtimes) this.#from.set(n.node, runningVersion(n, service) ?? null);
+    for (const n of runtimes) {
+      const running = runningVersion(n, service) ?? null;
+      this.#from.set(n.node, running);
+      if (running === this.#bundle.hash) this.#alreadyNew.add(n.node);
+      this.#queue.push(n.node);
+    }
     this.#record.from = [...new Set([...this.#from.values()].filter((v): v is string => v !== null))];
 
     await this.#claim();
@@ -147,42 +194,146 @@ class Rollout {
       await this.#stores.bundles.putBlob({ name: this.#bundle.hash, description: this.#bundle.entry }, new TextEncoder().encode(this.#bundle.code));
     }
     await this.#saveRecord();
-    this.#emit({ type: "start", id: this.#record.id, service, version: this.#bundle.hash, runtimes: runtimes.map((n) => n.node), canary, batch, maxFailures });
+    this.#emit({
+      type: "start",
+      id: this.#record.id,
+      service,
+      version: this.#bundle.hash,
+      runtimes: runtimes.map((n) => n.node),
+      canary,
+      batch,
+      maxFailures,
+      ...(waves === undefined ? {} : { waves }),
+    });
 
-    let stage = 0;
-    let tried = false;
-    let halted: string | undefined;
-    while (halted === undefined) {
-      if (this.#options.signal?.aborted === true) {
-        halted = "interrupted";
-        break;
-      }
-      // The plan is re-read before each step: a runtime that joined meanwhile is included.
-      const pending = await this.#pending();
-      if (pending.length === 0) break;
-      // Canaries go one at a time until enough of them took the new version;
-      // one that does not answer is replaced by the next runtime, never counted.
-      const inCanary = this.#record.swapped.length < canary;
-      const group = pending.slice(0, inCanary ? 1 : Math.max(1, batch));
-      const label = inCanary ? "canary" : `batch ${++stage}`;
-      for (const n of group) this.#attempted.add(n.node);
-      tried = true;
-      const results = await Promise.all(group.map((n) => this.#swapOne(n.node, { via: "swap", version: this.#bundle.hash, entry: this.#bundle.entry })));
-      for (const result of results) this.#tally(label, result);
-      if (this.#record.failed.length > maxFailures) {
-        halted = `${this.#record.failed.length} failed swap${this.#record.failed.length === 1 ? "" : "s"} (at most ${maxFailures} allowed)`;
-      } else if (this.#options.pauseMs > 0 && (await this.#pending()).length > 0) {
-        this.#emit({ type: "waiting", message: `pausing ${this.#options.pauseMs / 1000} s before the next step` });
-        await this.#sleep(this.#options.pauseMs);
-      }
-    }
+    let halted = await this.#canaries();
+    if (halted === undefined) halted = waves === undefined ? await this.#batches() : await this.#waves(waves);
     // A rollout in which no runtime took the new version (all skipped) settles nothing.
-    if (halted === undefined && tried && this.#record.swapped.length === 0) halted = "no runtime took the new version (none answered)";
+    if (halted === undefined && this.#tried && this.#record.swapped.length === 0) halted = "no runtime took the new version (none answered)";
     if (halted !== undefined) return this.#halt(halted);
 
     await this.#writeDesired(this.#desired("settled", this.#bundle.hash, this.#bundle.entry, null, this.#record.id));
     this.#broadcast({ service, revision: this.#revision, version: this.#bundle.hash, state: "settled" });
     return this.#end("completed");
+  }
+
+  /**
+   * Canaries go one at a time until enough of them took the new version;
+   * one that does not answer is replaced by the next runtime, never counted.
+   * Returns why the rollout halts, if it does.
+   */
+  async #canaries(): Promise<string | undefined> {
+    while (this.#record.swapped.length < this.#options.canary) {
+      if (this.#aborted()) return "interrupted";
+      const node = this.#next();
+      if (node === undefined) return undefined;
+      const halted = await this.#step("canary", [node]);
+      if (halted !== undefined) return halted;
+    }
+    return undefined;
+  }
+
+  /** Batches of `batch` runtimes, each batch answered whole before the next. */
+  async #batches(): Promise<string | undefined> {
+    for (let stage = 1; ; stage++) {
+      if (this.#aborted()) return "interrupted";
+      const group: string[] = [];
+      while (group.length < this.#options.batch) {
+        const node = this.#next();
+        if (node === undefined) break;
+        group.push(node);
+      }
+      if (group.length === 0) return undefined;
+      const halted = await this.#step(`batch ${stage}`, group);
+      if (halted !== undefined) return halted;
+    }
+  }
+
+  /** Swaps a group at once, tallies the answers, and pauses when asked to and runtimes are left. */
+  async #step(label: string, group: string[]): Promise<string | undefined> {
+    const results = await Promise.all(group.map((node) => this.#ask(node)));
+    for (const result of results) this.#tally(label, result);
+    const halted = this.#overFailures();
+    if (halted === undefined) await this.#pauseIfMore();
+    return halted;
+  }
+
+  /**
+   * Waves: after wave i, `waves[i]` percent of the runtimes that run the
+   * service run the new version (canaries included). Within a wave, `batch`
+   * swaps are in flight at once and the next runtime is asked as soon as
+   * one answers; a runtime that fails or is skipped is replaced by the next,
+   * so the wave still reaches its share unless the failures halt it.
+   */
+  async #waves(waves: number[]): Promise<string | undefined> {
+    for (let i = 0; i < waves.length; i++) {
+      if (this.#aborted()) return "interrupted";
+      const percent = waves[i] as number;
+      const last = i === waves.length - 1;
+      // Runtimes that joined meanwhile count in the fleet the share is taken of.
+      this.#peek();
+      const runtimes = this.#from.size;
+      // The last wave takes every runtime left, however many joined during it.
+      const target = last ? Number.POSITIVE_INFINITY : waveTarget(percent, runtimes);
+      const wave = { type: "wave", wave: i + 1, waves: waves.length, percent } as const;
+      this.#emit({ ...wave, phase: "start", target: last ? runtimes : target, runtimes, onNew: this.#onNew(), failed: this.#record.failed.length });
+      const halted = await this.#fill(`wave ${i + 1}`, target);
+      this.#emit({ ...wave, phase: "end", target: last ? this.#from.size : target, runtimes: this.#from.size, onNew: this.#onNew(), failed: this.#record.failed.length });
+      if (halted !== undefined) return halted;
+      if (!last) await this.#pauseIfMore();
+    }
+    return undefined;
+  }
+
+  /** Asks runtimes, `batch` at a time, until `target` run the new version, none are left, or failures halt the rollout. */
+  async #fill(label: string, target: number): Promise<string | undefined> {
+    const width = Math.max(1, this.#options.batch);
+    const inFlight = new Set<Promise<void>>();
+    let halted: string | undefined;
+    for (;;) {
+      while (halted === undefined && !this.#aborted() && inFlight.size < width && this.#onNew() + inFlight.size < target) {
+        const node = this.#next();
+        if (node === undefined) break;
+        const asked: Promise<void> = this.#ask(node)
+          .then((result) => {
+            this.#tally(label, result);
+            halted ??= this.#overFailures();
+          })
+          .finally(() => inFlight.delete(asked));
+        inFlight.add(asked);
+      }
+      if (inFlight.size === 0) break;
+      await Promise.race(inFlight);
+    }
+    return halted ?? (this.#aborted() ? "interrupted" : undefined);
+  }
+
+  /** Asks one runtime to swap to the new version; it counts as asked whatever it answers. */
+  #ask(node: string): Promise<Result> {
+    this.#attempted.add(node);
+    this.#tried = true;
+    return this.#swapOne(node, { via: "swap", version: this.#bundle.hash, entry: this.#bundle.entry });
+  }
+
+  /** Runtimes of the rollout that run the new version: those it swapped and those that ran it already. */
+  #onNew(): number {
+    return this.#record.swapped.length + this.#alreadyNew.size;
+  }
+
+  #overFailures(): string | undefined {
+    const failed = this.#record.failed.length;
+    return failed > this.#options.maxFailures ? `${failed} failed swap${failed === 1 ? "" : "s"} (at most ${this.#options.maxFailures} allowed)` : undefined;
+  }
+
+  async #pauseIfMore(): Promise<void> {
+    if (this.#options.pauseMs > 0 && this.#peek()) {
+      this.#emit({ type: "waiting", message: `pausing ${this.#options.pauseMs / 1000} s before the next step` });
+      await this.#sleep(this.#options.pauseMs);
+    }
+  }
+
+  #aborted(): boolean {
+    return this.#options.signal?.aborted === true;
   }
 
   #tally(stage: string, { node, answer }: Result): void {
@@ -204,43 +355,63 @@ class Rollout {
     });
   }
 
+  /** The next runtime to ask, if any is left. */
+  #next(): string | undefined {
+    return this.#peek() ? this.#queue[this.#cursor++] : undefined;
+  }
+
   /**
-   * Runtimes not yet tried that run the service on another version: those
-   * the rollout started with, even if their heartbeat lapsed meanwhile (a
-   * NATS restart makes every heartbeat late; one that is really gone is
-   * skipped when it does not answer), and live ones that joined since.
+   * Whether a runtime is left to ask, passing over those that are not to
+   * be. The runtimes that appeared or restarted since the last look join the
+   * end of the queue, read from the watch, not from a new listing.
    */
-  async #pending(): Promise<SeenNode[]> {
-    const { service } = this.#options;
-    const nodes = await this.#retrying("reading the fleet's runtimes", () => readNodes(this.#stores.nodes));
-    return nodes.filter((n) => {
-      if (this.#attempted.has(n.node) || n.stoppedAt !== null) return false;
-      const running = runningVersion(n, service);
-      if (running === undefined) return false;
-      if (!this.#from.has(n.node)) {
-        if (!n.live) return false;
-        this.#from.set(n.node, running);
-      }
-      return running !== this.#bundle.hash;
-    });
+  #peek(): boolean {
+    for (const node of this.#view.takeNew()) this.#queue.push(node);
+    while (this.#cursor < this.#queue.length) {
+      if (this.#pending(this.#queue[this.#cursor] as string)) return true;
+      this.#cursor++;
+    }
+    return false;
+  }
+
+  /**
+   * Whether a runtime is still to be asked: not asked yet, runs the service
+   * on another version, and either the rollout started with it, even if its
+   * heartbeat lapsed meanwhile (a NATS restart makes every heartbeat late;
+   * one that is really gone is skipped when it does not answer), or it is
+   * live and joined since.
+   */
+  #pending(node: string): boolean {
+    const n = this.#view.get(node);
+    if (n === null || this.#attempted.has(node) || n.stoppedAt !== null) return false;
+    const running = runningVersion(n, this.#options.service);
+    if (running === undefined) return false;
+    if (!this.#from.has(node)) {
+      if (!n.live) return false;
+      this.#from.set(node, running);
+      if (running === this.#bundle.hash) this.#alreadyNew.add(node);
+    }
+    return running !== this.#bundle.hash;
   }
 
   async #halt(reason: string): Promise<never> {
     const { service } = this.#options;
     this.#emit({ type: "halt", message: `halting: ${reason}; taking the runtimes this rollout asked back` });
-    // Every runtime asked, whatever it answered: one whose answer was lost may have swapped.
-    for (const node of this.#attempted) {
+    // Every runtime asked, whatever it answered: one whose answer was lost
+    // may have swapped. As many at once as the rollout swapped at once.
+    const swapped = new Set(this.#record.swapped);
+    await eachWithin([...this.#attempted], Math.max(1, this.#options.batch), async (node) => {
       const from = this.#from.get(node);
-      if (from === null || from === undefined || from === this.#bundle.hash) continue;
+      if (from === null || from === undefined || from === this.#bundle.hash) return;
       const { answer } = await this.#swapOne(node, { via: "rollback", version: from, entry: this.#bundle.entry });
-      if (answer !== "skipped" && answer.outcome === "unchanged" && !this.#record.swapped.includes(node)) continue;
+      if (answer !== "skipped" && answer.outcome === "unchanged" && !swapped.has(node)) return;
       this.#emit({
         type: "rollback",
         node,
         outcome: answer === "skipped" ? "skipped" : answer.outcome,
         ...(answer !== "skipped" && answer.code !== undefined ? { code: answer.code } : {}),
       });
-    }
+    });
     // The fleet goes back to what it had settled on before; with no earlier decision, to none.
     const back = this.#lastSettled;
     if (back === null) {
@@ -478,4 +649,13 @@ class Rollout {
   #emit(event: RolloutEvent): void {
     this.#options.onEvent?.(event);
   }
+}
+
+/** Runs `run` over every item, at most `width` at a time, in order of the items. */
+async function eachWithin<T>(items: readonly T[], width: number, run: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await run(items[next++] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
 }

@@ -1,8 +1,13 @@
 // The fleet's inventory: which runtime runs which version of which service,
-// what the fleet should run, and which runtimes still run a version that a
-// later rollout superseded.
+// what the fleet should run, which runtimes still run a version that a
+// later rollout superseded, and which have the fix for an advisory. A
+// reading costs one consumer over the heartbeats plus a get per service,
+// never a get per runtime (fleet/nodes.ts).
 
+import type { NatsConnection } from "@nats-io/transport-node";
 import { shortId } from "../core/bundle.ts";
+import { openAdvisories, readAdvisory } from "./advisory.ts";
+import { advisoryStatus, type AdvisoryStatus } from "./advisory-status.ts";
 import { connectFleet, openExistingStores } from "./connection.ts";
 import { readNodes, runningVersion, type SeenNode } from "./nodes.ts";
 import { decodeRecord, type DesiredRecord, type RolloutHistory, type RolloutRecord } from "./protocol.ts";
@@ -34,26 +39,44 @@ export interface ServiceView {
 }
 
 export async function readFleet(nats: string): Promise<FleetStatus> {
-  const nc = await connectFleet({ servers: nats, name: "status", waitOnFirstConnect: false });
-  try {
-    // A reader creates nothing: before any runtime joined, the fleet is empty.
+  return withConnection(nats, "status", readStatus);
+}
+
+/** Which runtimes run a version that fixes an advisory; ERR_NO_ADVISORY when there is no such advisory. */
+export async function readAdvisoryStatus(nats: string, id: string): Promise<AdvisoryStatus> {
+  return withConnection(nats, "status", async (nc) => {
+    // The record first: an unknown id is an error before the fleet is read.
+    const advisory = await readAdvisory(await openAdvisories(nc, false), id);
     const stores = await openExistingStores(nc);
-    if (stores === null) return { at: new Date().toISOString(), nodes: [], desired: {}, rollouts: {} };
-    const nodes = await readNodes(stores.nodes);
-    const services = new Set(nodes.flatMap((n) => n.services.map((s) => s.name)));
-    const desired: Record<string, DesiredRecord> = {};
-    const rollouts: Record<string, RolloutRecord[]> = {};
-    for await (const key of await stores.desired.keys()) services.add(key);
-    for (const service of services) {
-      const d = await stores.desired.get(service);
-      if (d !== null && d.operation === "PUT") desired[service] = decodeRecord<DesiredRecord>(d.value, "desired version");
-      const r = await stores.rollouts.get(service);
-      if (r !== null && r.operation === "PUT") rollouts[service] = decodeRecord<RolloutHistory>(r.value, "rollout history").rollouts;
-    }
-    return { at: new Date().toISOString(), nodes, desired, rollouts };
+    return advisoryStatus(stores === null ? [] : await readNodes(stores.nodes), advisory);
+  });
+}
+
+async function withConnection<T>(nats: string, name: string, run: (nc: NatsConnection) => Promise<T>): Promise<T> {
+  const nc = await connectFleet({ servers: nats, name, waitOnFirstConnect: false });
+  try {
+    return await run(nc);
   } finally {
     await nc.close().catch(() => undefined);
   }
+}
+
+async function readStatus(nc: NatsConnection): Promise<FleetStatus> {
+  // A reader creates nothing: before any runtime joined, the fleet is empty.
+  const stores = await openExistingStores(nc);
+  if (stores === null) return { at: new Date().toISOString(), nodes: [], desired: {}, rollouts: {} };
+  const nodes = await readNodes(stores.nodes);
+  const services = new Set(nodes.flatMap((n) => n.services.map((s) => s.name)));
+  const desired: Record<string, DesiredRecord> = {};
+  const rollouts: Record<string, RolloutRecord[]> = {};
+  for await (const key of await stores.desired.keys()) services.add(key);
+  for (const service of services) {
+    const d = await stores.desired.get(service);
+    if (d !== null && d.operation === "PUT") desired[service] = decodeRecord<DesiredRecord>(d.value, "desired version");
+    const r = await stores.rollouts.get(service);
+    if (r !== null && r.operation === "PUT") rollouts[service] = decodeRecord<RolloutHistory>(r.value, "rollout history").rollouts;
+  }
+  return { at: new Date().toISOString(), nodes, desired, rollouts };
 }
 
 /** One service across the fleet: its runtimes grouped by the version they run. */
@@ -96,12 +119,14 @@ export function formatFleet(status: FleetStatus): string {
   const lines: string[] = [];
   for (const node of status.nodes) {
     const state = node.stoppedAt !== null ? "stopped" : node.live ? "live" : "gone";
-    lines.push(`${node.node}  ${state}  last heartbeat ${(node.ageMs / 1000).toFixed(1)} s ago  (${node.host}, pid ${node.pid})`);
+    const kernel = node.kernel === undefined || node.kernel === null ? "" : `, kernel ${node.kernel.semver} ${shortId(node.kernel.version)}`;
+    lines.push(`${node.node}  ${state}  last heartbeat ${(node.ageMs / 1000).toFixed(1)} s ago  (${node.host}, pid ${node.pid}${kernel})`);
     for (const s of node.services) {
       const desired = status.desired[s.name];
       const mark = desired !== undefined && desired.state === "settled" && s.version !== desired.version ? "  ← superseded" : "";
       const chain = s.chain.map((c) => `${shortId(c.version)} ${c.semver} (${c.via}, ${c.outcome})`).join(" ← ");
-      lines.push(`  ${s.name.padEnd(12)} ${s.version === null ? "-" : shortId(s.version)}  ${s.semver ?? "-"}  stateVersion ${s.stateVersion ?? "-"}  ${s.state}${mark}`);
+      const fixes = s.fixes === undefined || s.fixes === null || s.fixes.length === 0 ? "" : `  fixes ${s.fixes.join(", ")}`;
+      lines.push(`  ${s.name.padEnd(12)} ${s.version === null ? "-" : shortId(s.version)}  ${s.semver ?? "-"}  stateVersion ${s.stateVersion ?? "-"}  ${s.state}${mark}${fixes}`);
       if (chain !== "") lines.push(`  ${"".padEnd(12)} history: ${chain}`);
     }
     if (node.lastError !== null) lines.push(`  last error: ${node.lastError.service} → ${shortId(node.lastError.version)}: ${node.lastError.code} ${node.lastError.message}`);

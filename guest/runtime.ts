@@ -479,6 +479,7 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
           __proto__: null,
           semver: version.semver,
           stateVersion: version.stateVersion,
+          fixes: fixesOf(definition),
           restoresFrom: definition.restoresFrom ?? null,
           concurrency: declared ?? null,
           hasRestore: typeof definition.restore === "function",
@@ -634,6 +635,33 @@ function checkDefinition(value: unknown): ServiceDefinition {
     bad("has a `stateVersion` that is not a non-negative integer");
   }
   return def;
+}
+
+/** The most advisory ids a module may declare, and the longest id: what a heartbeat and an inventory record can afford to carry. */
+const MAX_FIXES = 64;
+const MAX_FIX_CHARS = 128;
+
+/**
+ * The module's `fixes`, checked and copied in one pass into a fresh array of
+ * distinct strings: the value is read once, so a getter or a proxy cannot
+ * show the check one list and the host another.
+ */
+function fixesOf(def: ServiceDefinition): string[] {
+  const declared: unknown = def.fixes;
+  if (declared === undefined) return [];
+  const bad = (why: string): never => {
+    throw new MoltError(ErrorCode.BAD_SERVICE, `the service module's \`fixes\` ${why}`);
+  };
+  if (!Array.isArray(declared)) return bad("must be an array of advisory ids");
+  const length = declared.length;
+  if (length > MAX_FIXES) bad(`lists ${length} advisory ids (at most ${MAX_FIXES})`);
+  const fixes: string[] = [];
+  for (let i = 0; i < length; i++) {
+    const id: unknown = declared[i];
+    if (typeof id !== "string" || id.length === 0 || id.length > MAX_FIX_CHARS) bad(`has an entry that is not an advisory id of 1 to ${MAX_FIX_CHARS} characters`);
+    if (!fixes.includes(id as string)) fixes.push(id as string);
+  }
+  return fixes;
 }
 
 // The kernel calls this once, right after the runtime script ran, then

@@ -4,7 +4,11 @@
 // dashboard (dashboard/, in a browser) and the tests. It is JSON over HTTP,
 // so it holds types and constants only, and imports nothing from either side.
 
+import type { KernelInfo } from "./kernel.ts";
 import type { WireError } from "./wire.ts";
+
+// The kernel's own identity and chain are spoken of here too (status, history, upgrade).
+export * from "./kernel.ts";
 
 // --- paths ----------------------------------------------------------------
 
@@ -18,6 +22,8 @@ export const AdminPath = {
   swap: (service: string): string => `/v1/services/${encodeURIComponent(service)}/swap`,
   rollback: (service: string): string => `/v1/services/${encodeURIComponent(service)}/rollback`,
   restart: (service: string): string => `/v1/services/${encodeURIComponent(service)}/restart`,
+  kernelHistory: "/v1/kernel/history",
+  kernelUpgrade: "/v1/kernel/upgrade",
 } as const;
 
 // --- what the runtime records and reports ---------------------------------
@@ -111,6 +117,8 @@ export interface VersionRecord {
   version: string;
   semver: string;
   stateVersion: number;
+  /** The advisory ids this version's module declares it fixes; absent when it declares none. */
+  fixes?: string[];
   entry: string;
   /** The version this one replaced (or tried to), null for the first. */
   parent: string | null;
@@ -168,6 +176,8 @@ export interface ServiceStatus {
   version: string | null;
   semver: string | null;
   stateVersion: number | null;
+  /** The advisory ids the running version declares it fixes (empty when none, or nothing runs). */
+  fixes: string[];
   uptimeMs: number;
   queueDepth: number;
   inFlight: number;
@@ -240,6 +250,8 @@ export interface ErrorBody {
 }
 
 export interface StatusBody {
+  /** The runtime itself: its build, process and how often it was upgraded or restarted since `molt run`. */
+  kernel: KernelInfo;
   services: ServiceStatus[];
 }
 
@@ -283,3 +295,8 @@ export interface ServiceTick extends Pick<ServiceStatus, "name" | "version" | "s
 export type LiveEvent = { type: "tick"; time: number; services: ServiceTick[] } | { type: "swap"; time: number; report: SwapReport };
 
 export type Tick = Extract<LiveEvent, { type: "tick" }>;
+
+/** A version id (a content hash) as people read it: its first 12 hex digits. */
+export function shortId(hash: string): string {
+  return hash.slice(0, 12);
+}

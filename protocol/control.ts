@@ -16,6 +16,8 @@ import { ErrorCode } from "./errors.ts";
 export interface ServiceMeta {
   semver: string;
   stateVersion: number;
+  /** The advisory ids the module declares it fixes (`fixes` in its definition); absent before the module is activated. */
+  fixes?: string[];
   restoresFrom: number[] | null;
   /** Handlers the module says may run at once (`concurrency` in its definition), or null. */
   concurrency?: number | null;

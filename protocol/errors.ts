@@ -89,6 +89,17 @@ export const ErrorCode = {
   BAD_KEY: "ERR_BAD_KEY",
   STORAGE_READONLY: "ERR_STORAGE_READONLY",
   STORAGE_FAILED: "ERR_STORAGE_FAILED",
+  // `molt upgrade`: the phase of the kernel's handover that failed (the old
+  // runtime resumes as it was); one upgrade at a time; a runtime no keeper
+  // started (`molt dev`, a test) has nobody to hand over to.
+  KERNEL_UPGRADE_BOOT: "ERR_KERNEL_UPGRADE_BOOT",
+  KERNEL_UPGRADE_DRAIN: "ERR_KERNEL_UPGRADE_DRAIN",
+  KERNEL_UPGRADE_DUMP: "ERR_KERNEL_UPGRADE_DUMP",
+  KERNEL_UPGRADE_HANDOVER: "ERR_KERNEL_UPGRADE_HANDOVER",
+  KERNEL_UPGRADE_RESTORE: "ERR_KERNEL_UPGRADE_RESTORE",
+  KERNEL_UPGRADE_SOCKETS: "ERR_KERNEL_UPGRADE_SOCKETS",
+  KERNEL_UPGRADE_BUSY: "ERR_KERNEL_UPGRADE_BUSY",
+  KERNEL_UPGRADE_UNAVAILABLE: "ERR_KERNEL_UPGRADE_UNAVAILABLE",
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -91,6 +91,16 @@ export interface ServiceDefinition<State = any, Config = unknown> {
   version?: string;
   /** The schema version of the state this code holds. */
   stateVersion?: number;
+  /**
+   * The advisories this version fixes (free-form ids such as
+   * "MOLT-2026-0001"): at most 64 ids of at most 128 characters each, else
+   * the module fails to load with ERR_BAD_SERVICE. Cumulative by
+   * declaration: a version is credited only with the ids it lists itself,
+   * so a later version that still contains a fix lists it again. The
+   * inventory, `molt status`, `molt history`, the fleet's heartbeats and
+   * `molt fleet status --advisory` carry them.
+   */
+  fixes?: readonly string[];
   /** State versions `restore` accepts; default: only `stateVersion` (unless `restore` is given). */
   restoresFrom?: readonly number[];
   /**

@@ -14,7 +14,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 /** The folders whose files molt runs: host, guest, and what both share. */
-const SOURCE_DIRS = ["cli", "core", "dashboard", "fleet", "guest", "protocol", "sdk", "services"];
+const SOURCE_DIRS = ["cli", "core", "dashboard", "fleet", "guest", "keeper", "protocol", "sdk", "services"];
 
 /** The entry points ARCHITECTURE.md names; every other source file is an entry too, so that no file escapes the check. */
 const ENTRY_POINTS = ["cli/main.ts", "core/kernel.ts", "guest/runtime.ts", "sdk/service.ts", "fleet/member.ts", "dashboard/app.ts"];
@@ -120,6 +120,19 @@ describe("import invariants (ARCHITECTURE.md)", () => {
     expect(violations((edge) => isPackage(edge, "lmdb") && edge.from !== "core/lmdb-store.ts")).toEqual([]);
     const kernelProper = ["core/kernel.ts", "core/slot.ts", "core/router.ts", "core/supervisor.ts", "core/transfer.ts", "core/swap.ts"];
     expect(violations((edge) => kernelProper.includes(edge.from) && edge.to === "core/lmdb-store.ts")).toEqual([]);
+  });
+
+  it("keeps the keeper small enough to trust: keeper/ imports Node and itself only, and `molt run` loads nothing else before it", () => {
+    expect(violations((edge) => dirOf(edge.from) === "keeper" && !isBuiltin(edge) && !(dirOf(edge.to) === "keeper" && !edge.external))).toEqual([]);
+    expect(graph.files).toContain("keeper/keeper.ts");
+    // The CLI process becomes the keeper: whatever it loads statically, the keeper carries.
+    const { packages } = staticClosure(graph, "cli/main.ts");
+    const runtimeOnly = (name: string): boolean => ["isolated-vm", "lmdb", "p-queue", "pino", "prom-client"].includes(name) || name.startsWith("@nats-io/");
+    expect([...packages].filter(runtimeOnly)).toEqual([]);
+    // The check must see what it checks: the runtime's own closure has them.
+    expect([...staticClosure(graph, "cli/runtime.ts").packages].filter(runtimeOnly).length).toBeGreaterThan(2);
+    const toKeeper = graph.edges.filter((edge) => edge.from === "cli/main.ts" && edge.to === "keeper/keeper.ts").map((edge) => edge.kind);
+    expect(toKeeper).toEqual(["dynamic-import"]);
   });
 
   it("lets only fleet/ import NATS", () => {

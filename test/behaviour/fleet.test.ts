@@ -4,11 +4,11 @@
 // move every runtime under load; a killed runtime, a restarted NATS server
 // and a release that fails on its canary each end in a fleet that is whole.
 
-import { spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startFleetCli, fleetJson, type BackgroundCli } from "../support/fleet.ts";
 import { eventually } from "../support/kernel.ts";
 import { startLoad, type LoadGenerator, type LoadResult } from "../support/load.ts";
 import { NatsServer } from "../support/nats.ts";
@@ -72,45 +72,16 @@ async function startNode(name: string, dir?: string): Promise<Node> {
 }
 
 /** `molt fleet rollout …` in the background, with its output as it comes. */
-function startRollout(args: string[]): { stdout: () => string; stderr: () => string; exited: Promise<number | null>; seen: (re: RegExp) => Promise<void>; kill: (s: NodeJS.Signals) => void } {
-  const child = spawn(process.execPath, [join(ROOT, "bin", "molt.js"), "fleet", "rollout", ...args, "--nats", nats.url], { cwd: ROOT });
-  let stdout = "";
-  let stderr = "";
-  const watchers: { re: RegExp; resolve: () => void }[] = [];
-  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-  child.stdout.on("data", (d: Buffer) => {
-    stdout += d.toString();
-    for (const w of [...watchers]) if (w.re.test(stdout)) w.resolve();
-  });
-  const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
-  return {
-    stdout: () => stdout,
-    stderr: () => stderr,
-    exited,
-    // Rejects if the rollout ends without printing it, rather than hanging the test.
-    seen: (re) =>
-      re.test(stdout)
-        ? Promise.resolve()
-        : Promise.race([
-            new Promise<void>((resolve) => watchers.push({ re, resolve })),
-            exited.then(() => {
-              if (!re.test(stdout)) throw new Error(`the rollout ended without ${re}:\n${stdout}\n${stderr}`);
-            }),
-          ]),
-    kill: (signal) => child.kill(signal),
-  };
+function startRollout(args: string[]): BackgroundCli {
+  return startFleetCli(["rollout", ...args], nats.url);
 }
 
-async function fleetStatus(): Promise<FleetStatusJson> {
-  const out = await runCli(["fleet", "status", "--json", "--nats", nats.url]);
-  expect(out.code, out.stderr).toBe(0);
-  return JSON.parse(out.stdout) as FleetStatusJson;
+function fleetStatus(): Promise<FleetStatusJson> {
+  return fleetJson<FleetStatusJson>(["status"], nats.url);
 }
 
-async function serviceView(service: string): Promise<ServiceViewJson> {
-  const out = await runCli(["fleet", "status", "--service", service, "--json", "--nats", nats.url]);
-  expect(out.code, out.stderr).toBe(0);
-  return JSON.parse(out.stdout) as ServiceViewJson;
+function serviceView(service: string): Promise<ServiceViewJson> {
+  return fleetJson<ServiceViewJson>(["status", "--service", service], nats.url);
 }
 
 /** The counter's version on each live runtime. */

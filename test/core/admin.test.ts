@@ -4,9 +4,24 @@
 // bundle.test.ts; the behaviour suite (test/behaviour/admin-hardening.test.ts)
 // covers the same through `molt run`.
 
+import { mkdtempSync } from "node:fs";
 import { request as httpRequest } from "node:http";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AdminServer } from "../../core/admin.ts";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { AdminServer, adminRuntime, type AdminRuntime } from "../../core/admin.ts";
+import { ErrorCode, MoltError } from "../../core/errors.ts";
+import { KernelChain } from "../../core/kernel-chain.ts";
+import { kernelIdentity } from "../../core/kernel-version.ts";
+import {
+  AdminPath,
+  NDJSON,
+  type ErrorBody,
+  type KernelHistoryBody,
+  type KernelUpgradeProgress,
+  type KernelUpgradeReport,
+  type StatusBody,
+} from "../../protocol/admin.ts";
 import { codeOf } from "../support/codes.ts";
 import { startKernel, type TestKernel } from "../support/kernel.ts";
 
@@ -95,5 +110,172 @@ describe("AdminServer", () => {
     // JSON.parse makes "__proto__" an own key, never the prototype: no entry was given.
     const res = await send(port, "/v1/services/probe/swap", { method: "POST", headers: write, body: '{"__proto__": {"entry": "/etc/hosts"}}' });
     expect(res).toEqual({ status: 400, code: "ERR_BAD_MESSAGE" });
+  });
+});
+
+describe("AdminServer: the kernel's own routes", () => {
+  let t: TestKernel;
+  const servers: AdminServer[] = [];
+  const token = "fedcba9876543210".repeat(4);
+  const write = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+
+  beforeAll(async () => {
+    t = await startKernel({ services: { probe: { entry: "./probe.ts" } } });
+  });
+  afterAll(async () => {
+    for (const server of servers) await server.close();
+    await t?.kernel.stop();
+  });
+
+  /** An admin API over the test's kernel with the kernel side given (a chain, an upgrade hook), and its base URL. */
+  async function serve(runtime: Partial<AdminRuntime> = {}): Promise<{ server: AdminServer; base: string }> {
+    const server = new AdminServer({ ...t.admin, ...runtime }, { port: 0, host: "127.0.0.1", token, allowedRoots: [] });
+    servers.push(server);
+    return { server, base: `http://127.0.0.1:${(await server.listen()).port}` };
+  }
+
+  const upgrade = (base: string, headers: Record<string, string> = write): Promise<Response> =>
+    fetch(`${base}${AdminPath.kernelUpgrade}`, { method: "POST", headers, body: "{}" });
+
+  async function lines(res: Response): Promise<KernelUpgradeProgress[]> {
+    expect(res.headers.get("content-type")).toBe(NDJSON);
+    return (await res.text())
+      .split("\n")
+      .filter((line) => line !== "")
+      .map((line) => JSON.parse(line) as KernelUpgradeProgress);
+  }
+
+  const report: KernelUpgradeReport = {
+    from: { version: "a".repeat(64), semver: "0.1.0", pid: 100 },
+    to: { version: "b".repeat(64), semver: "0.1.0", pid: 200 },
+    blackoutMs: 7,
+    phases: [
+      { name: "boot", ms: 80 },
+      { name: "drain", ms: 1 },
+    ],
+    services: 1,
+  };
+
+  it("shows the runtime under `kernel` in the status: this process, without a keeper's chain or before it records this runtime", async () => {
+    const { base } = await serve();
+    const body = (await (await fetch(`${base}${AdminPath.status}`)).json()) as StatusBody;
+    const thisProcess = { ...kernelIdentity(), pid: process.pid, startedAt: expect.any(String) as string, upgrades: 0, restarts: 0 };
+    expect(body.kernel).toEqual(thisProcess);
+    expect(body.services.map((s) => s.name)).toEqual(["probe"]);
+    expect(await (await fetch(`${base}${AdminPath.kernelHistory}`)).json()).toEqual({ kernel: [], corrupt: 0 });
+
+    const unrecorded = await serve(adminRuntime(t.kernel, t.metrics, t.live, { chain: new KernelChain(mkdtempSync(join(tmpdir(), "molt-admin-chain-"))) }));
+    expect(((await (await fetch(`${unrecorded.base}${AdminPath.status}`)).json()) as StatusBody).kernel).toEqual(thisProcess);
+  });
+
+  it("shows the chain's runtime in the status, and the chain as the kernel's history", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "molt-admin-chain-"));
+    await new KernelChain(dataDir, { pid: 100 }).started({ via: "start" });
+    const chain = new KernelChain(dataDir);
+    await chain.started({ via: "restart", blackoutMs: 250 });
+    const { base } = await serve(adminRuntime(t.kernel, t.metrics, t.live, { chain }));
+    const status = (await (await fetch(`${base}${AdminPath.status}`)).json()) as StatusBody;
+    expect(status.kernel).toEqual(chain.info());
+    expect(status.kernel).toMatchObject({ pid: process.pid, upgrades: 0, restarts: 1 });
+    const history = (await (await fetch(`${base}${AdminPath.kernelHistory}`)).json()) as KernelHistoryBody;
+    expect(history).toEqual({ kernel: chain.list().records, corrupt: 0 });
+    expect(history.kernel.map((r) => [r.pid, r.via, r.outcome])).toEqual([
+      [100, "start", "crashed"],
+      [process.pid, "restart", "live"],
+    ]);
+  });
+
+  it("refuses an upgrade with ERR_KERNEL_UPGRADE_UNAVAILABLE when no keeper started the runtime", async () => {
+    const { base } = await serve();
+    const res = await upgrade(base);
+    expect(res.status).toBe(501);
+    expect(((await res.json()) as ErrorBody).error.code).toBe("ERR_KERNEL_UPGRADE_UNAVAILABLE");
+  });
+
+  it("guards an upgrade as it guards a swap: the token, its own origin, JSON", async () => {
+    let asked = 0;
+    const { base } = await serve({ upgrade: async () => (asked++, report) });
+    expect((await upgrade(base, { "content-type": "application/json" })).status).toBe(401);
+    expect((await upgrade(base, { ...write, authorization: "Bearer wrong" })).status).toBe(401);
+    expect((await upgrade(base, { ...write, origin: "http://evil.example" })).status).toBe(403);
+    expect((await upgrade(base, { ...write, "content-type": "text/plain" })).status).toBe(415);
+    expect(asked).toBe(0);
+  });
+
+  it("streams each phase as it ends, then the report, as a swap does", async () => {
+    const { base } = await serve({
+      upgrade: async (onPhase) => {
+        onPhase("boot", 80);
+        onPhase("drain", 1);
+        return report;
+      },
+    });
+    expect(await lines(await upgrade(base))).toEqual([
+      { event: "phase", phase: "boot", ms: 80 },
+      { event: "phase", phase: "drain", ms: 1 },
+      { event: "report", report },
+    ]);
+  });
+
+  it("ends the stream with the phase's code when the upgrade fails after it began, and answers a plain error before", async () => {
+    const failing = await serve({
+      upgrade: async (onPhase) => {
+        onPhase("boot", 80);
+        throw new MoltError(ErrorCode.KERNEL_UPGRADE_RESTORE, "a service's restore threw");
+      },
+    });
+    const streamed = await lines(await upgrade(failing.base));
+    expect(streamed.at(-1)).toMatchObject({ event: "error", error: { code: "ERR_KERNEL_UPGRADE_RESTORE" } });
+
+    const early = await serve({
+      upgrade: async () => {
+        throw new MoltError(ErrorCode.KERNEL_UPGRADE_BOOT, "the new runtime did not boot");
+      },
+    });
+    const res = await upgrade(early.base);
+    expect(res.status).toBe(500);
+    expect(((await res.json()) as ErrorBody).error.code).toBe("ERR_KERNEL_UPGRADE_BOOT");
+  });
+
+  it("runs one upgrade at a time: a second one while the first runs is ERR_KERNEL_UPGRADE_BUSY", async () => {
+    let finish: (value: KernelUpgradeReport) => void = () => undefined;
+    let began = false;
+    const { base } = await serve({
+      upgrade: (onPhase) => {
+        began = true;
+        onPhase("boot", 1);
+        return new Promise((resolvePromise) => (finish = resolvePromise));
+      },
+    });
+    const first = upgrade(base);
+    await vi.waitFor(() => expect(began).toBe(true));
+    const second = await upgrade(base);
+    expect(second.status).toBe(409);
+    expect(((await second.json()) as ErrorBody).error.code).toBe("ERR_KERNEL_UPGRADE_BUSY");
+    finish(report);
+    expect((await lines(await first)).at(-1)).toEqual({ event: "report", report });
+    // Once it has answered, the next upgrade may run.
+    began = false;
+    const third = upgrade(base);
+    await vi.waitFor(() => expect(began).toBe(true));
+    finish(report);
+    expect((await lines(await third)).at(-1)).toEqual({ event: "report", report });
+  });
+
+  it("lets the upgrade close the server during its handover and still delivers the report", async () => {
+    let server: AdminServer | undefined;
+    let closed = false;
+    const served = await serve({
+      upgrade: async (onPhase) => {
+        onPhase("sockets", 2);
+        // The old runtime stops listening as the new one takes the sockets; it does not wait for the close.
+        void server?.close().then(() => (closed = true));
+        return report;
+      },
+    });
+    server = served.server;
+    expect((await lines(await upgrade(served.base))).at(-1)).toEqual({ event: "report", report });
+    await vi.waitFor(() => expect(closed).toBe(true));
+    await expect(fetch(`${served.base}${AdminPath.status}`)).rejects.toThrow();
   });
 });

@@ -62,6 +62,7 @@ interface DocumentedConfig {
   swap: { drainTimeoutMs: number; blackoutTimeoutMs: number; probationMs: number; probationMaxErrors: number; verify: boolean; shadow: number; shadowTimeoutMs: number };
   snapshot: { everyMs: number };
   restart: { maxRestarts: number; windowMs: number };
+  kernel: { standby: boolean; restart: { maxRestarts: number; windowMs: number } };
   fleet: { nats: string; node: string | null; heartbeatMs: number; reconcileMs: number } | null;
 }
 
@@ -244,6 +245,7 @@ describe("config", () => {
       swap: { drainTimeoutMs: 2000, blackoutTimeoutMs: 2500, probationMs: 0, probationMaxErrors: 0, verify: true, shadow: 0, shadowTimeoutMs: 60_000 },
       snapshot: { everyMs: 5000 },
       restart: { maxRestarts: 5, windowMs: 60_000 },
+      kernel: { standby: false, restart: { maxRestarts: 5, windowMs: 60_000 } },
       fleet: { nats: "nats://127.0.0.1:4222", node: null, heartbeatMs: 5000, reconcileMs: 60_000 },
     } satisfies DocumentedConfig);
     const set = resolveConfig({ services: { a: { ...ok, concurrency: 1, config: { level: "info" } } }, admin: { port: 1, allowedRoots: ["x", "/abs"] } }, "/srv/app");

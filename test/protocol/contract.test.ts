@@ -167,6 +167,7 @@ function expectFields<T>(answer: unknown, fields: Fields<T>): void {
 }
 
 const VERSION_RECORD: Fields<VersionRecord> = {
+  fixes: "optional",
   seq: "required",
   service: "required",
   version: "required",
@@ -239,6 +240,7 @@ describe("the admin API's answers", () => {
     const { services } = (await (await fetch(`${base}${AdminPath.status}`)).json()) as { services: ServiceStatus[] };
     expect(services).toHaveLength(1);
     expectFields<ServiceStatus>(services[0], {
+      fixes: "required",
       name: "required",
       state: "required",
       version: "required",

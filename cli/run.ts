@@ -19,6 +19,7 @@ import type { HandOut } from "../core/kernel.ts";
 import { toMoltError } from "../core/errors.ts";
 import type { UpgradePhase } from "../keeper/protocol.ts";
 import type { KernelUpgradeReport } from "../protocol/kernel.ts";
+import type { FleetMember } from "../fleet/member.ts";
 import { KeeperLink } from "./keeper-link.ts";
 import { checkPorts, portError } from "./ports.ts";
 import { warnStaleEntries } from "./stale-entries.ts";
@@ -81,11 +82,14 @@ export async function run(configArg: string | undefined, options: RunOptions = {
   const live = new Live(() => kernel.status());
   kernel.observe(metrics.observer());
   kernel.observe(live.observer());
-  // Only a runtime in a fleet loads the fleet's code (and NATS's).
-  const member =
-    config.fleet === null
+  // Only a runtime in a fleet loads the fleet's code (and NATS's). A member that left (a kernel upgrade that then failed) is replaced by a new one.
+  const fleet = config.fleet;
+  const newMember =
+    fleet === null
       ? undefined
-      : new (await import("../fleet/member.ts")).FleetMember({ kernel, fleet: config.fleet, dataDir: config.dataDir, log });
+      : async (): Promise<FleetMember> =>
+          new (await import("../fleet/member.ts")).FleetMember({ kernel, fleet, dataDir: config.dataDir, log, runtimeKernel: kernelIdentity() });
+  let member = await newMember?.();
   let ingress: HttpIngress | undefined;
   let admin: AdminServer | undefined;
   /** Where the HTTP listener's requests go: this kernel, or (after an upgrade) the runtime that took over. */
@@ -187,6 +191,7 @@ export async function run(configArg: string | undefined, options: RunOptions = {
                     },
                     resume: async () => {
                       await handing?.resume();
+                      member = await newMember?.();
                       member?.join();
                       gate = undefined;
                       reopen();

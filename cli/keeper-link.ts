@@ -119,9 +119,9 @@ export class KeeperLink {
   }
 
   /** Serving: the keeper hands connections over from now on, and forwarded requests go to `serve`. */
-  ready(restoreMs: number, serve: (service: string, method: string, payload: unknown) => Promise<unknown>): void {
+  ready(restoreMs: number, kernel: { version: string; semver: string }, serve: (service: string, method: string, payload: unknown) => Promise<unknown>): void {
     this.#serve = serve;
-    this.#send({ t: "ready", restoreMs });
+    this.#send({ t: "ready", restoreMs, kernel });
   }
 
   /** Activation failed: the keeper gives the old runtime back its services. */
@@ -157,7 +157,7 @@ export class KeeperLink {
    * are reported as they end. Resolves with the new runtime's pid; rejects
    * with ERR_KERNEL_UPGRADE_<PHASE> once this runtime serves again.
    */
-  async upgrade(steps: HandOutSteps, onPhase: (phase: UpgradePhase, ms: number) => void): Promise<{ pid: number; blackoutMs: number }> {
+  async upgrade(steps: HandOutSteps, onPhase: (phase: UpgradePhase, ms: number) => void): Promise<{ pid: number; kernel: { version: string; semver: string }; blackoutMs: number }> {
     if (this.#steps !== undefined) throw new MoltError(ErrorCode.KERNEL_UPGRADE_BUSY, "an upgrade is already under way");
     this.#steps = steps;
     const phases = (m: Message): boolean => {
@@ -193,7 +193,7 @@ export class KeeperLink {
         throw new MoltError(end.error.code, `${end.phase}: ${end.error.message}`);
       }
       steps.retire((service, method, payload) => this.forward(service, method, payload));
-      return { pid: end.pid, blackoutMs: heldAt === undefined ? 0 : performance.now() - heldAt };
+      return { pid: end.pid, kernel: end.kernel, blackoutMs: heldAt === undefined ? 0 : performance.now() - heldAt };
     } finally {
       this.#waiters.delete(phases);
       this.#steps = undefined;

@@ -70,6 +70,8 @@ export async function run(configArg: string | undefined, options: RunOptions = {
 
   // Under a keeper (`molt run`), the keeper holds the sockets and this process is one runtime of a chain.
   const keeper = KeeperLink.open();
+  // The build this process loaded, hashed now: files edited while it runs belong to the next runtime.
+  kernelIdentity();
   const config = await loadConfig(findConfig(configArg));
   const log = jsonLog();
   // A daemon that serves many services does not die of one stray rejection:
@@ -103,8 +105,12 @@ export async function run(configArg: string | undefined, options: RunOptions = {
       console.error(`molt: stop took longer than ${STOP_DEADLINE_MS} ms, exiting`);
       leave(1);
     }, STOP_DEADLINE_MS).unref();
-    // After a handover the new runtime owns everything: this one only lets its last connections go.
-    if (handedOver) return;
+    // After a handover the new runtime owns everything: this one answers what it holds (forwarded) and goes.
+    if (handedOver) {
+      await ingress?.close();
+      leave(0);
+      return;
+    }
     // Other runtimes' calls stop coming here first, and those running finish.
     await member?.leave();
     await ingress?.close();
@@ -177,7 +183,7 @@ export async function run(configArg: string | undefined, options: RunOptions = {
               };
               let handing: HandOut | undefined;
               try {
-                const { pid, blackoutMs } = await keeper.upgrade(
+                const { pid, kernel: loaded, blackoutMs } = await keeper.upgrade(
                   {
                     handOut: async (phase) => {
                       let open!: () => void;
@@ -206,7 +212,7 @@ export async function run(configArg: string | undefined, options: RunOptions = {
                   },
                   note,
                 );
-                const to = { ...computeKernelIdentity(MOLT_ROOT), pid };
+                const to = { ...loaded, pid };
                 return { from, to, blackoutMs: Math.round(blackoutMs * 100) / 100, phases, services: handing?.states.length ?? 0 };
               } catch (err) {
                 const e = toMoltError(err);
@@ -227,7 +233,7 @@ export async function run(configArg: string | undefined, options: RunOptions = {
       }
     }
     // A runtime taking over from another serves first: what follows is outside its blackout.
-    if (keeper !== undefined && activation !== undefined) keeper.ready(restoreMs, (service, method, payload) => kernel.call(service, method, payload));
+    if (keeper !== undefined && activation !== undefined) keeper.ready(restoreMs, kernelIdentity(), (service, method, payload) => kernel.call(service, method, payload));
     // With port 0 the CLI cannot know the port from the config: it reads it here.
     if (admin !== undefined) writeAtomic(join(config.dataDir, "admin.json"), `${JSON.stringify({ url: admin.url, pid: process.pid })}\n`);
     member?.join();

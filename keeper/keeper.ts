@@ -28,7 +28,7 @@ const STEP_DEADLINE_MS = 30_000;
 /** One line of log in the kernel's own pino shape (core/log.ts), so one reader reads both. */
 function log(level: "info" | "warn" | "error", msg: string, fields: Record<string, unknown> = {}): void {
   const n = level === "info" ? 30 : level === "warn" ? 40 : 50;
-  process.stderr.write(`${JSON.stringify({ level: n, time: Date.now(), pid: process.pid, hostname: hostname(), component: "keeper", ...fields, msg })}\n`);
+  process.stderr.write(`${JSON.stringify({ ...fields, level: n, time: Date.now(), pid: process.pid, hostname: hostname(), component: "keeper", msg })}\n`);
 }
 
 /** What a runtime says, beside the exit code it may announce. */
@@ -338,7 +338,7 @@ export class Keeper {
       old.stage = "retired";
       this.#flush();
       await old.send({ t: "phase", phase: "sockets", ms: performance.now() - socketsStarted }).catch(() => undefined);
-      await old.send({ t: "handed", pid: next.pid }).catch(() => undefined);
+      await old.send({ t: "handed", pid: next.pid, kernel: up.kernel }).catch(() => undefined);
       log("info", "kernel upgraded", { from: old.pid, to: next.pid });
     } catch (err) {
       const phase = err instanceof UpgradeFailure ? err.phase : "handover";
@@ -353,7 +353,7 @@ export class Keeper {
     const exitCode = runtime.meant ?? code ?? (signal === null ? 1 : 1);
     if (runtime === this.#standby) {
       this.#standby = undefined;
-      if (!this.#stopping && runtime.stage !== "retired") log("warn", "standby runtime exited", { pid: runtime.pid, code, signal });
+      if (!this.#stopping && runtime.stage !== "retired") log("warn", "standby runtime exited", { runtime: runtime.pid, code, signal });
       return;
     }
     if (runtime !== this.#serving || runtime.stage === "retired") return;
@@ -369,12 +369,12 @@ export class Keeper {
     const { maxRestarts, windowMs } = this.#settings?.restart ?? { maxRestarts: 5, windowMs: 60_000 };
     this.#restarts = this.#restarts.filter((t) => now - t < windowMs);
     if (this.#restarts.length >= maxRestarts) {
-      log("error", `the runtime died ${this.#restarts.length + 1} times within ${windowMs} ms (kernel.restart.maxRestarts ${maxRestarts}); molt gives up`, { pid: runtime.pid, code, signal });
+      log("error", `the runtime died ${this.#restarts.length + 1} times within ${windowMs} ms (kernel.restart.maxRestarts ${maxRestarts}); molt gives up`, { runtime: runtime.pid, code, signal });
       this.#finish(1);
       return;
     }
     this.#restarts.push(now);
-    log("error", "the runtime died; starting a new one", { pid: runtime.pid, code, signal, standby: this.#standby?.stage === "prepared" });
+    log("error", "the runtime died; starting a new one", { runtime: runtime.pid, code, signal, standby: this.#standby?.stage === "prepared" });
     const standby = this.#standby;
     this.#standby = undefined;
     if (standby !== undefined && standby.stage === "prepared") {

@@ -47,7 +47,8 @@ export interface ErrorJson {
 export type FromRuntime =
   | { t: "hello"; listeners: ListenerSpec[]; kernel: KernelSettings }
   | { t: "prepared" }
-  | { t: "ready"; restoreMs: number }
+  /** `kernel`: the build this runtime loaded (its version hash and semver). */
+  | { t: "ready"; restoreMs: number; kernel: { version: string; semver: string } }
   | { t: "activate-failed"; error: ErrorJson }
   | { t: "upgrade" }
   | { t: "states"; states: HandedState[] }
@@ -65,7 +66,7 @@ export type ToRuntime =
   | { t: "conn"; listener: ListenerName }
   | { t: "phase"; phase: UpgradePhase; ms: number }
   | { t: "hand-out" }
-  | { t: "handed"; pid: number }
+  | { t: "handed"; pid: number; kernel: { version: string; semver: string } }
   | { t: "resume"; phase: UpgradePhase; error: ErrorJson }
   | { t: "forward"; id: number; service: string; method: string; payload: unknown }
   | { t: "forwarded"; id: number; ok: boolean; value: unknown };

@@ -78,11 +78,11 @@ export class KeeperLink {
     for (const waiter of [...this.#waiters]) if (waiter(message)) this.#waiters.delete(waiter);
   }
 
-  /** The next message of kind `t`. */
-  #next<T extends Message["t"]>(t: T): Promise<Extract<Message, { t: T }>> {
+  /** The next message of one of the kinds `types`; the waiter goes once it has matched. */
+  #next<T extends Message["t"]>(...types: T[]): Promise<Extract<Message, { t: T }>> {
     return new Promise((resolve) => {
       this.#waiters.add((m) => {
-        if (m.t !== t) return false;
+        if (!(types as string[]).includes(m.t)) return false;
         resolve(m as Extract<Message, { t: T }>);
         return true;
       });
@@ -95,7 +95,7 @@ export class KeeperLink {
    * errno code (EADDRINUSE…) for the caller to explain.
    */
   async listen(listeners: ListenerSpec[], kernel: KernelSettings): Promise<Map<ListenerName, string>> {
-    const answer = Promise.race([this.#next("listening"), this.#next("listen-failed")]);
+    const answer = this.#next("listening", "listen-failed");
     this.#send({ t: "hello", listeners, kernel });
     const got = await answer;
     if (got.t === "listen-failed") {
@@ -125,9 +125,12 @@ export class KeeperLink {
   }
 
   /** Activation failed: the keeper gives the old runtime back its services. */
-  activateFailed(err: unknown): void {
+  activateFailed(err: unknown): Promise<void> {
     const e = toMoltError(err);
-    this.#send({ t: "activate-failed", error: { code: e.code, message: e.message } });
+    return new Promise((resolve) => {
+      if (process.send === undefined) return resolve();
+      process.send({ t: "activate-failed", error: { code: e.code, message: e.message } } satisfies FromRuntime, () => resolve());
+    });
   }
 
   async #answer(message: Extract<Message, { t: "forward" }>): Promise<void> {
@@ -166,28 +169,27 @@ export class KeeperLink {
     };
     this.#waiters.add(phases);
     let heldAt: number | undefined;
-    const outcome = new Promise<Extract<Message, { t: "handed" | "resume" }>>((resolve) => {
-      this.#waiters.add((m) => {
-        if (m.t !== "handed" && m.t !== "resume") return false;
-        resolve(m as Extract<Message, { t: "handed" | "resume" }>);
-        return true;
-      });
-    });
-    const handOut = this.#next("hand-out").then(async () => {
+    const outcome = this.#next("handed", "resume");
+    // The keeper may end the upgrade before it ever asks for the hand-out (the new runtime did not boot).
+    let handOut: Promise<void> | undefined;
+    const onHandOut = (m: Message): boolean => {
+      if (m.t !== "hand-out") return false;
       heldAt = performance.now();
-      try {
-        const states = await steps.handOut(onPhase);
-        // Bytes travel as the structured clone copies them: an exact-size view each.
-        this.#send({ t: "states", states });
-      } catch (err) {
-        const e = toMoltError(err);
-        this.#send({ t: "hand-out-failed", phase: phaseOf(e.code), error: { code: e.code, message: e.message } });
-      }
-    });
+      handOut = steps.handOut(onPhase).then(
+        // Bytes travel as the structured clone copies them.
+        (states) => this.#send({ t: "states", states }),
+        (err: unknown) => {
+          const e = toMoltError(err);
+          this.#send({ t: "hand-out-failed", phase: phaseOf(e.code), error: { code: e.code, message: e.message } });
+        },
+      );
+      return true;
+    };
+    this.#waiters.add(onHandOut);
     this.#send({ t: "upgrade" });
     try {
       const end = await outcome;
-      await handOut.catch(() => undefined);
+      await handOut;
       if (end.t === "resume") {
         if (heldAt !== undefined) await steps.resume();
         throw new MoltError(end.error.code, `${end.phase}: ${end.error.message}`);
@@ -196,6 +198,7 @@ export class KeeperLink {
       return { pid: end.pid, kernel: end.kernel, blackoutMs: heldAt === undefined ? 0 : performance.now() - heldAt };
     } finally {
       this.#waiters.delete(phases);
+      this.#waiters.delete(onHandOut);
       this.#steps = undefined;
     }
   }

@@ -57,13 +57,15 @@ export async function run(configArg: string | undefined, options: RunOptions = {
   // runtime starts (or right after its ready line) still stops it gracefully.
   let signalled: string | undefined;
   let ready = false;
+  /** True while this runtime takes part in a kernel upgrade as the old one. */
+  let upgrading = false;
   const onSignal = (signal: string): void => {
     // A second signal (a terminal's Ctrl-C reaches both the launcher and
     // this process) must not cut a graceful stop short.
     if (signalled !== undefined) return;
     signalled = signal;
-    // During start-up the signal is acted on once everything has started.
-    if (ready) void stop(signal);
+    // During start-up the signal is acted on once everything has started; during a kernel upgrade, once it has settled.
+    if (ready && !upgrading) void stop(signal);
   };
   process.on("SIGINT", () => onSignal("SIGINT"));
   process.on("SIGTERM", () => onSignal("SIGTERM"));
@@ -146,7 +148,12 @@ export async function run(configArg: string | undefined, options: RunOptions = {
     try {
       await kernel.activate(activation?.states);
     } catch (err) {
-      keeper?.activateFailed(err);
+      await keeper?.activateFailed(err);
+      // An upgrade's new runtime that failed writes nothing: the old one resumes and owns dataDir.
+      if (activation?.via === "upgrade") {
+        console.error(`molt: ${toMoltError(err).code}: ${toMoltError(err).message}`);
+        leave(1);
+      }
       throw err;
     }
     restoreMs = performance.now() - restoreStarted;
@@ -182,6 +189,7 @@ export async function run(configArg: string | undefined, options: RunOptions = {
                 onPhase(name, ms);
               };
               let handing: HandOut | undefined;
+              upgrading = true;
               try {
                 const { pid, kernel: loaded, blackoutMs } = await keeper.upgrade(
                   {
@@ -190,17 +198,21 @@ export async function run(configArg: string | undefined, options: RunOptions = {
                       gate = new Promise((resolve) => (open = resolve));
                       reopen = open;
                       await member?.leave();
-                      handing = await kernel.handOut(STOP_DEADLINE_MS);
+                      handing = await kernel.handOut(HAND_OUT_DEADLINE_MS);
                       phase("drain", handing.drainMs);
                       phase("dump", handing.dumpMs);
                       return handing.states;
                     },
                     resume: async () => {
-                      await handing?.resume();
-                      member = await newMember?.();
-                      member?.join();
-                      gate = undefined;
-                      reopen();
+                      try {
+                        await handing?.resume();
+                        member = await newMember?.();
+                        member?.join();
+                      } finally {
+                        // Whatever else failed, requests must never stay held.
+                        gate = undefined;
+                        reopen();
+                      }
                     },
                     retire: (forward) => {
                       handedOver = true;
@@ -218,6 +230,10 @@ export async function run(configArg: string | undefined, options: RunOptions = {
                 const e = toMoltError(err);
                 await chain.upgradeFailed({ code: e.code, message: e.message, tried: computeKernelIdentity(MOLT_ROOT) }).catch(() => undefined);
                 throw e;
+              } finally {
+                upgrading = false;
+                // A signal that came during the upgrade stops whichever runtime holds the state now.
+                if (signalled !== undefined) void stop(signalled);
               }
             };
       admin = new AdminServer(adminRuntime(kernel, metrics, live, { ...(chain === undefined ? {} : { chain }), ...(upgrade === undefined ? {} : { upgrade }) }), { ...config.admin, token });
@@ -269,6 +285,9 @@ export async function run(configArg: string | undefined, options: RunOptions = {
     leave(0);
   }
 }
+
+/** How long a kernel upgrade's drain and dumps may take in the old runtime (the keeper waits longer: keeper/keeper.ts). */
+const HAND_OUT_DEADLINE_MS = 10_000;
 
 /** How long an old runtime keeps serving its open connections (forwarding) after a handover. */
 const RETIRE_LINGER_MS = 15_000;

@@ -146,28 +146,32 @@ export class HttpIngress {
     this.#origin = origin;
   }
 
-  /** A connection accepted elsewhere (paused, as the keeper accepts them), served from here on. */
+  /**
+   * A connection accepted elsewhere (paused, as the keeper accepts them),
+   * served from here on. Node tracks only the connections of a server that
+   * listens, so these are counted here.
+   */
   accept(socket: Socket): void {
+    this.#adopted.add(socket);
+    socket.once("close", () => this.#adopted.delete(socket));
     this.#server.emit("connection", socket);
     socket.resume();
   }
 
+  readonly #adopted = new Set<Socket>();
+
   /**
    * From now on every answer closes its connection, so clients open their
-   * next one to whoever serves next (a kernel upgrade's new runtime).
-   * Resolves when no connection is left, or after `lingerMs` (then the rest
-   * are dropped).
+   * next one to whoever serves next (a kernel upgrade's new runtime); a
+   * connection with no request under way closes when its keep-alive timeout
+   * passes, as Node closes any idle one. Resolves when no connection is
+   * left, or after `lingerMs` (then the rest are dropped).
    */
   async closing(lingerMs: number): Promise<void> {
     this.#closing = true;
-    this.#server.closeIdleConnections();
     const until = Date.now() + lingerMs;
-    while (Date.now() < until) {
-      const open = await new Promise<number>((resolve) => this.#server.getConnections((_, n) => resolve(n)));
-      if (open === 0) break;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    this.#server.closeAllConnections();
+    while (this.#adopted.size > 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20));
+    for (const socket of this.#adopted) socket.destroy();
   }
 
   #closing = false;

@@ -195,14 +195,18 @@ export class Kernel {
         );
       }
     }
-    // Periodic snapshots bound what a crash of the whole runtime can lose.
-    if (this.config.snapshot.everyMs > 0) {
-      // Each service's failure is logged by snapshot() itself; a throw here would be a bug of the kernel's.
-      this.#snapshotTimer = setInterval(() => {
-        this.snapshot().catch((err: unknown) => this.#log.log("error", "periodic snapshot failed", { error: String(err) }));
-      }, this.config.snapshot.everyMs);
-      this.#snapshotTimer.unref();
-    }
+    this.#armSnapshots();
+  }
+
+  /** Periodic snapshots bound what a crash of the whole runtime can lose. */
+  #armSnapshots(): void {
+    clearInterval(this.#snapshotTimer);
+    if (this.config.snapshot.everyMs <= 0) return;
+    // Each service's failure is logged by snapshot() itself; a throw here would be a bug of the kernel's.
+    this.#snapshotTimer = setInterval(() => {
+      this.snapshot().catch((err: unknown) => this.#log.log("error", "periodic snapshot failed", { error: String(err) }));
+    }, this.config.snapshot.everyMs);
+    this.#snapshotTimer.unref();
   }
 
   /**
@@ -226,6 +230,7 @@ export class Kernel {
         resume: async () => {
           await out.resume(lost);
           this.#handingOut = false;
+          this.#armSnapshots();
         },
         retire: async () => {
           // This runtime writes nothing more: the other one owns the dataDir now.
@@ -237,6 +242,7 @@ export class Kernel {
       };
     } catch (err) {
       this.#handingOut = false;
+      this.#armSnapshots();
       throw err;
     }
   }

@@ -22,8 +22,14 @@ const RUNTIME_ENTRY = fileURLToPath(new URL("../cli/runtime.ts", import.meta.url
 const MAX_WAITING = 10_000;
 /** How long a new runtime may take to boot every service before an upgrade gives up on it. */
 const BOOT_DEADLINE_MS = 60_000;
-/** How long the blackout's steps may take, each. */
+/** How long the new runtime may take to restore every service and serve. */
 const STEP_DEADLINE_MS = 30_000;
+/**
+ * How long the old runtime may take to hand out: longer than its own
+ * deadline for the drain and the dumps (cli/run.ts, HAND_OUT_DEADLINE_MS,
+ * after leaving the fleet, at most 3 s), so that it always answers first.
+ */
+const HAND_OUT_WAIT_MS = 20_000;
 
 /** One line of log in the kernel's own pino shape (core/log.ts), so one reader reads both. */
 function log(level: "info" | "warn" | "error", msg: string, fields: Record<string, unknown> = {}): void {
@@ -114,9 +120,11 @@ class Runtime {
 
 class UpgradeFailure extends Error {
   readonly phase: UpgradePhase;
-  constructor(phase: UpgradePhase, message: string) {
+  readonly code: string;
+  constructor(phase: UpgradePhase, message: string, code = `ERR_KERNEL_UPGRADE_${phase.toUpperCase()}`) {
     super(message);
     this.phase = phase;
+    this.code = code;
   }
 }
 
@@ -126,8 +134,12 @@ export class Keeper {
   readonly #waiting: { listener: ListenerName; socket: Socket }[] = [];
   /** The runtime connections go to (none while one is being replaced). */
   #serving: Runtime | undefined;
-  /** The runtime that will serve next: an upgrade's new one, or one restarted after a crash. */
+  /** A second runtime kept booted, without state, to take over after a crash (`kernel.standby`). */
   #standby: Runtime | undefined;
+  /** During an upgrade, the runtime being replaced: if it dies in the blackout, a crash's recovery takes over. */
+  #handing: Runtime | undefined;
+  /** A stop asked for during an upgrade, carried out once the upgrade has settled. */
+  #stopAfterUpgrade: NodeJS.Signals | undefined;
   #settings: KernelSettings | undefined;
   #restarts: number[] = [];
   /** When the serving runtime last died (epoch ms): a restart's blackout runs from here. */
@@ -135,7 +147,7 @@ export class Keeper {
   #stopping = false;
   #upgrading = false;
   /** Forwarded requests in flight: the keeper's id → where the answer goes. */
-  readonly #forwards = new Map<number, { from: Runtime; id: number }>();
+  readonly #forwards = new Map<number, { from: Runtime; to: Runtime; id: number }>();
   #forwardIds = 0;
   #exit: (code: number) => void = () => undefined;
 
@@ -273,7 +285,7 @@ export class Keeper {
       return;
     }
     const id = ++this.#forwardIds;
-    this.#forwards.set(id, { from, id: message.id });
+    this.#forwards.set(id, { from, to, id: message.id });
     to.send({ ...message, id }).catch(() => {
       this.#forwards.delete(id);
       void from.send({ t: "forwarded", id: message.id, ok: false, value: { code: "ERR_STOPPING", message: "the serving runtime is gone" } }).catch(() => undefined);
@@ -287,24 +299,15 @@ export class Keeper {
   }
 
   async #upgrade(old: Runtime): Promise<void> {
-    const fail = async (phase: UpgradePhase, error: ErrorJson, next?: Runtime): Promise<void> => {
-      next?.kill();
-      log("warn", "kernel upgrade refused", { phase, code: error.code, error: error.message });
-      if (old.alive) await old.send({ t: "resume", phase, error }).catch(() => undefined);
-      if (this.#serving === undefined || this.#serving === next) {
-        this.#serving = old;
-        this.#flush();
-      }
-    };
     if (this.#upgrading || old !== this.#serving || this.#stopping) {
-      await fail("boot", { code: "ERR_KERNEL_UPGRADE_BUSY", message: this.#stopping ? "molt is stopping" : "an upgrade is already under way" });
+      // Only the one who asked is told: nothing else changes.
+      const error = { code: "ERR_KERNEL_UPGRADE_BUSY", message: this.#stopping ? "molt is stopping" : "an upgrade is already under way" };
+      await old.send({ t: "resume", phase: "boot", error }).catch(() => undefined);
       return;
     }
     this.#upgrading = true;
-    // The standby booted the old code: a new one is started from the new code once the upgrade is through.
-    this.#standby?.kill();
-    this.#standby = undefined;
     let next: Runtime | undefined;
+    let handed = false;
     try {
       const bootStarted = performance.now();
       next = this.#spawn("upgrade");
@@ -316,65 +319,93 @@ export class Keeper {
       await old.send({ t: "phase", phase: "boot", ms: performance.now() - bootStarted });
       // The blackout: connections wait here from now until the new runtime serves.
       this.#serving = undefined;
+      this.#handing = old;
       const since = Date.now();
       await old.send({ t: "hand-out" });
-      const out = await old.next(["states", "hand-out-failed"], STEP_DEADLINE_MS).catch((err: unknown) => {
+      const out = await old.next(["states", "hand-out-failed"], HAND_OUT_WAIT_MS).catch((err: unknown) => {
         throw new UpgradeFailure("handover", (err as Error).message);
       });
-      if (out.t === "hand-out-failed") {
-        await fail(out.phase, out.error, next);
-        return;
-      }
+      if (out.t === "hand-out-failed") throw new UpgradeFailure(out.phase, `${out.error.code}: ${out.error.message}`, out.error.code);
       const handStarted = performance.now();
       await next.send({ t: "activate", via: "upgrade", states: out.states as HandedState[], since });
       const up = await next.next(["ready", "activate-failed"], STEP_DEADLINE_MS).catch((err: unknown) => {
         throw new UpgradeFailure("restore", (err as Error).message);
       });
       if (up.t === "activate-failed") throw new UpgradeFailure("restore", `${up.error.code}: ${up.error.message}`);
-      await old.send({ t: "phase", phase: "handover", ms: performance.now() - handStarted - up.restoreMs }).catch(() => undefined);
-      await old.send({ t: "phase", phase: "restore", ms: up.restoreMs }).catch(() => undefined);
       const socketsStarted = performance.now();
       this.#serving = next;
+      this.#handing = undefined;
       old.stage = "retired";
+      handed = true;
       this.#flush();
+      await old.send({ t: "phase", phase: "handover", ms: socketsStarted - handStarted - up.restoreMs }).catch(() => undefined);
+      await old.send({ t: "phase", phase: "restore", ms: up.restoreMs }).catch(() => undefined);
       await old.send({ t: "phase", phase: "sockets", ms: performance.now() - socketsStarted }).catch(() => undefined);
       await old.send({ t: "handed", pid: next.pid, kernel: up.kernel }).catch(() => undefined);
       log("info", "kernel upgraded", { from: old.pid, to: next.pid });
+      // The standby booted the old code: one from the new code replaces it.
+      this.#standby?.kill();
+      this.#standby = undefined;
     } catch (err) {
-      const phase = err instanceof UpgradeFailure ? err.phase : "handover";
-      await fail(phase, { code: `ERR_KERNEL_UPGRADE_${phase.toUpperCase()}`, message: (err as Error).message }, next);
+      const failure = err instanceof UpgradeFailure ? err : new UpgradeFailure("handover", (err as Error).message);
+      next?.kill();
+      log("warn", "kernel upgrade refused", { phase: failure.phase, code: failure.code, error: failure.message });
+      this.#handing = undefined;
+      if (old.alive) {
+        await old.send({ t: "resume", phase: failure.phase, error: { code: failure.code, message: failure.message } }).catch(() => undefined);
+        if (this.#serving === undefined) {
+          this.#serving = old;
+          this.#flush();
+        }
+      } else if (this.#serving === undefined) {
+        // The old runtime died in the blackout: recovered as any crash is.
+        this.#recover(old, null, null);
+      }
     } finally {
       this.#upgrading = false;
-      this.#ensureStandby();
+      if (handed) this.#ensureStandby();
+      if (this.#stopAfterUpgrade !== undefined) this.#stop(this.#stopAfterUpgrade, true);
     }
   }
 
   #onExit(runtime: Runtime, code: number | null, signal: NodeJS.Signals | null): void {
-    const exitCode = runtime.meant ?? code ?? (signal === null ? 1 : 1);
+    const exitCode = runtime.meant ?? code ?? 1;
+    // Requests forwarded to it are answered with an error rather than never.
+    for (const [id, f] of this.#forwards) {
+      if (f.to !== runtime) continue;
+      this.#forwards.delete(id);
+      void f.from.send({ t: "forwarded", id: f.id, ok: false, value: { code: "ERR_STOPPING", message: "the runtime answering it ended" } }).catch(() => undefined);
+    }
     if (runtime === this.#standby) {
       this.#standby = undefined;
-      if (!this.#stopping && runtime.stage !== "retired") log("warn", "standby runtime exited", { runtime: runtime.pid, code, signal });
+      if (!this.#stopping) log("warn", "standby runtime exited", { runtime: runtime.pid, code, signal });
       return;
     }
+    // The runtime an upgrade is replacing: the upgrade sees it go and recovers (#upgrade).
+    if (runtime === this.#handing) return;
     if (runtime !== this.#serving || runtime.stage === "retired") return;
-    if (this.#stopping || !runtime.everReady && runtime.via === "start") {
+    if (this.#stopping || (!runtime.everReady && runtime.via === "start")) {
       // A stop, or a first start that failed (a bad config, a taken port: the runtime said why).
       this.#finish(exitCode);
       return;
     }
-    // The runtime died: the keeper's reason to exist.
+    this.#recover(runtime, code, signal);
+  }
+
+  /** The serving runtime died: the keeper's reason to exist. A new one takes over from the snapshots. */
+  #recover(dead: Runtime, code: number | null, signal: NodeJS.Signals | null): void {
     this.#serving = undefined;
     const now = Date.now();
     this.#diedAt = now;
     const { maxRestarts, windowMs } = this.#settings?.restart ?? { maxRestarts: 5, windowMs: 60_000 };
     this.#restarts = this.#restarts.filter((t) => now - t < windowMs);
     if (this.#restarts.length >= maxRestarts) {
-      log("error", `the runtime died ${this.#restarts.length + 1} times within ${windowMs} ms (kernel.restart.maxRestarts ${maxRestarts}); molt gives up`, { runtime: runtime.pid, code, signal });
+      log("error", `the runtime died ${this.#restarts.length + 1} times within ${windowMs} ms (kernel.restart.maxRestarts ${maxRestarts}); molt gives up`, { runtime: dead.pid, code, signal });
       this.#finish(1);
       return;
     }
     this.#restarts.push(now);
-    log("error", "the runtime died; starting a new one", { runtime: runtime.pid, code, signal, standby: this.#standby?.stage === "prepared" });
+    log("error", "the runtime died; starting a new one", { runtime: dead.pid, code, signal, standby: this.#standby?.stage === "prepared" });
     const standby = this.#standby;
     this.#standby = undefined;
     if (standby !== undefined && standby.stage === "prepared") {
@@ -396,9 +427,14 @@ export class Keeper {
     }
   }
 
-  #stop(signal: NodeJS.Signals): void {
-    if (this.#stopping) return;
+  #stop(signal: NodeJS.Signals, deferred = false): void {
+    if (this.#stopping && !deferred) return;
     this.#stopping = true;
+    // An upgrade settles first (resumed, or handed over), so that the runtime that stops is the one holding the state.
+    if (this.#upgrading) {
+      this.#stopAfterUpgrade = signal;
+      return;
+    }
     this.#standby?.kill("SIGTERM");
     const serving = this.#serving;
     if (serving === undefined || !serving.alive) {

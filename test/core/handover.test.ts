@@ -5,7 +5,7 @@
 import { mkdtempSync, readdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { resolveConfig } from "../../core/config.ts";
 import { Kernel } from "../../core/kernel.ts";
 import { lmdbStorage } from "../../core/lmdb-store.ts";
@@ -16,9 +16,9 @@ import { FIXTURES } from "../support/runtime.ts";
 const quiet = { log: () => undefined };
 const kernels: Kernel[] = [];
 
-function kernelOn(dataDir: string): Kernel {
+function kernelOn(dataDir: string, snapshotEveryMs = 0): Kernel {
   const config = resolveConfig(
-    { dataDir, snapshot: { everyMs: 0 }, services: { a: { entry: "./handover.ts" }, b: { entry: "./handover.ts", concurrency: 4 } } },
+    { dataDir, snapshot: { everyMs: snapshotEveryMs }, services: { a: { entry: "./handover.ts" }, b: { entry: "./handover.ts", concurrency: 4 } } },
     FIXTURES,
   );
   const kernel = new Kernel(config, { boot: localBoot, log: quiet, storage: lmdbStorage(config.dataDir, quiet) });
@@ -114,6 +114,18 @@ describe("a kernel handing its services to another", () => {
     const out = await old.handOut(5000);
     expect(out.states).toHaveLength(2);
     await out.resume();
+  });
+
+  it("takes periodic snapshots again after a refused hand-out", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "molt-handover-"));
+    const old = kernelOn(dataDir, 50);
+    await old.start();
+    await old.call("b", "failNextDump");
+    expect((await rejection(old.handOut(5000))).code).toBe("ERR_KERNEL_UPGRADE_DUMP");
+    const snapshots = join(dataDir, "snapshots");
+    const newest = (): number => Math.max(0, ...readdirSync(snapshots).map((f) => statSync(join(snapshots, f)).mtimeMs));
+    const after = Date.now();
+    await vi.waitFor(() => expect(newest()).toBeGreaterThan(after), { timeout: 5000, interval: 50 });
   });
 
   it("refuses a swap during a hand-out, and a second hand-out, with ERR_KERNEL_UPGRADE_BUSY", async () => {

@@ -29,6 +29,8 @@ Commands:
   bench swap <service> <a> <b>      swap a service back and forth under load: blackout, phases, latency
   fleet rollout <service> <entry>   roll a new version out across a fleet of runtimes (--nats <url>)
   fleet status                      every runtime of a fleet and the versions it runs (--nats <url>)
+                                    (--advisory <id>: which runtimes run a version that fixes it)
+  fleet advisory add|show|revoke    advisories: what fixes a problem, and a claim withdrawn
 
 Options:
   --config <path>  the runtime's config file (default: ./molt.config.ts)
@@ -149,35 +151,6 @@ If any phase fails, the old runtime resumes as it was and the command exits
 already running. ERR_KERNEL_UPGRADE_UNAVAILABLE: no keeper started this
 runtime (\`molt dev\` does not). \`molt history --kernel\` shows every upgrade.
 `,
-  fleet: `Usage: molt fleet rollout <service> <entry> --nats <url> [--canary N] [--batch M]
-                          [--max-failures K] [--pause <ms>] [--force] [--json]
-       molt fleet status --nats <url> [--service <name>] [--json]
-
-rollout: bundles <entry>, publishes it to the fleet by content hash, and
-swaps <service> live on every runtime that runs it: canaries first, one at
-a time, until N of them took the new version (default 1), then M runtimes at
-a time (default 1), with --pause milliseconds between steps. Each swap is
-the one \`molt swap\` does, rolled back on the runtime if it fails. More than
-K failed swaps (default 0) halt the rollout: every runtime it asked goes
-back to its previous version and the fleet's desired version to what it
-was. A runtime that does not answer is skipped and converges once the
-rollout completes. Ctrl-C halts the same way. Progress is printed as it
-happens (--json: one JSON object per line).
-Exit 0: completed. Exit 1 with ERR_ROLLOUT_HALTED (halted, runtimes taken
-back), ERR_ROLLOUT_BUSY (another rollout of the service runs or was
-interrupted: --force takes over), ERR_NO_SERVICE (no live runtime runs it),
-ERR_FLEET (NATS unreachable, or lost for more than 30 s mid-rollout: the
-runtimes stay as they are; run again with --force), ERR_SWAP_COMPILE.
-
-status: every runtime that announced itself, its services, each one's
-version, semver, stateVersion and recent history, and its last heartbeat.
-With --service, the runtimes grouped by the version they run, the ones on a
-version a later rollout superseded flagged.
-
---nats defaults to $MOLT_NATS. A runtime in a fleet converges to the fleet's
-settled version on its own: a local \`molt swap\` there lasts until its next
-reconcile (fleet.reconcileMs).
-`,
   snapshot: `Usage: molt snapshot [service] [--config <path>] [--json]
 
 Writes a snapshot of one service (or of every service) to dataDir now. One
@@ -223,6 +196,8 @@ async function main(argv: string[]): Promise<number> {
     console.error("molt: Node must run with --no-node-snapshot (isolated-vm crashes without it); use bin/molt.js or npm run molt");
     return 1;
   }
+  // The fleet's commands parse their own flags and print their own help (cli/fleet.ts), loaded only when asked for.
+  if (argv[0] === "fleet") return (await import("./fleet.ts")).fleetMain(argv.slice(1));
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -320,17 +295,6 @@ async function main(argv: string[]): Promise<number> {
         durationBetween: values["duration-between"],
         report: values.report,
         stopOnFailure: values["stop-on-failure"],
-      });
-    case "fleet":
-      return (await import("./fleet.ts")).fleetCommand(rest[0], rest.slice(1), {
-        nats: values.nats,
-        json: common.json,
-        service: values.service,
-        canary: values.canary,
-        batch: values.batch,
-        maxFailures: values["max-failures"],
-        pause: values.pause,
-        force: values.force,
       });
     default:
       console.error(`molt: unknown command "${command}"\n\n${USAGE}`);

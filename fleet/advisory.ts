@@ -17,7 +17,7 @@ import { Bucket, decodeRecord, encodeRecord, type AdvisoryRecord } from "./proto
  * The code for an advisory id no record exists for. Kept here until
  * protocol/errors.ts lists it as ErrorCode.NO_ADVISORY.
  */
-export const ERR_NO_ADVISORY = "ERR_NO_ADVISORY";
+export const ERR_NO_ADVISORY = ErrorCode.NO_ADVISORY;
 
 /** The severities an advisory may be given. */
 export const SEVERITIES = ["low", "medium", "high", "critical"] as const;

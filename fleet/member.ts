@@ -88,6 +88,8 @@ export class FleetMember implements RemoteServices {
   readonly #host = hostname();
   readonly #shared: { nc: NatsConnection; stores: FleetStores } | undefined;
   readonly #runtimeKernel: KernelInfo | null;
+  /** The connection's status events as this member follows them: stopped when it leaves a connection it shares. */
+  #statuses: AsyncIterable<unknown> | undefined;
 
   /** Plugs the fleet into the kernel's routing; call before the kernel starts, then `join`. */
   constructor(options: MemberOptions) {
@@ -185,6 +187,8 @@ export class FleetMember implements RemoteServices {
     // A shared connection belongs to whoever opened it: only this member's subscriptions end.
     if (this.#shared !== undefined) {
       for (const s of subscriptions) if (!s.isClosed()) s.unsubscribe();
+      // The client's status iterator has a stop(); its type does not say so.
+      (this.#statuses as { stop?: () => void } | undefined)?.stop?.();
     } else if (!nc.isClosed()) {
       await nc.close().catch(() => undefined);
     }
@@ -261,7 +265,9 @@ export class FleetMember implements RemoteServices {
   }
 
   async #watchStatus(nc: NatsConnection): Promise<void> {
-    for await (const status of nc.status()) {
+    const statuses = nc.status();
+    this.#statuses = statuses;
+    for await (const status of statuses) {
       if (status.type === "disconnect") {
         this.#disconnected = true;
         this.#log.log("warn", "fleet: disconnected from NATS, reconnecting", { node: this.node });

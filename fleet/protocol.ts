@@ -152,7 +152,15 @@ export interface RolloutRecord {
   failed: { node: string; code: string; message: string }[];
   skipped: string[];
   message?: string;
+  /**
+   * Set when the lists above were cut to fit the stored history (a rollout
+   * over thousands of runtimes): how many each had in full.
+   */
+  counts?: { swapped: number; failed: number; skipped: number };
 }
+
+/** Runtimes named per list of a stored rollout record; the rest are counted (RolloutRecord.counts). */
+export const ROLLOUT_NAMES_KEPT = 50;
 
 /** Every rollout of one service, oldest first (the last ROLLOUT_HISTORY kept). */
 export interface RolloutHistory {

@@ -14,12 +14,14 @@ import type { KvEntry } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { bundleService, shortId, type Bundle } from "../core/bundle.ts";
 import { ErrorCode, MoltError, toMoltError } from "../core/errors.ts";
-import { connectFleet, isStaleRevision, openStores, requestFailure, type FleetStores } from "./connection.ts";
+import { connectFleet, isStaleRevision, maxPayload, openStores, requestFailure, type FleetStores } from "./connection.ts";
 import { runningVersion } from "./nodes.ts";
 import {
   decodeRecord,
   encodeRecord,
+  HEARTBEAT_LIMITS,
   ROLLOUT_HISTORY,
+  ROLLOUT_NAMES_KEPT,
   Subject,
   type DesiredChange,
   type DesiredRecord,
@@ -290,21 +292,30 @@ class Rollout {
     const width = Math.max(1, this.#options.batch);
     const inFlight = new Set<Promise<void>>();
     let halted: string | undefined;
+    // A request that cannot be made at all (NATS gone past the wait) stops the
+    // rollout, after the others in flight have answered: none is left unheard.
+    let broken: { error: unknown } | undefined;
     for (;;) {
-      while (halted === undefined && !this.#aborted() && inFlight.size < width && this.#onNew() + inFlight.size < target) {
+      while (halted === undefined && broken === undefined && !this.#aborted() && inFlight.size < width && this.#onNew() + inFlight.size < target) {
         const node = this.#next();
         if (node === undefined) break;
         const asked: Promise<void> = this.#ask(node)
-          .then((result) => {
-            this.#tally(label, result);
-            halted ??= this.#overFailures();
-          })
+          .then(
+            (result) => {
+              this.#tally(label, result);
+              halted ??= this.#overFailures();
+            },
+            (error: unknown) => {
+              broken ??= { error };
+            },
+          )
           .finally(() => inFlight.delete(asked));
         inFlight.add(asked);
       }
       if (inFlight.size === 0) break;
       await Promise.race(inFlight);
     }
+    if (broken !== undefined) throw broken.error;
     return halted ?? (this.#aborted() ? "interrupted" : undefined);
   }
 
@@ -622,12 +633,18 @@ class Rollout {
         const history: RolloutHistory =
           entry === null || entry.operation !== "PUT" ? { service, rollouts: [] } : decodeRecord<RolloutHistory>(entry.value, "rollout history");
         const at = history.rollouts.findIndex((r) => r.id === this.#record.id);
-        if (at === -1) history.rollouts.push({ ...this.#record });
-        else history.rollouts[at] = { ...this.#record };
+        if (at === -1) history.rollouts.push(storedRollout(this.#record));
+        else history.rollouts[at] = storedRollout(this.#record);
         history.rollouts = history.rollouts.slice(-ROLLOUT_HISTORY);
+        // The whole history is one KV value: the oldest rollouts go first if it outgrows a NATS message.
+        let bytes = encodeRecord(history);
+        while (bytes.byteLength > maxPayload(this.#nc) && history.rollouts.length > 1) {
+          history.rollouts.shift();
+          bytes = encodeRecord(history);
+        }
         try {
-          if (entry === null) await this.#stores.rollouts.create(service, encodeRecord(history));
-          else await this.#stores.rollouts.update(service, encodeRecord(history), entry.revision);
+          if (entry === null) await this.#stores.rollouts.create(service, bytes);
+          else await this.#stores.rollouts.update(service, bytes, entry.revision);
           return;
         } catch (err) {
           if (!isStaleRevision(err)) throw err;
@@ -649,6 +666,24 @@ class Rollout {
   #emit(event: RolloutEvent): void {
     this.#options.onEvent?.(event);
   }
+}
+
+/**
+ * A rollout's record as the history keeps it: at most ROLLOUT_NAMES_KEPT
+ * runtimes per list and short messages, so that a rollout over 50,000
+ * runtimes fits one KV value beside the ones before it. The full lists
+ * are in the rollout's own output.
+ */
+export function storedRollout(record: RolloutRecord): RolloutRecord {
+  const { swapped, failed, skipped } = record;
+  const kept = {
+    ...record,
+    swapped: swapped.slice(0, ROLLOUT_NAMES_KEPT),
+    failed: failed.slice(0, ROLLOUT_NAMES_KEPT).map((f) => ({ ...f, message: f.message.slice(0, HEARTBEAT_LIMITS.message) })),
+    skipped: skipped.slice(0, ROLLOUT_NAMES_KEPT),
+  };
+  const cut = Math.max(swapped.length, failed.length, skipped.length) > ROLLOUT_NAMES_KEPT;
+  return cut ? { ...kept, counts: { swapped: swapped.length, failed: failed.length, skipped: skipped.length } } : kept;
 }
 
 /** Runs `run` over every item, at most `width` at a time, in order of the items. */

@@ -34,11 +34,6 @@ interface AdvisoryStatusJson {
   unknown: Entry[];
 }
 
-interface FleetStatusJson {
-  nodes: { node: string; live: boolean; services: { name: string; version: string; semver: string; fixes: string[] }[] }[];
-  desired: Record<string, { version: string; state: string }>;
-}
-
 let nats: NatsServer;
 const runtimes = new Map<Name, { config: string; runtime: RunningRuntime }>();
 
@@ -56,7 +51,8 @@ async function startNode(name: Name): Promise<void> {
 };
 `,
   );
-  runtimes.set(name, { config, runtime: await startRuntime(config) });
+  // A loaded machine (the suite runs beside others) can take long to start three runtimes at once.
+  runtimes.set(name, { config, runtime: await startRuntime(config, { readyTimeoutMs: 60_000 }) });
 }
 
 // The CLI is what these tests exercise; where they only need to know the
@@ -78,7 +74,7 @@ beforeAll(async () => {
     const live = (await readFleet(nats.url)).nodes.filter((n) => n.live).length;
     if (live < 3) throw new Error(`${live} runtimes joined`);
   }, 20_000);
-}, 60_000);
+}, 90_000);
 
 afterAll(async () => {
   await Promise.all([...runtimes.values()].map((r) => r.runtime.stop()));
@@ -92,17 +88,18 @@ describe("advisories and waves across a fleet", () => {
       runCli(["status", "--json", "--config", b]),
       runCli(["history", "patched", "--json", "--config", b]),
       runCli(["status", "--config", b]),
-      fleetJson<FleetStatusJson>(["status"], nats.url),
+      readFleet(nats.url),
     ]);
     expect((JSON.parse(json.stdout) as { services: unknown[] }).services).toMatchObject([{ name: "patched", fixes: [ID] }]);
     expect((JSON.parse(history.stdout) as { records: { fixes?: string[] }[] }).records.at(-1)?.fixes).toEqual([ID]);
     expect(text.stdout).toMatch(/patched .*MOLT-2026-0001/);
     expect(Object.fromEntries(fleet.nodes.map((n) => [n.node, n.services[0]?.fixes]))).toEqual({ a: [], b: [ID], c: [ID, "MOLT-2026-0002"] });
-  });
+  }, 60_000);
 
   it("adds an advisory, shows it, and groups the runtimes by whether the version they run fixes it", async () => {
     const added = await runCli(["fleet", "advisory", "add", ID, "--title", "heap overflow in the parser", "--severity", "high", "--nats", nats.url]);
     expect(added.code, added.stdout + added.stderr).toBe(0);
+    console.log(added.stdout);
     const shown = await fleetJson<AdvisoryStatusJson["advisory"]>(["advisory", "show", ID], nats.url);
     expect(shown).toMatchObject({ id: ID, title: "heap overflow in the parser", severity: "high", fixedIn: [], revoked: [] });
 
@@ -122,17 +119,18 @@ describe("advisories and waves across a fleet", () => {
     expect(text.stdout).toMatch(/^vulnerable +1 runtime$/m);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/ERR_NO_ADVISORY/);
-  });
+  }, 60_000);
 
   it("after v2's claim is revoked, the runtime on v2 is vulnerable and v3 still counts as fixed", async () => {
     const v2 = (await advisory()).fixed.find((e) => e.node === "b")?.version as string;
     const revoked = await runCli(["fleet", "advisory", "revoke", ID, "--version", v2.slice(0, 12), "--nats", nats.url]);
     expect(revoked.code, revoked.stdout + revoked.stderr).toBe(0);
-    const status = await fleetJson<AdvisoryStatusJson>(["status", "--advisory", ID], nats.url);
+    console.log(revoked.stdout);
+    const status = await advisory();
     expect(status.advisory.revoked).toEqual([v2.slice(0, 12)]);
     expect(who(status.fixed)).toEqual(["c 3.0.0"]);
     expect(who(status.vulnerable)).toEqual(["a 1.0.0", "b 2.0.0"]);
-  });
+  }, 60_000);
 
   it("rolls v3 out in waves, printing each wave as it goes, and leaves every runtime fixed", async () => {
     const rollout = startFleetCli(["rollout", "patched", entry("v3.ts"), "--waves", "34,67,100"], nats.url);
@@ -154,7 +152,7 @@ describe("advisories and waves across a fleet", () => {
     const status = await advisory();
     expect(who(status.fixed)).toEqual(["a 3.0.0", "b 3.0.0", "c 3.0.0"]);
     expect(status.vulnerable).toEqual([]);
-  });
+  }, 60_000);
 
   it("halts a wave in which a runtime fails its swap, and takes the runtimes of the earlier waves back", async () => {
     const settled = (await readFleet(nats.url)).desired.patched;
@@ -173,7 +171,7 @@ describe("advisories and waves across a fleet", () => {
     expect(await versions()).toEqual({ a: "3.0.0", b: "3.0.0", c: "3.0.0" });
     // The fleet's decision is the one before the failed rollout.
     expect((await readFleet(nats.url)).desired.patched).toMatchObject({ version: settled?.version, state: "settled" });
-  }, 30_000);
+  }, 60_000);
 
   it("puts a runtime whose heartbeat stopped in the unknown group", async () => {
     await runtimes.get("c")?.runtime.stop("SIGKILL");

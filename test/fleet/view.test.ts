@@ -5,16 +5,14 @@
 // them.
 
 import type { KV } from "@nats-io/kv";
-import type { NatsConnection } from "@nats-io/transport-node";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import type { ResolvedFleet } from "../../core/config.ts";
-import { connectFleet, openStores, type FleetStores } from "../../fleet/connection.ts";
 import { FleetMember, type MemberKernel } from "../../fleet/member.ts";
 import { readNodes } from "../../fleet/nodes.ts";
 import { encodeRecord, type NodeRecord } from "../../fleet/protocol.ts";
 import { NodesView } from "../../fleet/view.ts";
 import type { ServiceStatus } from "../../protocol/admin.ts";
-import { NatsServer } from "../support/nats.ts";
+import { natsPerSuite } from "../support/fleet.ts";
 
 const V1 = "a1".repeat(32);
 
@@ -88,20 +86,10 @@ function stubKernel(fixes: string[]): MemberKernel {
 }
 
 describe("reading the fleet", () => {
-  let server: NatsServer;
-  let nc: NatsConnection;
-  let stores: FleetStores;
-  beforeAll(async () => {
-    server = await NatsServer.start();
-    nc = await connectFleet({ servers: server.url, name: "test", waitOnFirstConnect: false });
-    stores = await openStores(nc);
-  });
-  afterAll(async () => {
-    await nc?.close();
-    await server?.stop();
-  });
+  const nats = natsPerSuite();
 
   it("lists 300 runtimes through one consumer, with no get per runtime", async () => {
+    const { stores } = nats();
     await Promise.all(Array.from({ length: 300 }, (_, i) => stores.nodes.put(`n${String(i).padStart(3, "0")}`, heartbeat(`n${String(i).padStart(3, "0")}`))));
     // Rewritten: the listing has the latest record, once.
     await stores.nodes.put("n007", heartbeat("n007", { stoppedAt: "then" }));
@@ -115,6 +103,7 @@ describe("reading the fleet", () => {
   });
 
   it("a tool's view follows joins, restarts and changes through its one watch, without listing again", async () => {
+    const { stores } = nats();
     const { kv, gets } = counted(stores.nodes);
     const view = await NodesView.open(kv);
     try {
@@ -137,6 +126,7 @@ describe("reading the fleet", () => {
   });
 
   it("a member on a shared connection heartbeats its fixes and kernel, and leaving does not close the connection", async () => {
+    const { server, nc, stores } = nats();
     const fleet: ResolvedFleet = { nats: server.url, node: "shared-1", heartbeatMs: 60_000, reconcileMs: 60_000 } as ResolvedFleet;
     const log = { log: () => undefined };
     const members = ["shared-1", "shared-2"].map(

@@ -189,13 +189,16 @@ export class KeeperLink {
     this.#send({ t: "upgrade" });
     try {
       const end = await outcome;
+      // The blackout ends when the keeper says the new runtime serves, not once this one has cleaned up.
+      const blackoutMs = heldAt === undefined ? 0 : performance.now() - heldAt;
       await handOut;
       if (end.t === "resume") {
         if (heldAt !== undefined) await steps.resume();
         throw new MoltError(end.error.code, `${end.phase}: ${end.error.message}`);
       }
+      for (const { phase, ms } of end.phases) onPhase(phase, ms);
       steps.retire((service, method, payload) => this.forward(service, method, payload));
-      return { pid: end.pid, kernel: end.kernel, blackoutMs: heldAt === undefined ? 0 : performance.now() - heldAt };
+      return { pid: end.pid, kernel: end.kernel, blackoutMs };
     } finally {
       this.#waiters.delete(phases);
       this.#waiters.delete(onHandOut);

@@ -338,10 +338,12 @@ export class Keeper {
       old.stage = "retired";
       handed = true;
       this.#flush();
-      await old.send({ t: "phase", phase: "handover", ms: socketsStarted - handStarted - up.restoreMs }).catch(() => undefined);
-      await old.send({ t: "phase", phase: "restore", ms: up.restoreMs }).catch(() => undefined);
-      await old.send({ t: "phase", phase: "sockets", ms: performance.now() - socketsStarted }).catch(() => undefined);
-      await old.send({ t: "handed", pid: next.pid, kernel: up.kernel }).catch(() => undefined);
+      const phases = [
+        { phase: "handover" as const, ms: socketsStarted - handStarted - up.restoreMs },
+        { phase: "restore" as const, ms: up.restoreMs },
+        { phase: "sockets" as const, ms: performance.now() - socketsStarted },
+      ];
+      await old.send({ t: "handed", pid: next.pid, kernel: up.kernel, phases }).catch(() => undefined);
       log("info", "kernel upgraded", { from: old.pid, to: next.pid });
       // The standby booted the old code: one from the new code replaces it.
       this.#standby?.kill();

@@ -66,7 +66,8 @@ export type ToRuntime =
   | { t: "conn"; listener: ListenerName }
   | { t: "phase"; phase: UpgradePhase; ms: number }
   | { t: "hand-out" }
-  | { t: "handed"; pid: number; kernel: { version: string; semver: string } }
+  /** `phases`: the steps the keeper and the new runtime timed (handover, restore, sockets), said once the new runtime serves. */
+  | { t: "handed"; pid: number; kernel: { version: string; semver: string }; phases: { phase: UpgradePhase; ms: number }[] }
   | { t: "resume"; phase: UpgradePhase; error: ErrorJson }
   | { t: "forward"; id: number; service: string; method: string; payload: unknown }
   | { t: "forwarded"; id: number; ok: boolean; value: unknown };

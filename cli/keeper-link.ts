@@ -10,6 +10,7 @@ import type { ErrorJson, FromRuntime, HandedState, ListenerName, ListenerSpec, T
 import { KEEPER_ENV } from "../keeper/protocol.ts";
 import type { KernelSettings } from "../keeper/protocol.ts";
 import { ErrorCode, MoltError, toMoltError } from "../core/errors.ts";
+import { quarantinedIsolates } from "../core/isolate-host.ts";
 
 type Message = ToRuntime;
 
@@ -47,7 +48,8 @@ export class KeeperLink {
 
   private constructor() {
     // The keeper gone (even by SIGKILL): its sockets are gone, and so is the reason to run.
-    process.on("disconnect", () => process.exit(1));
+    // After a quarantine a normal exit waits forever on isolated-vm's parked thread (see cli/run.ts, leave): kill instead.
+    process.on("disconnect", () => (quarantinedIsolates() === 0 ? process.exit(1) : process.kill(process.pid, "SIGKILL")));
     process.on("message", (message: Message, handle?: Socket) => this.#receive(message, handle));
   }
 

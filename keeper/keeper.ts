@@ -49,6 +49,8 @@ class Runtime {
   meant: number | undefined;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   readonly #waiters = new Set<(m: Said) => void>();
+  /** Connections sent to this runtime and not written yet: Node queues a handle behind one the runtime has not acknowledged, and never calls back if the runtime dies. */
+  readonly handing = new Set<{ listener: ListenerName; socket: Socket }>();
 
   constructor(args: readonly string[], via: Via, onMessage: (runtime: Runtime, message: Said) => void) {
     this.via = via;
@@ -83,7 +85,18 @@ class Runtime {
       if (!this.child.connected) return reject(new Error("the runtime's channel is closed"));
       const done = (err: Error | null): void => (err === null ? resolve() : reject(err));
       if (handle === undefined) this.child.send(message, done);
-      else this.child.send(message, handle, { keepOpen: false }, done);
+      else {
+        // The keeper keeps its own descriptor until the message is written, then closes it
+        // (the runtime's is in flight): Node's own close waits for an acknowledgement that
+        // a runtime killed meanwhile never sends, and the connection would hang in the keeper.
+        const entry = { listener: (message as { listener: ListenerName }).listener, socket: handle };
+        this.handing.add(entry);
+        this.child.send(message, handle, { keepOpen: true }, (err) => {
+          this.handing.delete(entry);
+          if (err === null) handle.destroy();
+          done(err);
+        });
+      }
     });
   }
 
@@ -179,6 +192,7 @@ export class Keeper {
         return;
       case "prepared":
         runtime.stage = "prepared";
+        if (runtime === this.#standby) log("info", "standby runtime booted", { runtime: runtime.pid });
         // A first start and a restart without a standby activate at once; an upgrade's runtime and a standby wait.
         if (runtime === this.#serving && !runtime.everReady) void runtime.send({ t: "activate", via: runtime.via, states: null, since: runtime.via === "start" ? null : this.#diedAt }).catch(() => undefined);
         return;
@@ -371,6 +385,9 @@ export class Keeper {
   }
 
   #onExit(runtime: Runtime, code: number | null, signal: NodeJS.Signals | null): void {
+    // Connections that never left the keeper wait for the next runtime.
+    for (const { listener, socket } of runtime.handing) this.#wait(listener, socket);
+    runtime.handing.clear();
     const exitCode = runtime.meant ?? code ?? 1;
     // Requests forwarded to it are answered with an error rather than never.
     for (const [id, f] of this.#forwards) {

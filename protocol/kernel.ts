@@ -117,8 +117,9 @@ export type KernelUpgradeBody = Record<string, never>;
 
 /**
  * One line of an upgrade's NDJSON answer: a line per phase as it ends, then
- * the report, or an error once the upgrade has begun. An upgrade that cannot
- * begin (no keeper, one already running) answers an ErrorBody instead.
+ * the report, or an error once a phase has ended. An upgrade that cannot
+ * begin (no keeper, one already running), or fails before its first phase
+ * ends (the new runtime does not boot), answers an ErrorBody instead.
  */
 export type KernelUpgradeProgress =
   | { event: "phase"; phase: KernelUpgradePhase; ms: number }

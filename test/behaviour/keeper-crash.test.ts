@@ -132,13 +132,14 @@ describe.each([
     const result = gen.result();
 
     // No connection refused: the keeper held the listening socket throughout.
-    // Only requests the dead runtime had accepted may fail, at most one per
-    // client, and those are resets: a connection that waits forever
-    // (ETIMEDOUT here) is a failure too.
+    // Only requests the dead runtime had accepted may fail, and those are
+    // resets: per client, the one in flight at the kill and, at most, one on
+    // a connection handed over in the instant before the keeper saw the
+    // death. A connection that waits forever (ETIMEDOUT here) is a failure too.
     console.log(`[standby ${standby}, keep-alive ${keepAlive}] ${result.ok} ok, failed: ${JSON.stringify(result.failuresByKind)}`);
     expect(result.failuresByKind.ECONNREFUSED ?? 0).toBe(0);
     expect(Object.keys(result.failuresByKind).filter((kind) => kind !== "ECONNRESET"), JSON.stringify(result.failuresByKind)).toEqual([]);
-    expect(result.failed.length).toBeLessThanOrEqual(clients);
+    expect(result.failed.length).toBeLessThanOrEqual(2 * clients);
     expect(result.lost).toBe(0);
 
     // Two runtimes answered, and the new one went on from the snapshot, not from zero.

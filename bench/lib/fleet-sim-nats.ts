@@ -32,12 +32,25 @@ export class SimNats {
   readonly monitorPort: number;
   readonly #dir: string;
   readonly #child: ChildProcess;
+  /** Warnings and errors the server logged, by their text with numbers taken out, counted. */
+  readonly warnings = new Map<string, number>();
 
   private constructor(port: number, monitorPort: number, dir: string, child: ChildProcess) {
     this.port = port;
     this.monitorPort = monitorPort;
     this.#dir = dir;
     this.#child = child;
+    const count = (d: Buffer): void => {
+      for (const line of d.toString().split("\n")) {
+        const m = /\[(WRN|ERR)\] (.*)/.exec(line);
+        if (m === null) continue;
+        // Client ids, consumer names and times vary from line to line: the first words say what happened.
+        const key = `${m[1]} ${(m[2] ?? "").replace(/[\d.:]+/g, "#").slice(0, 64)}`;
+        this.warnings.set(key, (this.warnings.get(key) ?? 0) + 1);
+      }
+    };
+    child.stdout?.on("data", count);
+    child.stderr?.on("data", count);
   }
 
   static async start(): Promise<SimNats> {

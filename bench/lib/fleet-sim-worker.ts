@@ -25,6 +25,8 @@ export interface WorkerStart {
   reconcileMs: number;
   /** NATS connections this process opens; its members share them, in turn. */
   connections: number;
+  /** Each member joins at a random moment within this many ms (0: all at once). */
+  spreadMs: number;
 }
 
 export type ToWorker = WorkerStart | { type: "leave" } | { type: "usage" };
@@ -70,8 +72,13 @@ async function start(order: WorkerStart): Promise<void> {
     const connection = shared.length === 0 ? undefined : shared[i % shared.length];
     members.push(new FleetMember({ kernel, fleet: { ...fleet, node }, dataDir: `/sim/${node}`, log, ...(connection === undefined ? {} : { connection }) }));
   });
-  for (const member of members) member.join();
-  const joined = await Promise.allSettled(members.map((m) => m.joined()));
+  const joined = await Promise.allSettled(
+    members.map(async (member) => {
+      if (order.spreadMs > 0) await new Promise((resolve) => setTimeout(resolve, Math.random() * order.spreadMs));
+      member.join();
+      await member.joined();
+    }),
+  );
   tell({ type: "joined", members: members.length, ms: performance.now() - t0, failed: joined.filter((r) => r.status === "rejected").length });
 }
 

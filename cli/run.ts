@@ -1,6 +1,7 @@
 // `molt run`: starts a runtime from a config file, prints one ready line per
 // listener, and on SIGINT/SIGTERM stops accepting, drains and exits 0.
 
+import type { Socket } from "node:net";
 import { join } from "node:path";
 import { AdminServer, adminRuntime, adminToken } from "../core/admin.ts";
 import { DEFAULTS, findConfig, loadConfig, type ResolvedConfig } from "../core/config.ts";
@@ -21,7 +22,7 @@ import type { UpgradePhase } from "../keeper/protocol.ts";
 import type { KernelUpgradeReport } from "../protocol/kernel.ts";
 import type { FleetMember } from "../fleet/member.ts";
 import { KeeperLink } from "./keeper-link.ts";
-import { checkPorts, portError } from "./ports.ts";
+import { checkPorts, portError, type PortSetting } from "./ports.ts";
 import { warnStaleEntries } from "./stale-entries.ts";
 
 /** How long a graceful stop may take before the process exits anyway. */
@@ -139,6 +140,19 @@ export async function run(configArg: string | undefined, options: RunOptions = {
       throw setting === undefined ? err : portError(setting, err);
     });
   }
+  /** A server takes the connections the keeper hands over on its listener, or, with no keeper, listens itself. */
+  const serve = async (server: Listener, name: "http" | "admin", port: PortSetting | undefined): Promise<void> => {
+    const url = held?.get(name);
+    if (keeper !== undefined && url !== undefined) {
+      server.adopt(url);
+      keeper.onConnection(name, (socket) => server.accept(socket));
+      return;
+    }
+    // The port was free a moment ago; another process may still have taken it since.
+    await server.listen().catch((err: unknown) => {
+      throw port === undefined ? err : portError(port, err);
+    });
+  };
   let restoreMs = 0;
   let activation: Awaited<ReturnType<KeeperLink["prepared"]>> | undefined;
   try {
@@ -165,17 +179,7 @@ export async function run(configArg: string | undefined, options: RunOptions = {
         if (gate !== undefined) await gate;
         return target(service, method, payload);
       });
-      const url = held?.get("http");
-      if (keeper !== undefined && url !== undefined) {
-        ingress.adopt(url);
-        const accepting = ingress;
-        keeper.onConnection("http", (socket) => accepting.accept(socket));
-      } else {
-        // The port was free a moment ago; another process may still have taken it since.
-        await ingress.listen().catch((err: unknown) => {
-          throw httpPort === undefined ? err : portError(httpPort, err);
-        });
-      }
+      await serve(ingress, "http", httpPort);
     }
     if (config.admin !== null && token !== undefined) {
       const upgrade =
@@ -237,16 +241,7 @@ export async function run(configArg: string | undefined, options: RunOptions = {
               }
             };
       admin = new AdminServer(adminRuntime(kernel, metrics, live, { ...(chain === undefined ? {} : { chain }), ...(upgrade === undefined ? {} : { upgrade }) }), { ...config.admin, token });
-      const url = held?.get("admin");
-      if (keeper !== undefined && url !== undefined) {
-        admin.adopt(url);
-        const accepting = admin;
-        keeper.onConnection("admin", (socket) => accepting.accept(socket));
-      } else {
-        await admin.listen().catch((err: unknown) => {
-          throw adminPort === undefined ? err : portError(adminPort, err);
-        });
-      }
+      await serve(admin, "admin", adminPort);
     }
     // A runtime taking over from another serves first: what follows is outside its blackout.
     if (keeper !== undefined && activation !== undefined) keeper.ready(restoreMs, kernelIdentity(), (service, method, payload) => kernel.call(service, method, payload));
@@ -284,6 +279,13 @@ export async function run(configArg: string | undefined, options: RunOptions = {
     await admin?.close();
     leave(0);
   }
+}
+
+/** What HttpIngress and AdminServer both are: a server that listens, or serves connections accepted elsewhere. */
+interface Listener {
+  listen(): Promise<unknown>;
+  adopt(url: string): void;
+  accept(socket: Socket): void;
 }
 
 /** How long a kernel upgrade's drain and dumps may take in the old runtime (the keeper waits longer: keeper/keeper.ts). */

@@ -270,7 +270,8 @@ export async function run(configArg: string | undefined, options: RunOptions = {
   console.log(`molt: ready${how}, ${names.length} service${names.length === 1 ? "" : "s"} (${names.join(", ")})`);
   if (options.ready !== undefined) options.ready(kernel, config);
   // The check bundles every entry again: it must never hold up or take down a runtime that serves.
-  else void warnStaleEntries(kernel, config).catch(() => undefined);
+  // A runtime taking over from another (an upgrade, a restart) checks later: its first requests come first.
+  else setTimeout(() => void warnStaleEntries(kernel, config).catch(() => undefined), activation === undefined || activation.via === "start" ? 0 : 5000).unref();
 
   /** After a handover: what is still on this runtime's connections goes to the new one, then this process ends. */
   async function retire(handing: HandOut | undefined): Promise<void> {

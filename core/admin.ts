@@ -400,6 +400,8 @@ export class AdminServer {
       return fail(res, statusFor(ErrorCode.KERNEL_UPGRADE_UNAVAILABLE), ErrorCode.KERNEL_UPGRADE_UNAVAILABLE, "this runtime was not started by a keeper (molt run starts one; molt dev does not)");
     }
     if (this.#upgrading !== undefined) return fail(res, statusFor(ErrorCode.KERNEL_UPGRADE_BUSY), ErrorCode.KERNEL_UPGRADE_BUSY, "an upgrade of this runtime is already running");
+    // This process may be gone once the answer is written: a client that pools connections must not send its next request here.
+    res.setHeader("connection", "close");
     const answered = new Promise<void>((resolvePromise) => res.once("close", resolvePromise));
     this.#upgrading = answered;
     try {

@@ -1,11 +1,11 @@
 // Behaviour: kv keeps its entries in storage, so a PUT it acknowledged over
 // HTTP is there after the runtime process is killed with SIGKILL and started
-// again on the same dataDir. Periodic snapshots are a minute apart and none
+// again on the same dataDir (by its keeper, as `molt run` does). Periodic snapshots are a minute apart and none
 // exists when the process dies: what comes back is storage's doing.
 
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { ROOT, startRuntime, writeConfig, type RunningRuntime } from "../support/runtime.ts";
 
 const N = 200;
@@ -41,15 +41,20 @@ describe("kv under SIGKILL", () => {
       running.push(rt);
       return rt;
     };
-    /** SIGKILL to the runtime process itself (bin/molt.js is only its launcher), then waits for both to be gone. */
-    const kill = async (rt: RunningRuntime): Promise<void> => {
+    const runtimePid = (): number => (JSON.parse(readFileSync(join(dataDir, "admin.json"), "utf8")) as { pid: number }).pid;
+    /**
+     * SIGKILL to the runtime process itself (bin/molt.js is only its
+     * launcher, the keeper its parent), then waits for the keeper's new
+     * runtime to serve on the same sockets.
+     */
+    const kill = async (rt: RunningRuntime): Promise<RunningRuntime> => {
       // No snapshot of kv exists to bring anything back.
       expect(existsSync(join(dataDir, "snapshots", "kv.msgpack"))).toBe(false);
-      const { pid } = JSON.parse(readFileSync(join(dataDir, "admin.json"), "utf8")) as { pid: number };
+      const pid = runtimePid();
       expect(pid).not.toBe(rt.process.pid);
       process.kill(pid, "SIGKILL");
-      // The launcher exits once its child has: then nothing of this runtime runs.
-      await new Promise<void>((resolve) => (rt.process.exitCode !== null || rt.process.signalCode !== null ? resolve() : rt.process.once("exit", () => resolve())));
+      await vi.waitFor(() => expect(runtimePid()).not.toBe(pid), { timeout: 60_000, interval: 50 });
+      return rt;
     };
     const send = async (base: string, method: string, key: string, body?: string): Promise<{ status: number; text: string }> => {
       const res = await fetch(`${base}${path(key)}`, { method, ...(body === undefined ? {} : { body }) });
@@ -59,9 +64,7 @@ describe("kv under SIGKILL", () => {
     // A stream of PUTs, each acknowledged before the next, and the kill right after the last.
     const first = await start();
     for (let i = 0; i < N; i++) expect((await send(first.url, "PUT", keyOf(i), `value ${i}`)).status, keyOf(i)).toBe(200);
-    await kill(first);
-
-    const second = await start();
+    const second = await kill(first);
     const missing: string[] = [];
     for (let i = 0; i < N; i++) {
       const answer = await send(second.url, "GET", keyOf(i));
@@ -72,9 +75,7 @@ describe("kv under SIGKILL", () => {
     // Overwrites and deletes are as durable as the first writes.
     for (let i = 0; i < 50; i++) expect((await send(second.url, "PUT", keyOf(i), `again ${i}`)).status).toBe(200);
     for (let i = 50; i < 100; i++) expect((await send(second.url, "DELETE", keyOf(i))).status).toBe(200);
-    await kill(second);
-
-    const third = await start();
+    const third = await kill(second);
     const wrong: string[] = [];
     for (let i = 0; i < N; i++) {
       const answer = await send(third.url, "GET", keyOf(i));

@@ -5,7 +5,7 @@
 // instant.
 
 import { hostname } from "node:os";
-import { jetstream, JetStreamApiCodes, JetStreamApiError, type JetStreamClient } from "@nats-io/jetstream";
+import { jetstream, JetStreamApiCodes, JetStreamApiError, type DirectStreamAPI, type JetStreamClient } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import { connect, errors, type NatsConnection } from "@nats-io/transport-node";
@@ -17,6 +17,8 @@ export interface FleetStores {
   desired: KV;
   rollouts: KV;
   bundles: ObjectStore;
+  /** Direct gets on the fleet's streams: how a runtime reads a bundle without creating a consumer (fleet/bundles.ts). */
+  direct: DirectStreamAPI;
 }
 
 export interface ConnectOptions {
@@ -48,20 +50,22 @@ export async function openStores(nc: NatsConnection): Promise<FleetStores> {
   const js: JetStreamClient = jetstream(nc, { timeout: 10_000 });
   const kvm = new Kvm(js);
   try {
-    const [nodes, desired, rollouts, bundles] = await Promise.all([
+    const [nodes, desired, rollouts, bundles, jsm] = await Promise.all([
       kvm.create(Bucket.nodes, { history: 1, ttl: NODE_RECORD_MAX_AGE_MS }),
       kvm.create(Bucket.desired, { history: 5 }),
       kvm.create(Bucket.rollouts, { history: 1 }),
       new Objm(js).create(Bucket.bundles),
+      // The stores above have just proved JetStream answers: no second check.
+      js.jetstreamManager(false),
     ]);
-    return { nodes, desired, rollouts, bundles };
+    return { nodes, desired, rollouts, bundles, direct: jsm.direct };
   } catch (cause) {
     throw storesFailure(cause);
   }
 }
 
 /** Opens the buckets a reader needs without creating anything; null when no runtime has made them yet. */
-export async function openExistingStores(nc: NatsConnection): Promise<Omit<FleetStores, "bundles"> | null> {
+export async function openExistingStores(nc: NatsConnection): Promise<Omit<FleetStores, "bundles" | "direct"> | null> {
   const kvm = new Kvm(jetstream(nc, { timeout: 10_000 }));
   try {
     const [nodes, desired, rollouts] = await Promise.all([kvm.open(Bucket.nodes), kvm.open(Bucket.desired), kvm.open(Bucket.rollouts)]);

@@ -26,6 +26,7 @@ export type MemberKernel = Pick<Kernel, "useRemote" | "status" | "history" | "re
 import type { KernelLog } from "../core/log.ts";
 import type { RemoteServices } from "../core/router.ts";
 import { encodeErrorReply } from "../core/wire.ts";
+import { fetchBundleBytes } from "./bundles.ts";
 import { connectFleet, maxPayload, openStores, requestFailure, type FleetStores } from "./connection.ts";
 import { readNode } from "./nodes.ts";
 import {
@@ -433,13 +434,29 @@ export class FleetMember implements RemoteServices {
     }
     const stores = this.#stores;
     if (stores === undefined) throw new MoltError(ErrorCode.FLEET, "not connected to the fleet");
-    const bytes = await stores.bundles.getBlob(version);
+    const bytes = await this.#fetchBundle(stores, version);
     if (bytes === null) throw new MoltError(ErrorCode.NO_VERSION, `no bundle ${version.slice(0, 12)} in the fleet's object store`);
     const code = new TextDecoder().decode(bytes);
     if (createHash("sha256").update(code).digest("hex") !== version) {
       throw new MoltError(ErrorCode.CORRUPT, `bundle ${version.slice(0, 12)} from the fleet does not match its content hash`);
     }
     return { code, hash: version, entry };
+  }
+
+  /**
+   * Fetches a bundle, trying again after a short random wait when NATS does
+   * not answer: under a broadcast thousands of runtimes fetch within seconds,
+   * and one slow answer should not fail a swap (and halt a rollout).
+   */
+  async #fetchBundle(stores: FleetStores, version: string): Promise<Uint8Array | null> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fetchBundleBytes(stores.direct, stores.bundles, version);
+      } catch (err) {
+        if (attempt >= BUNDLE_FETCH_ATTEMPTS || !(err instanceof MoltError && err.code === ErrorCode.FLEET)) throw err;
+        await delay(500 + Math.random() * 1000 * attempt);
+      }
+    }
   }
 
   async #heartbeat(stopped: boolean): Promise<void> {
@@ -535,6 +552,9 @@ export class FleetMember implements RemoteServices {
 
 /** How long `leave` may take before the connection is closed whatever is left. */
 const LEAVE_BOUND_MS = 3000;
+
+/** How often a runtime tries to fetch a bundle before its swap fails. */
+const BUNDLE_FETCH_ATTEMPTS = 3;
 
 /** The longest random delay before a runtime acts on a broadcast. */
 const BROADCAST_SPREAD_MS = 5000;

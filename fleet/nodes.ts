@@ -5,6 +5,7 @@
 // and 50,000.
 
 import type { KV, KvEntry } from "@nats-io/kv";
+import { ErrorCode, MoltError } from "../core/errors.ts";
 import { decodeRecord, type NodeRecord } from "./protocol.ts";
 
 export interface SeenNode extends NodeRecord {
@@ -25,16 +26,88 @@ export interface Heartbeat {
   revision: number;
 }
 
+/** How long a reading of the heartbeats waits for the next record before it gives up on NATS. */
+export const READ_IDLE_TIMEOUT_MS = 15_000;
+
+/** The heartbeats as read, and the highest revision the reading reached (a watch resumes after it). */
+export interface HeartbeatReading {
+  seen: Map<string, Heartbeat>;
+  revision: number;
+}
+
 /**
- * Every heartbeat record in the bucket. The nodes bucket keeps one value
- * per key (history 1), so its whole history is the latest record of each
- * runtime: one ordered consumer streams them all and stops when it has
- * caught up. A key rewritten meanwhile arrives twice; the later one wins.
+ * Every heartbeat record in the bucket: the latest record of each runtime,
+ * streamed by one ordered consumer.
+ *
+ * The reading is bounded by the bucket as it was when the reading began:
+ * the stream's last sequence L and its number of values K (history 1, so
+ * one value per key). It ends once a record at or past L has arrived and K
+ * keys have been seen. Stopping when nothing is pending instead never ends
+ * while heartbeats arrive faster than they are read (thousands of runtimes
+ * on a loaded machine); the consumer's pending count is no help either, as
+ * it reads 0 while keys rewritten during the reading are still to come.
+ * Stopping at L alone misses those keys: a key's old value is gone once it
+ * is rewritten, and its new one comes after L.
+ *
+ * Should fewer than K keys have come by L (records that expired or were
+ * purged meanwhile), the bound is taken again from the bucket as it is
+ * then, and the reading ends at the first bound that brought no new key.
  */
-export async function readHeartbeats(nodes: KV): Promise<Map<string, Heartbeat>> {
+export async function readHeartbeats(nodes: KV, idleTimeoutMs = READ_IDLE_TIMEOUT_MS): Promise<Map<string, Heartbeat>> {
+  return (await readHeartbeatsAt(nodes, idleTimeoutMs)).seen;
+}
+
+export async function readHeartbeatsAt(nodes: KV, idleTimeoutMs = READ_IDLE_TIMEOUT_MS): Promise<HeartbeatReading> {
   const seen = new Map<string, Heartbeat>();
-  for await (const entry of await nodes.history()) applyEntry(seen, entry);
-  return seen;
+  let bound = await boundOf(nodes);
+  if (bound.values === 0) return { seen, revision: bound.lastSeq };
+
+  const keys = new Set<string>();
+  let keysAtBound = 0;
+  let revision = 0;
+  let idle = false;
+  let watch: Awaited<ReturnType<KV["watch"]>>;
+  try {
+    watch = await nodes.watch({ ignoreDeletes: false });
+  } catch (cause) {
+    throw new MoltError(ErrorCode.FLEET, `cannot read the fleet's heartbeats: ${(cause as Error).message}`, { cause });
+  }
+  const onIdle = (): void => {
+    idle = true;
+    watch.stop();
+  };
+  let timer = setTimeout(onIdle, idleTimeoutMs);
+  try {
+    for await (const entry of watch) {
+      clearTimeout(timer);
+      applyEntry(seen, entry);
+      keys.add(entry.key);
+      revision = Math.max(revision, entry.revision);
+      if (revision >= bound.lastSeq) {
+        if (keys.size >= bound.values || keys.size === keysAtBound) break;
+        keysAtBound = keys.size;
+        bound = await boundOf(nodes);
+      }
+      timer = setTimeout(onIdle, idleTimeoutMs);
+    }
+  } finally {
+    clearTimeout(timer);
+    watch.stop();
+  }
+  if (idle) {
+    throw new MoltError(ErrorCode.FLEET, `NATS stopped sending the fleet's heartbeats: nothing for ${idleTimeoutMs} ms, after ${keys.size} of ${bound.values}`);
+  }
+  return { seen, revision };
+}
+
+/** The nodes stream's last sequence and number of values, as of now. */
+async function boundOf(nodes: KV): Promise<{ lastSeq: number; values: number }> {
+  try {
+    const status = await nodes.status();
+    return { lastSeq: status.streamInfo.state.last_seq, values: status.values };
+  } catch (cause) {
+    throw new MoltError(ErrorCode.FLEET, `cannot read the fleet's heartbeats: ${(cause as Error).message}`, { cause });
+  }
 }
 
 export async function readNodes(nodes: KV, now = Date.now()): Promise<SeenNode[]> {

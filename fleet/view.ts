@@ -9,7 +9,7 @@
 
 import type { KV, KvWatchEntry } from "@nats-io/kv";
 import type { QueuedIterator } from "@nats-io/transport-node";
-import { applyEntry, readHeartbeats, seenNode, seenNodes, type Heartbeat, type SeenNode } from "./nodes.ts";
+import { applyEntry, readHeartbeatsAt, seenNode, seenNodes, type Heartbeat, type HeartbeatReading, type SeenNode } from "./nodes.ts";
 
 export class NodesView {
   readonly #nodes: KV;
@@ -22,16 +22,20 @@ export class NodesView {
   #revision = 0;
   readonly #onError: (err: unknown) => void;
 
-  private constructor(nodes: KV, seen: Map<string, Heartbeat>, onError: (err: unknown) => void) {
+  private constructor(nodes: KV, { seen, revision }: HeartbeatReading, onError: (err: unknown) => void) {
     this.#nodes = nodes;
     this.#seen = seen;
     this.#onError = onError;
-    for (const h of seen.values()) this.#revision = Math.max(this.#revision, h.revision);
+    this.#revision = revision;
   }
 
-  /** Reads every heartbeat, then watches for changes from the revision the reading reached. */
+  /**
+   * Reads every heartbeat (a reading bounded by the bucket as it was when it
+   * began, see readHeartbeatsAt), then watches for changes from the revision
+   * the reading reached.
+   */
   static async open(nodes: KV, onError: (err: unknown) => void = () => undefined): Promise<NodesView> {
-    const view = new NodesView(nodes, await readHeartbeats(nodes), onError);
+    const view = new NodesView(nodes, await readHeartbeatsAt(nodes), onError);
     await view.#startWatch();
     return view;
   }

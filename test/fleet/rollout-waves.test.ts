@@ -121,8 +121,8 @@ describe("a rollout in waves", () => {
     expect(halted).toMatchObject({ code: "ERR_ROLLOUT_HALTED" });
     const asked = events.flatMap((e) => (e.type === "runtime" ? [e.node] : []));
     expect(asked).toContain("n20");
-    // At most the swaps already in flight when n20 failed were answered after it.
-    expect(asked.length).toBeLessThanOrEqual(21 + 3);
+    // At most the swaps already in flight when n20 failed (batch 4: three others) were answered after it, whatever order the runtimes were asked in.
+    expect(asked.length - asked.indexOf("n20") - 1).toBeLessThanOrEqual(3);
     expect(asked.length).toBeLessThan(RUNTIMES);
     const rolledBack = events.flatMap((e) => (e.type === "rollback" ? [e.node] : []));
     expect(rolledBack.sort()).toEqual(asked.filter((n) => n !== "n20").sort());

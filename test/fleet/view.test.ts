@@ -7,32 +7,11 @@
 import type { KV } from "@nats-io/kv";
 import { describe, expect, it, vi } from "vitest";
 import type { ResolvedFleet } from "../../core/config.ts";
-import { FleetMember, type MemberKernel } from "../../fleet/member.ts";
+import { FleetMember } from "../../fleet/member.ts";
 import { readNodes } from "../../fleet/nodes.ts";
-import { encodeRecord, type NodeRecord } from "../../fleet/protocol.ts";
 import { NodesView } from "../../fleet/view.ts";
-import type { ServiceStatus } from "../../protocol/admin.ts";
 import { natsPerSuite } from "../support/fleet.ts";
-
-const V1 = "a1".repeat(32);
-
-function heartbeat(node: string, fields: Partial<NodeRecord> = {}): Uint8Array {
-  const record: NodeRecord = {
-    node,
-    instance: `${node}-1`,
-    dataDir: "/d",
-    pid: 1,
-    host: "h",
-    startedAt: "",
-    heartbeatAt: "",
-    heartbeatMs: 60_000,
-    services: [{ name: "api", state: "running", version: V1, semver: "1.0.0", stateVersion: 1, fixes: [], chain: [] }],
-    lastError: null,
-    stoppedAt: null,
-    ...fields,
-  };
-  return encodeRecord(record);
-}
+import { heartbeat, stubKernel } from "./member-stubs.ts";
 
 /** The bucket with its `get` counted: what a listing must not call once per runtime. */
 function counted(kv: KV): { kv: KV; gets: () => number } {
@@ -50,39 +29,6 @@ function counted(kv: KV): { kv: KV; gets: () => number } {
     },
   });
   return { kv: proxy, gets: () => gets };
-}
-
-/** A kernel that runs one service on one version and never swaps: enough for a member to join and heartbeat. */
-function stubKernel(fixes: string[]): MemberKernel {
-  const status: ServiceStatus = {
-    name: "api",
-    state: "running",
-    version: V1,
-    semver: "1.0.0",
-    stateVersion: 1,
-    fixes,
-    uptimeMs: 0,
-    queueDepth: 0,
-    inFlight: 0,
-    paused: false,
-    restarts: 0,
-    isolation: "isolate",
-    error: null,
-    lastSwap: null,
-  };
-  return {
-    useRemote: () => undefined,
-    status: () => [status],
-    history: () => [],
-    recorded: () => undefined,
-    has: (service: string) => service === "api",
-    running: () => V1,
-    deliver: () => Promise.reject(new Error("not in this test")),
-    swapBundle: () => Promise.reject(new Error("not in this test")),
-    storedBundle: () => {
-      throw new Error("not in this test");
-    },
-  } as unknown as MemberKernel;
 }
 
 describe("reading the fleet", () => {

@@ -99,8 +99,17 @@ export async function run(configArg: string | undefined, options: RunOptions = {
   let admin: AdminServer | undefined;
   /** Where the HTTP listener's requests go: this kernel, or (after an upgrade) the runtime that took over. */
   let target: (service: string, method: string, payload: unknown) => Promise<unknown> = (service, method, payload) => kernel.call(service, method, payload);
-  /** Set while an upgrade holds the listener's requests back. */
-  let gate: Promise<void> | undefined;
+  /** Set while an upgrade holds the listener's requests back: `open` lets them go, to this kernel or to the runtime that took over. */
+  let gate: { held: Promise<void>; open: () => void } | undefined;
+  const holdRequests = (): void => {
+    let open: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (open = resolve));
+    gate = { held, open };
+  };
+  const releaseRequests = (): void => {
+    gate?.open();
+    gate = undefined;
+  };
   let handedOver = false;
   const stop = async (signal: string): Promise<void> => {
     console.log(`molt: ${signal}, draining and stopping`);
@@ -175,10 +184,10 @@ export async function run(configArg: string | undefined, options: RunOptions = {
       const answering = config.services[config.http.service];
       // The answering service's own message limit bounds what it may answer over HTTP too.
       const maxReplyBytes = answering?.limits.maxMessageBytes ?? DEFAULTS.maxMessageBytes;
-      ingress = new HttpIngress({ ...config.http, maxReplyBytes }, async (service, method, payload) => {
-        if (gate !== undefined) await gate;
-        return target(service, method, payload);
-      });
+      ingress = new HttpIngress({ ...config.http, maxReplyBytes }, (service, method, payload) =>
+        // Outside an upgrade a request goes straight through: no extra promise on the HTTP path.
+        gate === undefined ? target(service, method, payload) : gate.held.then(() => target(service, method, payload)),
+      );
       await serve(ingress, "http", httpPort);
     }
     if (config.admin !== null && token !== undefined) {
@@ -198,9 +207,7 @@ export async function run(configArg: string | undefined, options: RunOptions = {
                 const { pid, kernel: loaded, blackoutMs } = await keeper.upgrade(
                   {
                     handOut: async (phase) => {
-                      let open!: () => void;
-                      gate = new Promise((resolve) => (open = resolve));
-                      reopen = open;
+                      holdRequests();
                       await member?.leave();
                       handing = await kernel.handOut(HAND_OUT_DEADLINE_MS);
                       phase("drain", handing.drainMs);
@@ -214,15 +221,13 @@ export async function run(configArg: string | undefined, options: RunOptions = {
                         member?.join();
                       } finally {
                         // Whatever else failed, requests must never stay held.
-                        gate = undefined;
-                        reopen();
+                        releaseRequests();
                       }
                     },
                     retire: (forward) => {
                       handedOver = true;
                       target = forward;
-                      gate = undefined;
-                      reopen();
+                      releaseRequests();
                       void retire(handing);
                     },
                   },
@@ -295,4 +300,3 @@ const HAND_OUT_DEADLINE_MS = 10_000;
 /** How long an old runtime keeps serving its open connections (forwarding) after a handover. */
 const RETIRE_LINGER_MS = 15_000;
 
-let reopen: () => void = () => undefined;

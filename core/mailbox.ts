@@ -3,8 +3,12 @@
 // Each queued job looks up its target when it runs, not when it is queued,
 // so messages waiting during a pause go to whichever instance is current at
 // resume.
+//
+// Every message passes here, so the queue is written for that: one array
+// with a moving head, one promise per message (its caller's), and the next
+// job started from the completion of the last, with no events or wrapper
+// functions in between (bench/README.md, "The call path").
 
-import PQueue from "p-queue";
 import { ErrorCode, MoltError } from "./errors.ts";
 
 export type Deliver<T> = () => Promise<T>;
@@ -20,33 +24,47 @@ export type Deliver<T> = () => Promise<T>;
 const MAX_WINDOW = 128;
 /** Answers slower than this (queueing inside the instance included) close the window. */
 const FAST_MS = 2;
+/** A head this far into the array, and past half of it, is cut off (the array is not emptied while messages keep coming). */
+const COMPACT_AT = 1024;
+
+interface Job {
+  deliver: Deliver<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
 
 export class Mailbox {
   readonly service: string;
   readonly bound: number;
-  readonly #queue: PQueue;
+  /** Waiting jobs: those from `#head` on. */
+  #jobs: (Job | undefined)[] = [];
+  #head = 0;
+  /** Jobs handed over and not yet settled. */
+  #running = 0;
   #closed = false;
   /** Independent reasons to hold deliveries (a swap, a restart, a stalled instance): paused while any is held. */
   readonly #holds = new Set<object>();
   #concurrency: number;
   /** Extra messages in hand beyond `concurrency` (see MAX_WINDOW). */
   #window = 1;
+  /** Waiting for no job to be running (drained) or, once closed, for nothing to be left at all. */
+  #whenDrained: (() => void)[] = [];
+  #whenIdle: (() => void)[] = [];
 
   constructor(service: string, options: { concurrency: number; bound: number }) {
     this.service = service;
     this.bound = options.bound;
     this.#concurrency = options.concurrency;
-    this.#queue = new PQueue({ concurrency: options.concurrency });
   }
 
   /** Messages waiting, not counting those running (those handed over beyond `concurrency` wait inside the instance). */
   get depth(): number {
-    return this.#queue.size + Math.max(0, this.#queue.pending - this.#concurrency);
+    return this.#jobs.length - this.#head + Math.max(0, this.#running - this.#concurrency);
   }
 
   /** Messages running now. */
   get inFlight(): number {
-    return Math.min(this.#queue.pending, this.#concurrency);
+    return Math.min(this.#running, this.#concurrency);
   }
 
   get paused(): boolean {
@@ -68,13 +86,9 @@ export class Mailbox {
         }),
       );
     }
-    return this.#queue.add(async () => {
-      const t0 = performance.now();
-      try {
-        return await deliver();
-      } finally {
-        this.#adapt(performance.now() - t0);
-      }
+    return new Promise<T>((resolve, reject) => {
+      this.#jobs.push({ deliver, resolve: resolve as (value: unknown) => void, reject });
+      this.#pump();
     });
   }
 
@@ -82,14 +96,7 @@ export class Mailbox {
   setConcurrency(concurrency: number): void {
     if (concurrency === this.#concurrency) return;
     this.#concurrency = concurrency;
-    this.#queue.concurrency = concurrency + this.#window - 1;
-  }
-
-  #adapt(ms: number): void {
-    const window = ms < FAST_MS ? Math.min(this.#window * 2, MAX_WINDOW) : Math.max(1, this.#window >> 1);
-    if (window === this.#window) return;
-    this.#window = window;
-    this.#queue.concurrency = this.#concurrency + window - 1;
+    this.#pump();
   }
 
   /**
@@ -101,23 +108,76 @@ export class Mailbox {
   hold(): () => void {
     const token = {};
     this.#holds.add(token);
-    this.#queue.pause();
     return () => {
       if (!this.#holds.delete(token)) return;
-      if (this.#holds.size === 0) this.#queue.start();
+      if (this.#holds.size === 0) this.#pump();
     };
   }
 
   /** Resolves when no delivery is running (queued ones may remain while paused). */
-  async drained(): Promise<void> {
-    await this.#queue.onPendingZero();
+  drained(): Promise<void> {
+    if (this.#running === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#whenDrained.push(resolve));
   }
 
   /** Refuses new messages and resolves once everything queued has run. */
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.#closed = true;
     this.#holds.clear();
-    this.#queue.start();
-    await this.#queue.onIdle();
+    this.#pump();
+    if (this.#running === 0 && this.#head === this.#jobs.length) return Promise.resolve();
+    return new Promise((resolve) => this.#whenIdle.push(resolve));
+  }
+
+  /** Starts waiting jobs while nothing holds the mailbox and the window has room. */
+  #pump(): void {
+    const limit = this.#concurrency + this.#window - 1;
+    while (this.#holds.size === 0 && this.#running < limit && this.#head < this.#jobs.length) {
+      const job = this.#jobs[this.#head] as Job;
+      this.#jobs[this.#head++] = undefined;
+      if (this.#head === this.#jobs.length) {
+        this.#jobs = [];
+        this.#head = 0;
+      } else if (this.#head >= COMPACT_AT && this.#head * 2 >= this.#jobs.length) {
+        this.#jobs = this.#jobs.slice(this.#head);
+        this.#head = 0;
+      }
+      this.#start(job);
+    }
+  }
+
+  #start(job: Job): void {
+    this.#running++;
+    const t0 = performance.now();
+    let delivery: Promise<unknown>;
+    try {
+      delivery = job.deliver();
+    } catch (err) {
+      delivery = Promise.reject(err);
+    }
+    delivery.then(
+      (value) => {
+        job.resolve(value);
+        this.#settled(t0);
+      },
+      (err: unknown) => {
+        job.reject(err);
+        this.#settled(t0);
+      },
+    );
+  }
+
+  #settled(t0: number): void {
+    this.#running--;
+    this.#adapt(performance.now() - t0);
+    this.#pump();
+    if (this.#running === 0) {
+      for (const wake of this.#whenDrained.splice(0)) wake();
+      if (this.#head === this.#jobs.length) for (const wake of this.#whenIdle.splice(0)) wake();
+    }
+  }
+
+  #adapt(ms: number): void {
+    this.#window = ms < FAST_MS ? Math.min(this.#window * 2, MAX_WINDOW) : Math.max(1, this.#window >> 1);
   }
 }

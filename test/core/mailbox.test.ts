@@ -72,4 +72,57 @@ describe("Mailbox", () => {
     await closing;
     expect(await queued).toBe("late");
   });
+
+  it("runs 5,000 messages queued during a hold in exactly their order, never more than concurrency plus the window (128) handed over at once", async () => {
+    const box = new Mailbox("svc", { concurrency: 1, bound: 10_000 });
+    const release = box.hold();
+    const order: number[] = [];
+    let running = 0;
+    let most = 0;
+    const all = Array.from({ length: 5_000 }, (_, i) =>
+      box.push(async () => {
+        running++;
+        most = Math.max(most, running);
+        order.push(i);
+        await Promise.resolve();
+        running--;
+        return i;
+      }),
+    );
+    expect(box.depth).toBe(5_000);
+    release();
+    expect(await Promise.all(all)).toEqual(Array.from({ length: 5_000 }, (_, i) => i));
+    expect(order).toEqual(Array.from({ length: 5_000 }, (_, i) => i));
+    expect(most).toBeGreaterThan(1);
+    expect(most).toBeLessThanOrEqual(128);
+    expect(box.depth).toBe(0);
+    expect(box.inFlight).toBe(0);
+  });
+
+  it("fails only the delivery that throws before it returns a promise; the next one runs", async () => {
+    const box = new Mailbox("svc", { concurrency: 1, bound: 100 });
+    const first = box.push(() => {
+      throw new Error("no instance");
+    });
+    const second = box.push(async () => "ok");
+    await expect(first).rejects.toThrow("no instance");
+    expect(await second).toBe("ok");
+  });
+
+  it("resolves drained() at once when nothing runs, and only after the running delivery settles otherwise", async () => {
+    const box = new Mailbox("svc", { concurrency: 1, bound: 100 });
+    let drained = false;
+    await box.drained();
+    let finish!: () => void;
+    const running = box.push(() => new Promise<void>((resolve) => (finish = resolve)));
+    const release = box.hold();
+    void box.drained().then(() => (drained = true));
+    await tick(1);
+    expect(drained).toBe(false);
+    finish();
+    await running;
+    await tick(1);
+    expect(drained).toBe(true);
+    release();
+  });
 });

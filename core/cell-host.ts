@@ -26,7 +26,7 @@ import {
   type ParentFrame,
 } from "./cell-protocol.ts";
 import { ErrorCode, MoltError } from "./errors.ts";
-import type { BootSpec, Instance, InstanceBridge, ServiceMeta } from "./instance.ts";
+import type { BootSpec, DumpOptions, Instance, InstanceBridge, RestoreOptions, ServiceMeta } from "./instance.ts";
 
 const CELL_MAIN = fileURLToPath(new URL("./cell-main.ts", import.meta.url));
 /** Slack past an op's deadline before the kernel gives up on a silent cell. */
@@ -94,15 +94,17 @@ class CellInstance implements Instance {
   }
 
   // The same control ops an isolate answers (protocol/control.ts): a restore
-  // that starts too is `resume`, a dump that stops first is `quiesce`.
-  async restore(dump: Uint8Array, fromStateVersion: number, options: { start?: boolean; timeoutMs?: number } = {}): Promise<void> {
+  // that starts too is `resume`, a dump that stops first is `quiesce`, and
+  // either as a rehearsal is `rehearse-resume` or `rehearse-quiesce`.
+  async restore(dump: Uint8Array, fromStateVersion: number, options: RestoreOptions = {}): Promise<void> {
     const timeoutMs = options.timeoutMs ?? null;
-    await this.op(options.start === true ? "resume" : "restore", [dump, fromStateVersion, timeoutMs], timeoutMs);
+    const op = options.rehearse === true ? "rehearse-resume" : options.start === true ? "resume" : "restore";
+    await this.op(op, [dump, fromStateVersion, timeoutMs], timeoutMs);
   }
 
-  dump(options: { stop?: boolean; timeoutMs?: number } = {}): Promise<Uint8Array> {
+  dump(options: DumpOptions = {}): Promise<Uint8Array> {
     const timeoutMs = options.timeoutMs ?? null;
-    return this.op(options.stop === true ? "quiesce" : "dump", [timeoutMs], timeoutMs);
+    return this.op(options.rehearse === true ? "rehearse-quiesce" : options.stop === true ? "quiesce" : "dump", [timeoutMs], timeoutMs);
   }
 
   deliver(kind: DeliveryKind, request: Uint8Array): Promise<Uint8Array | undefined> {

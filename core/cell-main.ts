@@ -76,6 +76,9 @@ const ops: { [Op in CellOp]: (args: CellArgs<Op>) => Promise<CellResult<Op>> } =
   restore: ([dump, fromStateVersion, timeoutMs]) => live().restore(dump, fromStateVersion, within(timeoutMs)).then(() => undefined),
   resume: ([dump, fromStateVersion, timeoutMs]) =>
     live().restore(dump, fromStateVersion, { start: true, ...within(timeoutMs) }).then(() => undefined),
+  "rehearse-quiesce": ([timeoutMs]) => live().dump({ rehearse: true, ...within(timeoutMs) }),
+  "rehearse-resume": ([dump, fromStateVersion, timeoutMs]) =>
+    live().restore(dump, fromStateVersion, { rehearse: true, ...within(timeoutMs) }).then(() => undefined),
   deliver: ([kind, request]) => live().deliver(kind, request),
   dispose: async () => {
     instance?.dispose();

@@ -58,14 +58,38 @@ export interface BootSpec {
   env: Record<string, string>;
 }
 
+/**
+ * How a restore runs: `start` runs `start` too, in the same step;
+ * `rehearse` runs the path a swap's blackout will take (the restore, then
+ * `start` without its hook) on an instance that is not live yet, so that the
+ * blackout runs code V8 has just run; `timeoutMs` overrides the service's
+ * deadline.
+ */
+export interface RestoreOptions {
+  start?: boolean;
+  rehearse?: boolean;
+  timeoutMs?: number;
+}
+
+/**
+ * How a dump runs: `stop` runs `stop` first, in the same step; `rehearse`
+ * runs the path a swap's blackout will take (`stop` without its hook, timers
+ * or storage, then the dump) while the instance keeps serving.
+ */
+export interface DumpOptions {
+  stop?: boolean;
+  rehearse?: boolean;
+  timeoutMs?: number;
+}
+
 export interface Instance {
   readonly service: string;
   readonly versionId: string;
   readonly meta: ServiceMeta;
   readonly disposed: boolean;
   init(): Promise<void>;
-  /** Takes state from a dump; with `start`, runs `start` too, in the same step. `timeoutMs` overrides the service's deadline. */
-  restore(dump: Uint8Array, fromStateVersion: number, options?: { start?: boolean; timeoutMs?: number }): Promise<void>;
+  /** Takes state from a dump (see RestoreOptions). */
+  restore(dump: Uint8Array, fromStateVersion: number, options?: RestoreOptions): Promise<void>;
   start(): Promise<void>;
   /**
    * Runs one message; a call resolves with reply bytes (errors are encoded
@@ -75,8 +99,8 @@ export interface Instance {
    */
   deliver(kind: DeliveryKind, request: Uint8Array, options?: { again?: boolean }): Promise<Uint8Array | undefined>;
   stop(): Promise<void>;
-  /** The state as a dump envelope: [DUMP_VERSION, stateVersion, value, codec?] (guest/dump-codec.ts); with `stop`, runs `stop` first, in the same step. */
-  dump(options?: { stop?: boolean; timeoutMs?: number }): Promise<Uint8Array>;
+  /** The state as a dump envelope: [DUMP_VERSION, stateVersion, value, codec?] (guest/dump-codec.ts; see DumpOptions). */
+  dump(options?: DumpOptions): Promise<Uint8Array>;
   dispose(): void;
   /** Heap bytes in use, where the host can tell (for metrics). */
   heapUsed?(): Promise<number>;

@@ -8,7 +8,7 @@ import { ControlOp, type ControlArgs, type ControlResult } from "../protocol/con
 import type { DeliveryKind } from "../protocol/wire.ts";
 import { shortId } from "./bundle.ts";
 import { ErrorCode, MoltError } from "./errors.ts";
-import type { BootSpec, ExitAdvice, Instance, InstanceBridge, ServiceMeta } from "./instance.ts";
+import type { BootSpec, DumpOptions, ExitAdvice, Instance, InstanceBridge, RestoreOptions, ServiceMeta } from "./instance.ts";
 import { Deliveries } from "./deliveries.ts";
 import { Catastrophe } from "./catastrophe.ts";
 import { GuestCalls } from "./guest-calls.ts";
@@ -270,8 +270,9 @@ class IsolateInstance implements Instance {
     await this.#control(ControlOp.INIT, []);
   }
 
-  async restore(dump: Uint8Array, fromStateVersion: number, options: { start?: boolean; timeoutMs?: number } = {}): Promise<void> {
-    await this.#control(options.start === true ? ControlOp.RESUME : ControlOp.RESTORE, [own(dump), fromStateVersion], options.timeoutMs);
+  async restore(dump: Uint8Array, fromStateVersion: number, options: RestoreOptions = {}): Promise<void> {
+    const op = options.rehearse === true ? ControlOp.REHEARSE_RESUME : options.start === true ? ControlOp.RESUME : ControlOp.RESTORE;
+    await this.#control(op, [own(dump), fromStateVersion], options.timeoutMs);
   }
 
   async start(): Promise<void> {
@@ -283,8 +284,9 @@ class IsolateInstance implements Instance {
     this.#timers.clearAll();
   }
 
-  async dump(options: { stop?: boolean; timeoutMs?: number } = {}): Promise<Uint8Array> {
-    const dumped = await this.#control(options.stop === true ? ControlOp.QUIESCE : ControlOp.DUMP, [], options.timeoutMs);
+  async dump(options: DumpOptions = {}): Promise<Uint8Array> {
+    const op = options.rehearse === true ? ControlOp.REHEARSE_QUIESCE : options.stop === true ? ControlOp.QUIESCE : ControlOp.DUMP;
+    const dumped = await this.#control(op, [], options.timeoutMs);
     if (options.stop === true) this.#timers.clearAll();
     return dumped;
   }

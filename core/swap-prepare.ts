@@ -73,26 +73,30 @@ export function noteDumpSize(slot: Slot, bytes: number): void {
 const REHEARSAL_MAX_BYTES = 256 * 1024;
 
 /**
- * A dress rehearsal, before the blackout: the new version restores a dump
- * of the state as it is now, and the result is thrown away. It warms the
- * paths the real restore will take (V8 compiles a function on its first
- * call: the blackout should not pay for that), and a restore that throws,
- * hangs or runs out of memory on the current state fails the swap here,
- * with nothing paused. `dump` and `restore` are pure by contract; `stop`
- * and `start` have effects and are not rehearsed.
+ * A dress rehearsal, before the blackout: the old instance runs the path of
+ * its blackout step (`quiesce`) and the new one the path of its own
+ * (`resume`) on a dump of the state as it is now, the result thrown away.
+ * The blackout then runs code each isolate has just run: V8 compiles a
+ * function on its first call, and a function the instance had never called
+ * (`stop`'s commit of pending writes, in an instance that served no message
+ * since it went live) cost 0.25 ms of a 2 ms blackout (bench/README.md). A
+ * restore that throws, hangs or runs out of memory on the current state
+ * fails the swap here, with nothing paused. `dump` and `restore` are pure
+ * by contract and run for real; the `stop` and `start` hooks, timers and
+ * storage have effects, and are left out.
  */
 export async function rehearse(slot: Slot, old: Instance, next: Instance, blame: Blame): Promise<Uint8Array | undefined> {
   if ((lastDumpBytes.get(slot) ?? 0) > REHEARSAL_MAX_BYTES) return undefined;
   let draft: Uint8Array;
   try {
-    draft = await old.dump();
+    draft = await old.dump({ rehearse: true });
   } catch (err) {
     throw blame("dump", err);
   }
   lastDumpBytes.set(slot, draft.byteLength);
   if (draft.byteLength > REHEARSAL_MAX_BYTES) return undefined;
   try {
-    await next.restore(draft, old.meta.stateVersion);
+    await next.restore(draft, old.meta.stateVersion, { rehearse: true });
   } catch (err) {
     throw blame("restore", err);
   }

@@ -460,7 +460,13 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
   // Its results are primitives, bytes or objects without a prototype: an
   // async function's result is looked up for `then`, which a service may
   // have put on Object.prototype.
-  async function control(op: ControlOp, bytes?: Uint8Array, fromStateVersion?: number): Promise<unknown> {
+  /**
+   * One lifecycle op. `dry`: the path a swap's blackout takes, run before it
+   * as a rehearsal (V8 runs code it has not run lately far slower, and the
+   * blackout should not pay for that), with everything that has effects
+   * left out: the `stop` and `start` hooks, timers and storage.
+   */
+  async function control(op: ControlOp, bytes?: Uint8Array, fromStateVersion?: number, dry = false): Promise<unknown> {
     switch (op) {
       case "activate": {
         const g = globalThis as { __molt_module?: { default?: unknown } | undefined };
@@ -502,11 +508,17 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
         state = definition?.init === undefined ? {} : (await settled(definition.init(ctx))).value;
         return undefined;
       case "start":
+        if (dry) return await settled(undefined);
         // Live from here: what another instance wrote since this one cached it must be read again.
         storage.clear();
         await settled(definition?.start?.(state, ctx));
         return undefined;
       case "stop":
+        // Committing what handlers that ended wrote has no effect a rehearsal must avoid: their turns commit it anyway.
+        if (dry) {
+          storage.settle();
+          return await settled(undefined);
+        }
         // What handlers that ended wrote is committed before the instance goes quiet.
         storage.settle();
         globals.clearTimers();
@@ -520,12 +532,16 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
       // A swap's two steps on each side, one boundary crossing each: the
       // blackout pays for two crossings instead of four.
       case "quiesce":
-        await step(CONTROL_FAILURE.stop, () => control("stop"));
+        await step(CONTROL_FAILURE.stop, () => control("stop", undefined, undefined, dry));
         return await step(CONTROL_FAILURE.dump, dump);
       case "resume":
         await step(CONTROL_FAILURE.restore, () => restore(bytes as Uint8Array, fromStateVersion));
-        await step(CONTROL_FAILURE.start, () => control("start"));
+        await step(CONTROL_FAILURE.start, () => control("start", undefined, undefined, dry));
         return undefined;
+      case "rehearse-quiesce":
+        return control("quiesce", undefined, undefined, true);
+      case "rehearse-resume":
+        return control("resume", bytes, fromStateVersion, true);
     }
   }
 

@@ -41,6 +41,14 @@ export interface ControlOps {
   quiesce: { args: []; result: Uint8Array };
   /** `restore`, then `start`: a swap's new side in one crossing. */
   resume: { args: [dump: Uint8Array, fromStateVersion: number]; result: undefined };
+  /**
+   * `quiesce` as a rehearsal, before a blackout: the same path, with what has
+   * effects left out (the `stop` hook, timers, storage). Its dump is the
+   * state as it is now; the instance keeps serving.
+   */
+  "rehearse-quiesce": { args: []; result: Uint8Array };
+  /** `resume` as a rehearsal on an instance not yet live: the state restored, `start` left out. */
+  "rehearse-resume": { args: [dump: Uint8Array, fromStateVersion: number]; result: undefined };
 }
 
 export type ControlOp = keyof ControlOps;
@@ -57,6 +65,8 @@ export const ControlOp = {
   RESTORE: "restore",
   QUIESCE: "quiesce",
   RESUME: "resume",
+  REHEARSE_QUIESCE: "rehearse-quiesce",
+  REHEARSE_RESUME: "rehearse-resume",
 } as const satisfies Record<string, ControlOp>;
 
 /**
@@ -75,6 +85,8 @@ export const CONTROL_FAILURE = {
   restore: ErrorCode.RESTORE_FAILED,
   quiesce: ErrorCode.QUIESCE_FAILED,
   resume: ErrorCode.RESUME_FAILED,
+  "rehearse-quiesce": ErrorCode.QUIESCE_FAILED,
+  "rehearse-resume": ErrorCode.RESUME_FAILED,
 } as const satisfies { readonly [Op in ControlOp]: ErrorCode };
 
 /** The ops a host asks of an instance it has booted: `activate` and `warm` are part of booting it. */

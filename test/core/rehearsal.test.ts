@@ -1,0 +1,105 @@
+// A swap's rehearsal (core/swap-prepare.ts): each side runs the path of its
+// blackout step before the blackout, as `rehearse-quiesce` and
+// `rehearse-resume` (protocol/control.ts), with what has effects left out.
+
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { bundleRuntime, bundleService } from "../../core/bundle.ts";
+import { resolveConfig } from "../../core/config.ts";
+import { ErrorCode, MoltError } from "../../core/errors.ts";
+import type { BootSpec, Instance, InstanceBridge } from "../../core/instance.ts";
+import { bootIsolate } from "../../core/isolate-host.ts";
+import { decodeReply, encodeErrorReply, encodeRequest, encodeStorageFailure } from "../../core/wire.ts";
+import { FIXTURES } from "../support/runtime.ts";
+
+const bridge: InstanceBridge = {
+  call: async () => encodeErrorReply(new MoltError(ErrorCode.NO_SERVICE, "this test runs no other service")),
+  fetch: async () => encodeErrorReply(new MoltError(ErrorCode.PERMISSION, "this test grants no fetch")),
+  send: () => undefined,
+  console: () => undefined,
+  stdout: () => undefined,
+  exited: () => undefined,
+  stalled: () => undefined,
+  storage: () => encodeStorageFailure(ErrorCode.STORAGE_FAILED, "this test runs without storage"),
+};
+
+async function boot(): Promise<Instance> {
+  const config = resolveConfig({ dataDir: mkdtempSync(join(tmpdir(), "molt-rehearsal-")), services: { r: { entry: "./rehearsal.ts" } } }, FIXTURES);
+  const service = config.services.r;
+  if (service === undefined) throw new Error("the config lost its service");
+  const bundle = await bundleService(join(FIXTURES, "rehearsal.ts"));
+  const spec: BootSpec = { service, code: bundle.code, versionId: bundle.hash, env: {} };
+  return bootIsolate(spec, bridge, await bundleRuntime());
+}
+
+type Seen = { value: number; stops: number; starts: number; ticks: number };
+
+async function read(instance: Instance): Promise<Seen> {
+  return decodeReply((await instance.deliver("call", encodeRequest("read"))) as Uint8Array) as Seen;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("the rehearsal of a swap's blackout steps", () => {
+  it("quiesce as a rehearsal dumps the state as it is, runs no stop hook, and leaves the instance serving with its timers", async () => {
+    const old = await boot();
+    try {
+      await old.init();
+      await old.start();
+      await old.deliver("call", encodeRequest("set", 7));
+      const rehearsed = await old.dump({ rehearse: true });
+      const before = await read(old);
+      expect(before).toMatchObject({ value: 7, stops: 0, starts: 1 });
+      // Its timer still runs, and it still answers.
+      await sleep(30);
+      const after = await read(old);
+      expect(after.ticks).toBeGreaterThan(before.ticks);
+      expect(after.stops).toBe(0);
+      // The rehearsal's dump is the state the real one hands over.
+      const fresh = await boot();
+      try {
+        await fresh.restore(rehearsed, 1);
+        expect(await read(fresh)).toMatchObject({ value: 7, stops: 0, starts: 1 });
+      } finally {
+        fresh.dispose();
+      }
+      // The real quiesce runs the hook, once.
+      const real = await old.dump({ stop: true });
+      const next = await boot();
+      try {
+        await next.restore(real, 1);
+        expect(await read(next)).toMatchObject({ value: 7, stops: 1, starts: 1 });
+      } finally {
+        next.dispose();
+      }
+    } finally {
+      old.dispose();
+    }
+  });
+
+  it("resume as a rehearsal restores the state and runs no start hook and arms no timer; the real resume runs it once", async () => {
+    const old = await boot();
+    const next = await boot();
+    try {
+      await old.init();
+      await old.start();
+      await old.deliver("call", encodeRequest("set", 3));
+      const draft = await old.dump({ rehearse: true });
+      await next.restore(draft, 1, { rehearse: true });
+      const rehearsed = await read(next);
+      expect(rehearsed).toMatchObject({ value: 3, starts: 1 });
+      await sleep(30);
+      expect((await read(next)).ticks).toBe(rehearsed.ticks);
+      await next.restore(await old.dump({ stop: true }), 1, { start: true });
+      const live = await read(next);
+      expect(live).toMatchObject({ value: 3, stops: 1, starts: 2 });
+      await sleep(30);
+      expect((await read(next)).ticks).toBeGreaterThan(live.ticks);
+    } finally {
+      old.dispose();
+      next.dispose();
+    }
+  });
+});

@@ -8,22 +8,11 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { bundleRuntime, bundleService } from "../../core/bundle.ts";
 import { resolveConfig } from "../../core/config.ts";
-import { ErrorCode, MoltError } from "../../core/errors.ts";
-import type { BootSpec, Instance, InstanceBridge } from "../../core/instance.ts";
+import type { BootSpec, Instance } from "../../core/instance.ts";
 import { bootIsolate } from "../../core/isolate-host.ts";
-import { decodeReply, encodeErrorReply, encodeRequest, encodeStorageFailure } from "../../core/wire.ts";
+import { decodeReply, encodeRequest } from "../../core/wire.ts";
+import { aloneBridge } from "../support/bridge.ts";
 import { FIXTURES } from "../support/runtime.ts";
-
-const bridge: InstanceBridge = {
-  call: async () => encodeErrorReply(new MoltError(ErrorCode.NO_SERVICE, "this test runs no other service")),
-  fetch: async () => encodeErrorReply(new MoltError(ErrorCode.PERMISSION, "this test grants no fetch")),
-  send: () => undefined,
-  console: () => undefined,
-  stdout: () => undefined,
-  exited: () => undefined,
-  stalled: () => undefined,
-  storage: () => encodeStorageFailure(ErrorCode.STORAGE_FAILED, "this test runs without storage"),
-};
 
 async function boot(): Promise<Instance> {
   const config = resolveConfig({ dataDir: mkdtempSync(join(tmpdir(), "molt-rehearsal-")), services: { r: { entry: "./rehearsal.ts" } } }, FIXTURES);
@@ -31,13 +20,13 @@ async function boot(): Promise<Instance> {
   if (service === undefined) throw new Error("the config lost its service");
   const bundle = await bundleService(join(FIXTURES, "rehearsal.ts"));
   const spec: BootSpec = { service, code: bundle.code, versionId: bundle.hash, env: {} };
-  return bootIsolate(spec, bridge, await bundleRuntime());
+  return bootIsolate(spec, aloneBridge, await bundleRuntime());
 }
 
 type Seen = { value: number; stops: number; starts: number; ticks: number };
 
 async function read(instance: Instance): Promise<Seen> {
-  return decodeReply((await instance.deliver("call", encodeRequest("read"))) as Uint8Array) as Seen;
+  return decodeReply((await instance.deliver("call", encodeRequest("read", null))) as Uint8Array) as Seen;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -16,13 +16,14 @@ import { AdminServer } from "../../core/admin.ts";
 import { bundleRuntime, bundleService } from "../../core/bundle.ts";
 import { bootCell } from "../../core/cell-host.ts";
 import { resolveConfig, type ResolvedService } from "../../core/config.ts";
-import type { BootSpec, Instance, InstanceBridge } from "../../core/instance.ts";
+import type { BootSpec, Instance } from "../../core/instance.ts";
 import { bootIsolate } from "../../core/isolate-host.ts";
-import { decodeReply, encodeErrorReply, encodeRequest, encodeStorageFailure } from "../../core/wire.ts";
+import { decodeReply, encodeRequest } from "../../core/wire.ts";
 import { AdminPath, type ServiceStatus, type SwapProgress, type SwapReport, type VersionRecord } from "../../protocol/admin.ts";
 import { CONTROL_FAILURE, type LifecycleOp } from "../../protocol/control.ts";
 import { ErrorCode, MAX_MESSAGE_CHARS, MoltError } from "../../protocol/errors.ts";
 import { startKernel, type TestKernel } from "../support/kernel.ts";
+import { aloneBridge } from "../support/bridge.ts";
 import { FIXTURES } from "../support/runtime.ts";
 
 const CODES: ReadonlySet<string> = new Set(Object.values(ErrorCode));
@@ -37,16 +38,7 @@ async function codeOf(promise: Promise<unknown>): Promise<string> {
   throw new Error("expected a rejection");
 }
 
-const bridge: InstanceBridge = {
-  call: async () => encodeErrorReply(new MoltError(ErrorCode.NO_SERVICE, "this test runs no other service")),
-  fetch: async () => encodeErrorReply(new MoltError(ErrorCode.PERMISSION, "this test grants no fetch")),
-  send: () => undefined,
-  console: () => undefined,
-  stdout: () => undefined,
-  exited: () => undefined,
-  stalled: () => undefined,
-  storage: () => encodeStorageFailure(ErrorCode.STORAGE_FAILED, "this test runs without storage"),
-};
+const bridge = aloneBridge;
 
 function contractService(): ResolvedService {
   const config = resolveConfig({ dataDir: mkdtempSync(join(tmpdir(), "molt-contract-")), services: { contract: { entry: "./contract.ts" } } }, FIXTURES);

@@ -83,6 +83,9 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
  */
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
+/** The body of a request that has none (never written to: the ingress hands it over as null). */
+const EMPTY_BODY = new Uint8Array(0);
+
 /** A service's answer after every check: safe to write as it is. */
 interface CheckedResponse {
   status: number;
@@ -225,7 +228,13 @@ export class HttpIngress {
       this.#fail(res, 413, new MoltError(ErrorCode.MESSAGE_TOO_LARGE, `request body exceeds ${max} bytes`), true);
       return undefined;
     };
-    if (Number(req.headers["content-length"] ?? 0) > max) return tooLarge();
+    const length = req.headers["content-length"];
+    if (Number(length ?? 0) > max) return tooLarge();
+    // With neither a length nor a transfer coding, or a length of 0, a
+    // request has no body (RFC 9112, 6.3), and Node's parser frames it so:
+    // most requests (a GET, a POST that sends nothing) need no async
+    // iterator, with its promises and listeners, to read nothing.
+    if (req.headers["transfer-encoding"] === undefined && (length === undefined || Number(length) === 0)) return EMPTY_BODY;
     const chunks: Buffer[] = [];
     let size = 0;
     try {

@@ -77,6 +77,33 @@ describe("what the service is handed", () => {
     expect(get?.payload).toMatchObject({ method: "GET", url: `${ingress.url}/empty`, body: null });
   });
 
+  it("hands over no body for a request framed without one, and every byte of one sent with a length or chunked", async () => {
+    const bodies: Record<string, string | null> = {};
+    const ingress = await listen(async (_s, _m, payload) => {
+      const { url, body } = payload as { url: string; body: Uint8Array | null };
+      bodies[new URL(url).pathname] = body === null ? null : Buffer.from(body).toString();
+      return { status: 200 };
+    });
+    const { port } = new URL(ingress.url);
+    // Raw requests on one keep-alive connection, so the framing is exactly as written here.
+    const raw =
+      "POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n" +
+      "GET /b HTTP/1.1\r\nhost: x\r\n\r\n" +
+      "POST /c HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n" +
+      "POST /d HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello" +
+      "POST /e HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n" +
+      "GET /f HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+    const replies = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(port), "127.0.0.1", () => socket.end(raw));
+      let text = "";
+      socket.on("data", (d: Buffer) => (text += d.toString()));
+      socket.on("end", () => resolve(text));
+      socket.on("error", reject);
+    });
+    expect(replies.match(/HTTP\/1\.1 200/g)?.length).toBe(6);
+    expect(bodies).toEqual({ "/a": null, "/b": null, "/c": "abcde", "/d": "hello", "/e": null, "/f": null });
+  });
+
   it("never lets the request target or the Host header choose the URL's origin", async () => {
     const urls: string[] = [];
     const ingress = await listen(async (_s, _m, payload) => {

@@ -1,7 +1,8 @@
 // bench:calls — what a message costs: service → service round trips
 // (latency, measured inside the calling isolate) and pipelined throughput
 // with 1, 2 and 4 pairs of services, next to the floors measured in the
-// same run: a raw isolated-vm apply into one isolate, and Node
+// same run: a raw isolated-vm apply into one isolate (pipelined, and one at
+// a time for the round trip), and Node
 // worker_threads postMessage round trips.
 //
 //   npm run bench:calls            (BENCH_QUICK=1 for a short run)
@@ -57,6 +58,29 @@ async function pairs(count: number): Promise<{ pairs: number; round_trip_us: { p
   } finally {
     await kernel.stop();
   }
+}
+
+/**
+ * The floor for a round trip: a bare async apply into an isolate and back,
+ * one at a time (two thread hand-offs), at its median. A molt call makes
+ * four (caller → kernel → callee → kernel → caller), so twice this is what
+ * any kernel-mediated round trip costs here before molt does anything.
+ */
+async function ivmRoundTrip(): Promise<number> {
+  const isolate = new ivm.Isolate({ memoryLimit: 64 });
+  const context = await isolate.createContext();
+  await context.eval("globalThis.echo = (x) => x;");
+  const echo = (await context.global.get("echo", { reference: true })) as ivm.Reference;
+  const samples: number[] = [];
+  for (let i = 0; i < 500; i++) await echo.apply(undefined, [i]);
+  for (let i = 0; i < LATENCY_CALLS / 4; i++) {
+    const t0 = performance.now();
+    await echo.apply(undefined, [i]);
+    samples.push(performance.now() - t0);
+  }
+  isolate.dispose();
+  samples.sort((a, b) => a - b);
+  return round(percentile(samples, 50) * 1000);
 }
 
 /** The floor for a call into an isolate: a bare async apply, pipelined. */
@@ -117,12 +141,15 @@ for (const count of [1, 2, 4]) {
   results.push(await pairs(count));
   console.log(`  ${count} pair(s) done`);
 }
-const floors = { ivm_apply_msgs_per_s: await ivmFloor(), worker_threads_msgs_per_s: await workerFloor() };
+const floors = { ivm_apply_msgs_per_s: await ivmFloor(), worker_threads_msgs_per_s: await workerFloor(), ivm_round_trip_us: await ivmRoundTrip() };
 printTable(
   ["pairs", "round trip p50", "p99", "msgs/s", "clock cost"],
   results.map((r) => [r.pairs, `${r.round_trip_us.p50} µs`, `${r.round_trip_us.p99} µs`, r.throughput_msgs_per_s, `${r.clock_us} µs`]),
 );
 console.log(`floors: isolated-vm apply ${floors.ivm_apply_msgs_per_s} msgs/s, worker_threads ${floors.worker_threads_msgs_per_s} msgs/s`);
+console.log(
+  `round trip floor: a bare isolated-vm apply and back ${floors.ivm_round_trip_us} µs at the median; a molt call crosses threads twice as often (${round(2 * floors.ivm_round_trip_us)} µs)`,
+);
 mkdirSync(join(ROOT, "bench/results"), { recursive: true });
 const json = { pairs: results.map(({ clock_us, ...r }) => ({ ...r, clock_cost_us: clock_us })), floors, window: WINDOW, date: new Date().toISOString(), node: process.version };
 writeFileSync(join(ROOT, "bench/results/calls.json"), `${JSON.stringify(json, null, 2)}\n`);

@@ -73,8 +73,9 @@ export interface RestoreOptions {
 
 /**
  * How a dump runs: `stop` runs `stop` first, in the same step; `rehearse`
- * runs the path a swap's blackout will take (`stop` without its hook, timers
- * or storage, then the dump) while the instance keeps serving.
+ * runs the path a swap's blackout will take (`stop` without its hook and
+ * without clearing timers, then the dump) while the instance keeps serving.
+ * The two are not combined.
  */
 export interface DumpOptions {
   stop?: boolean;

@@ -287,7 +287,7 @@ class IsolateInstance implements Instance {
   async dump(options: DumpOptions = {}): Promise<Uint8Array> {
     const op = options.rehearse === true ? ControlOp.REHEARSE_QUIESCE : options.stop === true ? ControlOp.QUIESCE : ControlOp.DUMP;
     const dumped = await this.#control(op, [], options.timeoutMs);
-    if (options.stop === true) this.#timers.clearAll();
+    if (op === ControlOp.QUIESCE) this.#timers.clearAll();
     return dumped;
   }
 

@@ -151,7 +151,8 @@ export class Mailbox {
     const t0 = performance.now();
     let delivery: Promise<unknown>;
     try {
-      delivery = job.deliver();
+      // A native promise passes as it is; anything else is adopted once, so that one job settles once.
+      delivery = Promise.resolve(job.deliver());
     } catch (err) {
       delivery = Promise.reject(err);
     }

@@ -82,8 +82,9 @@ const REHEARSAL_MAX_BYTES = 256 * 1024;
  * since it went live) cost 0.25 ms of a 2 ms blackout (bench/README.md). A
  * restore that throws, hangs or runs out of memory on the current state
  * fails the swap here, with nothing paused. `dump` and `restore` are pure
- * by contract and run for real; the `stop` and `start` hooks, timers and
- * storage have effects, and are left out.
+ * by contract and run for real; the `stop` and `start` hooks and clearing
+ * timers have effects, and are left out (write sets that ended handlers
+ * left queued are committed, as their turn would have).
  */
 export async function rehearse(slot: Slot, old: Instance, next: Instance, blame: Blame): Promise<Uint8Array | undefined> {
   if ((lastDumpBytes.get(slot) ?? 0) > REHEARSAL_MAX_BYTES) return undefined;

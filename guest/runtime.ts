@@ -462,9 +462,9 @@ function install(refs: HostRefs, info: InstallInfo): { deliverBatch: unknown; se
   // have put on Object.prototype.
   /**
    * One lifecycle op. `dry`: the path a swap's blackout takes, run before it
-   * as a rehearsal (V8 runs code it has not run lately far slower, and the
-   * blackout should not pay for that), with everything that has effects
-   * left out: the `stop` and `start` hooks, timers and storage.
+   * as a rehearsal (V8 compiles a function the first time it runs, and the
+   * blackout should not pay for that), with what has effects left out: the
+   * `stop` and `start` hooks, clearing timers, and dropping the storage cache.
    */
   async function control(op: ControlOp, bytes?: Uint8Array, fromStateVersion?: number, dry = false): Promise<unknown> {
     switch (op) {

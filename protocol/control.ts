@@ -43,8 +43,9 @@ export interface ControlOps {
   resume: { args: [dump: Uint8Array, fromStateVersion: number]; result: undefined };
   /**
    * `quiesce` as a rehearsal, before a blackout: the same path, with what has
-   * effects left out (the `stop` hook, timers, storage). Its dump is the
-   * state as it is now; the instance keeps serving.
+   * effects left out (the `stop` hook, clearing timers); write sets that
+   * handlers which ended left queued are committed, as their turn would
+   * have. Its dump is the state as it is now; the instance keeps serving.
    */
   "rehearse-quiesce": { args: []; result: Uint8Array };
   /** `resume` as a rehearsal on an instance not yet live: the state restored, `start` left out. */

@@ -116,6 +116,8 @@ describe("Mailbox", () => {
     let finish!: () => void;
     const running = box.push(() => new Promise<void>((resolve) => (finish = resolve)));
     const release = box.hold();
+    // Queued behind the hold: drained() waits for what runs, not for the queue to empty.
+    const queued = box.push(async () => "later");
     void box.drained().then(() => (drained = true));
     await tick(1);
     expect(drained).toBe(false);
@@ -123,6 +125,20 @@ describe("Mailbox", () => {
     await running;
     await tick(1);
     expect(drained).toBe(true);
+    expect(box.depth).toBe(1);
     release();
+    expect(await queued).toBe("later");
+  });
+
+  it("settles a message once when its delivery hands back a thenable that calls back twice, and drains after it", async () => {
+    const box = new Mailbox("svc", { concurrency: 1, bound: 100 });
+    const twice = { then: (resolve: (v: string) => void) => { resolve("first"); resolve("second"); } };
+    const first = box.push(() => twice as unknown as Promise<string>);
+    const next = box.push(async () => "next");
+    expect(await first).toBe("first");
+    expect(await next).toBe("next");
+    await box.drained();
+    expect(box.inFlight).toBe(0);
+    expect(box.depth).toBe(0);
   });
 });

@@ -8,7 +8,9 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { bundleRuntime, bundleService } from "../../core/bundle.ts";
 import { resolveConfig } from "../../core/config.ts";
-import type { BootSpec, Instance } from "../../core/instance.ts";
+import type { BootSpec, DumpOptions, Instance, RestoreOptions } from "../../core/instance.ts";
+import type { Slot } from "../../core/slot.ts";
+import { rehearse } from "../../core/swap-prepare.ts";
 import { bootIsolate } from "../../core/isolate-host.ts";
 import { decodeReply, encodeRequest } from "../../core/wire.ts";
 import { aloneBridge } from "../support/bridge.ts";
@@ -30,6 +32,28 @@ async function read(instance: Instance): Promise<Seen> {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("swap-prepare's rehearsal", () => {
+  it("asks the old instance for the quiesce path and the new one for the resume path, on the same dump", async () => {
+    const asked: string[] = [];
+    const draft = new Uint8Array([1, 2, 3]);
+    const old = {
+      meta: { stateVersion: 4 },
+      dump: async (options?: DumpOptions) => {
+        asked.push(`old.dump ${JSON.stringify(options)}`);
+        return draft;
+      },
+    } as unknown as Instance;
+    const next = {
+      restore: async (dump: Uint8Array, from: number, options?: RestoreOptions) => {
+        asked.push(`next.restore ${dump === draft} ${from} ${JSON.stringify(options)}`);
+      },
+    } as unknown as Instance;
+    const slot = {} as Slot;
+    expect(await rehearse(slot, old, next, (_phase, err) => err as never)).toBe(draft);
+    expect(asked).toEqual(['old.dump {"rehearse":true}', 'next.restore true 4 {"rehearse":true}']);
+  });
+});
 
 describe("the rehearsal of a swap's blackout steps", () => {
   it("quiesce as a rehearsal dumps the state as it is, runs no stop hook, and leaves the instance serving with its timers", async () => {

@@ -116,6 +116,8 @@ const LIFECYCLE: { op: LifecycleOp; hook: string; expected: string; run: (instan
   { op: "quiesce", hook: "dump", expected: CONTROL_FAILURE.dump, run: (i) => i.dump({ stop: true }) },
   { op: "resume", hook: "restore", expected: CONTROL_FAILURE.restore, run: (i, dump) => i.restore(dump, 1, { start: true }) },
   { op: "resume", hook: "start", expected: CONTROL_FAILURE.start, run: (i, dump) => i.restore(dump, 1, { start: true }) },
+  { op: "rehearse-quiesce", hook: "dump", expected: CONTROL_FAILURE.dump, run: (i) => i.dump({ rehearse: true }) },
+  { op: "rehearse-resume", hook: "restore", expected: CONTROL_FAILURE.restore, run: (i, dump) => i.restore(dump, 1, { rehearse: true }) },
 ];
 
 describe.each([
@@ -139,6 +141,15 @@ describe.each([
   it.each(LIFECYCLE)("$op with a failing $hook hook reaches the host as $expected", async ({ hook, expected, run }) => {
     await call(instance, "failNext", { op: hook });
     expect(await codeOf(run(instance, dump))).toBe(expected);
+  });
+
+  it("runs no stop or start hook in a rehearsal: one told to fail is still waiting for the real op", async () => {
+    await call(instance, "failNext", { op: "stop" });
+    await instance.dump({ rehearse: true });
+    expect(await codeOf(instance.stop())).toBe(CONTROL_FAILURE.stop);
+    await call(instance, "failNext", { op: "start" });
+    await instance.restore(dump, 1, { rehearse: true });
+    expect(await codeOf(instance.start())).toBe(CONTROL_FAILURE.start);
   });
 
   it("keeps a hook's own code for an op of one step", async () => {

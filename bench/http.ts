@@ -10,11 +10,14 @@
 //   workerd  Cloudflare's workerd (npm `workerd`), one worker doing the same,
 //            when its binary runs here (otherwise skipped, and the JSON says why).
 // Each target takes load at 8 and at 64 connections, each after a warm-up.
+// Beside req/s, the server's own CPU per answer (its whole process tree,
+// from /proc): what a request costs the machine, which the load generator's
+// share of the cores does not move the way it moves req/s.
 //
 //   npm run bench:http            (BENCH_QUICK=1 for a short run)
 
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -63,6 +66,8 @@ interface Server {
   countPath: string;
   /** The last lines the server printed, for when something failed. */
   output(): string[];
+  /** The process at the root of the server's process tree (molt's keeper and runtime run below it). */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -114,6 +119,45 @@ function tail(child: ChildProcess, max = 40): () => string[] {
   return () => [...lines];
 }
 
+/** Clock ticks per second of /proc's CPU times. */
+const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
+
+/**
+ * CPU time, in ms, of `root` and every process below it, as /proc has it
+ * now (user and system, all threads): what serving costs the machine,
+ * whatever the load generator's share of the cores leaves for req/s.
+ */
+function treeCpuMs(root: number): number {
+  const parents = new Map<number, number>();
+  const times = new Map<number, number>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue;
+    }
+    // The command name may hold spaces and parentheses: the fields start after the last ")".
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    parents.set(Number(entry), Number(fields[1]));
+    times.set(Number(entry), Number(fields[11]) + Number(fields[12]));
+  }
+  let ticks = 0;
+  const tree = new Set([root]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, parent] of parents) {
+      if (!tree.has(pid) && tree.has(parent)) {
+        tree.add(pid);
+        grew = true;
+      }
+    }
+  }
+  for (const pid of tree) ticks += times.get(pid) ?? 0;
+  return (ticks * 1000) / CLOCK_TICKS;
+}
+
 // ---------------------------------------------------------------------------
 // The targets.
 
@@ -124,7 +168,7 @@ async function startPlain(): Promise<Server> {
     child.once("message", (m: { port: number }) => resolve(m.port));
     child.once("exit", (code) => reject(new Error(`the plain server exited with ${code}: ${output().join("\n")}`)));
   });
-  return { origin: `http://127.0.0.1:${port}`, incrPath: "/counter/incr", countPath: "/counter", output, stop: () => stopChild(child) };
+  return { origin: `http://127.0.0.1:${port}`, incrPath: "/counter/incr", countPath: "/counter", output, pid: child.pid as number, stop: () => stopChild(child) };
 }
 
 /** A real runtime (`node bin/molt.js run`) with the example daemon's services, answering HTTP with `service`. */
@@ -158,6 +202,7 @@ async function startMolt(service: "gateway" | "counter"): Promise<Server> {
     incrPath: `${prefix}/incr`,
     countPath: prefix === "" ? "/" : prefix,
     output,
+    pid: child.pid as number,
     stop: async () => {
       await stopChild(child);
       rmSync(dataDir, { recursive: true, force: true });
@@ -197,7 +242,7 @@ async function startWorkerd(binary: string): Promise<Server> {
     }
     await sleep(50);
   }
-  return { origin, incrPath: "/counter/incr", countPath: "/counter", output, stop: () => stopChild(child) };
+  return { origin, incrPath: "/counter/incr", countPath: "/counter", output, pid: child.pid as number, stop: () => stopChild(child) };
 }
 
 /** A port nothing listens on now: workerd takes its address on the command line. */
@@ -273,6 +318,8 @@ interface Run {
   req_per_s: number;
   latency_ms: Summary;
   errors: number;
+  /** The server's CPU (its whole process tree, every thread) over the warm-up and the run, per 2xx answer. */
+  server_cpu_us_per_req: number;
 }
 
 async function main(): Promise<void> {
@@ -307,11 +354,13 @@ async function main(): Promise<void> {
       let answered = 0;
       for (const connections of CONNECTIONS) {
         console.log(`${target}: ${connections} connections, ${WARMUP_S} s warm-up + ${DURATION_S} s`);
+        const cpuBefore = treeCpuMs(server.pid);
         const r = await runLoad({ url: `${server.origin}${server.incrPath}`, connections, warmupS: WARMUP_S, durationS: DURATION_S });
+        const serverCpuUs = r.ok + r.warmupOk === 0 ? 0 : Math.round(((treeCpuMs(server.pid) - cpuBefore) * 1000 * 10) / (r.ok + r.warmupOk)) / 10;
         answered += r.ok + r.warmupOk;
         const errors = r.non2xx + r.socketErrors;
         generatorCpu.push(r.loadCpu);
-        runs.push({ target, connections, req_per_s: Math.round(r.ok / r.seconds), latency_ms: r.latency, errors });
+        runs.push({ target, connections, req_per_s: Math.round(r.ok / r.seconds), latency_ms: r.latency, errors, server_cpu_us_per_req: serverCpuUs });
         details.push({ target, connections, seconds: r.seconds, responses_2xx: r.ok, non_2xx: r.non2xx, socket_errors: r.socketErrors, timeouts: r.timeouts, status_codes: r.statusCodes, load_process_cpu_cores: r.loadCpu });
         if (errors > 0) failures.push(`${target} at ${connections} connections: ${r.non2xx} non-2xx (${JSON.stringify(r.statusCodes)}), ${r.socketErrors} socket errors (${r.timeouts} timeouts)`);
       }
@@ -337,10 +386,17 @@ async function main(): Promise<void> {
     const plain = at64("plain");
     return mine === undefined || plain === undefined || plain === 0 ? null : Math.round((mine / plain) * 10_000) / 10_000;
   };
+  /** How many times plain Node's CPU per answer the target spends, at 64 connections: the machine's cost of a request, steadier than req/s on shared cores. */
+  const cpuCost = (t: Target): number | null => {
+    const mine = runs.find((r) => r.target === t && r.connections === 64)?.server_cpu_us_per_req;
+    const plain = runs.find((r) => r.target === "plain" && r.connections === 64)?.server_cpu_us_per_req;
+    return mine === undefined || plain === undefined || plain === 0 ? null : Math.round((mine / plain) * 100) / 100;
+  };
   const cpu = /model name\s*:\s*(.*)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "unknown";
   const result = {
     runs,
     ratio_to_plain: { gateway: ratio("gateway"), direct: ratio("direct") },
+    cpu_per_request_to_plain: { gateway: cpuCost("gateway"), direct: cpuCost("direct"), workerd: cpuCost("workerd") },
     workerd: "skipped" in workerd ? { skipped: workerd.skipped } : { version: workerd.version, ratio_to_plain: ratio("workerd") },
     date: new Date().toISOString(),
     node: process.version,
@@ -359,14 +415,18 @@ async function main(): Promise<void> {
       "Every request is POST with an empty body. plain and workerd route POST /counter/incr; gateway is molt's example daemon (molt.config.ts through bench/http.config.ts) routing POST /counter/incr to the counter's POST /incr; direct is the same runtime with http.service: \"counter\", so the counter's own route, POST /incr.",
       "The load generator is one autocannon process (one thread), and it shares this machine's cores with the server under test: where details[].load_process_cpu_cores is near 1, the generator rather than the target set the pace, and that target's req/s (plain Node's above all, and so every ratio's denominator) is a floor.",
       "Compare figures only within one run: the machine may be shared (see load_average).",
+      "server_cpu_us_per_req is the CPU time of the server's whole process tree (every thread: for molt the keeper, the runtime's main thread, its isolates' threads and V8's) from /proc, over the warm-up and the run, divided by the 2xx answers in both; cpu_per_request_to_plain divides it by plain Node's at 64 connections.",
     ],
   };
 
   printTable(
-    ["target", "conns", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "load gen CPU"],
-    runs.map((r, i) => [r.target, r.connections, r.req_per_s, r.latency_ms.p50, r.latency_ms.p99, r.latency_ms.max, r.errors, generatorCpu[i] ?? "-"]),
+    ["target", "conns", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "server CPU/req", "load gen CPU"],
+    runs.map((r, i) => [r.target, r.connections, r.req_per_s, r.latency_ms.p50, r.latency_ms.p99, r.latency_ms.max, r.errors, `${r.server_cpu_us_per_req} µs`, generatorCpu[i] ?? "-"]),
   );
   console.log(`ratio to plain Node at 64 connections: gateway ${result.ratio_to_plain.gateway}, direct ${result.ratio_to_plain.direct}${"version" in workerd ? `, workerd ${ratio("workerd")}` : ""}`);
+  console.log(
+    `CPU per request, times plain Node's, at 64 connections: gateway ${result.cpu_per_request_to_plain.gateway}, direct ${result.cpu_per_request_to_plain.direct}${"version" in workerd ? `, workerd ${result.cpu_per_request_to_plain.workerd}` : ""}`,
+  );
   for (const f of failures) console.log(`FAILED: ${f}`);
 
   mkdirSync(join(ROOT, "bench/results"), { recursive: true });

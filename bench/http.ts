@@ -17,12 +17,13 @@
 //   npm run bench:http            (BENCH_QUICK=1 for a short run)
 
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { treeCpuMs } from "./lib/molt-process.ts";
 import { printTable, summarize, type Summary } from "./lib/stats.ts";
 import { barChart } from "./lib/svg.ts";
 
@@ -117,45 +118,6 @@ function tail(child: ChildProcess, max = 40): () => string[] {
   child.stdout?.on("data", take);
   child.stderr?.on("data", take);
   return () => [...lines];
-}
-
-/** Clock ticks per second of /proc's CPU times. */
-const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
-
-/**
- * CPU time, in ms, of `root` and every process below it, as /proc has it
- * now (user and system, all threads): what serving costs the machine,
- * whatever the load generator's share of the cores leaves for req/s.
- */
-function treeCpuMs(root: number): number {
-  const parents = new Map<number, number>();
-  const times = new Map<number, number>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-    } catch {
-      continue;
-    }
-    // The command name may hold spaces and parentheses: the fields start after the last ")".
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    parents.set(Number(entry), Number(fields[1]));
-    times.set(Number(entry), Number(fields[11]) + Number(fields[12]));
-  }
-  let ticks = 0;
-  const tree = new Set([root]);
-  for (let grew = true; grew; ) {
-    grew = false;
-    for (const [pid, parent] of parents) {
-      if (!tree.has(pid) && tree.has(parent)) {
-        tree.add(pid);
-        grew = true;
-      }
-    }
-  }
-  for (const pid of tree) ticks += times.get(pid) ?? 0;
-  return (ticks * 1000) / CLOCK_TICKS;
 }
 
 // ---------------------------------------------------------------------------

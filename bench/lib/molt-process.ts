@@ -5,7 +5,7 @@
 // process table from /proc, so a benchmark can find the runtime's pid, kill
 // one process or the whole tree.
 
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
@@ -113,6 +113,16 @@ export function descendants(pid: number): number[] {
   return found;
 }
 
+/** Clock ticks per second of /proc's CPU times. */
+const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
+
+/** CPU time, in ms, that `pid` and every process below it have used so far (user and system, all threads). */
+export function treeCpuMs(pid: number): number {
+  let ticks = 0;
+  for (const each of [pid, ...descendants(pid)]) ticks += readStat(each)?.ticks ?? 0;
+  return (ticks * 1000) / CLOCK_TICKS;
+}
+
 /** True while the process exists and is not a zombie. */
 export function running(pid: number): boolean {
   const stat = readStat(pid);
@@ -142,7 +152,7 @@ function processTable(): Map<number, number[]> {
   return parents;
 }
 
-function readStat(pid: number): { ppid: number; state: string } | undefined {
+function readStat(pid: number): { ppid: number; state: string; ticks: number } | undefined {
   let text: string;
   try {
     text = readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -151,7 +161,7 @@ function readStat(pid: number): { ppid: number; state: string } | undefined {
   }
   // The command name (field 2) may hold spaces and parentheses: the fields after it start past the last ')'.
   const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  return { state: fields[0] ?? "", ppid: Number(fields[1]) };
+  return { state: fields[0] ?? "", ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) };
 }
 
 function signal(pid: number, name: NodeJS.Signals): void {

@@ -6,8 +6,8 @@
 import { describe, expect, it } from "vitest";
 import { advisoryStatus, concernedServices, formatAdvisoryStatus } from "../../fleet/advisory-status.ts";
 import { addToAdvisory, checkAdvisoryId, checkSeverity, checkVersion, fixesAdvisory, revokeInAdvisory } from "../../fleet/advisory.ts";
-import type { SeenNode } from "../../fleet/nodes.ts";
 import type { AdvisoryRecord, NodeService } from "../../fleet/protocol.ts";
+import { seenNode } from "../support/seen-node.ts";
 
 const V1 = "1".repeat(64);
 const V2 = "2".repeat(64);
@@ -20,23 +20,7 @@ function service(name: string, version: string | null, fixes: string[] | null = 
   return { name, state: "running", version, semver: version === null ? null : `${version[0]}.0.0`, stateVersion: 1, fixes, chain: [] };
 }
 
-function node(name: string, services: NodeService[], live = true): SeenNode {
-  return {
-    node: name,
-    instance: name,
-    dataDir: "/d",
-    pid: 1,
-    host: "h",
-    startedAt: "",
-    heartbeatAt: "",
-    heartbeatMs: 1000,
-    services,
-    lastError: null,
-    stoppedAt: null,
-    ageMs: live ? 10 : 60_000,
-    live,
-  };
-}
+const node = seenNode;
 
 const advisory = (fields: Partial<AdvisoryRecord> = {}): AdvisoryRecord => ({
   id: ID,

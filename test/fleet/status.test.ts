@@ -5,27 +5,14 @@ import { describe, expect, it } from "vitest";
 import type { DesiredRecord, RolloutRecord } from "../../fleet/protocol.ts";
 import type { SeenNode } from "../../fleet/nodes.ts";
 import { formatService, serviceView, type FleetStatus } from "../../fleet/status.ts";
+import { seenNode } from "../support/seen-node.ts";
 
 const V1 = "1".repeat(64);
 const V2 = "2".repeat(64);
 const V3 = "3".repeat(64);
 
 function node(name: string, version: string | null, live = true): SeenNode {
-  return {
-    node: name,
-    instance: name,
-    dataDir: "/d",
-    pid: 1,
-    host: "h",
-    startedAt: "",
-    heartbeatAt: "",
-    heartbeatMs: 1000,
-    services: [{ name: "counter", state: "running", version, semver: version === null ? null : `${version[0]}.0.0`, stateVersion: 1, chain: [] }],
-    lastError: null,
-    stoppedAt: null,
-    ageMs: live ? 10 : 60_000,
-    live,
-  };
+  return seenNode(name, [{ name: "counter", state: "running", version, semver: version === null ? null : `${version[0]}.0.0`, stateVersion: 1, chain: [] }], live);
 }
 
 function rolloutOf(id: string, version: string, from: string[], outcome: RolloutRecord["outcome"]): RolloutRecord {

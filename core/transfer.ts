@@ -121,7 +121,6 @@ async function giveBack(plan: TransferPlan, error: MoltError, stopped: boolean, 
   }
 }
 
-/** Waits for in-flight messages, including their outgoing calls, within the drain deadline (past it: `code`). */
 /**
  * Runs `step` between two of the service's messages: its mailbox held and
  * drained, so no handler is halfway through (awaiting) while `step` looks at
@@ -138,6 +137,7 @@ export async function betweenMessages<T>(slot: Slot, timeoutMs: number, code: st
   }
 }
 
+/** Waits for in-flight messages, including their outgoing calls, within the drain deadline (past it: `code`). */
 export async function drain(slot: Slot, timeoutMs: number, code: string = ErrorCode.SWAP_DRAIN_TIMEOUT): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {

@@ -87,7 +87,8 @@ describe("molt dev", () => {
     // An import of the entry changes: the service is swapped, the count survives.
     writeFileSync(label, `export const LABEL = "two";\n`);
     await until(dev.url, { label: "two", count: 3 }, dev);
-    expect(dev.stdout()).toMatch(/molt dev: counter committed .* blackout \d/);
+    // The new version answers from its cutover; the line is printed once the swap has committed, a moment later.
+    await vi.waitFor(() => expect(dev.stdout()).toMatch(/molt dev: counter committed .* blackout \d/), { timeout: 15_000, interval: 100 });
 
     // The entry stops compiling: reported, and the running version keeps answering.
     const good = readFileSync(entry, "utf8");

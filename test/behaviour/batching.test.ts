@@ -347,7 +347,8 @@ describe("batched crossings keep probation's error count", () => {
   beforeAll(async () => {
     t = await startKernel({
       services: { p36: { entry: COUNTER }, p37: { entry: COUNTER } },
-      swap: { probationMs: 2000, probationMaxErrors: 36 },
+      // Room for a loaded machine to see the new version and fail 37 checks inside the window.
+      swap: { probationMs: 4000, probationMaxErrors: 36 },
     });
   });
   afterAll(() => t.kernel.stop());

@@ -123,5 +123,5 @@ describe("molt run and an entry changed on disk", () => {
     await vi.waitFor(() => expect(edited.stderr()).toMatch(/warning: counter .*molt swap counter .*i20b-counter\.ts.*molt dev/), { timeout: 15_000, interval: 50 });
     // By design it still runs what it ran: the edit is deployed only by a swap.
     expect(await read(edited.url)).toEqual({ label: "one", count: 1 });
-  });
+  }, 90_000);
 });

@@ -53,9 +53,11 @@ describe("kill -9 under load", () => {
     const status = JSON.parse((await runCli(["status", "--json", "--config", configPath])).stdout) as { services: { name: string; semver: string }[] };
     expect(status.services.find((s) => s.name === "counter")?.semver).toBe("2.0.0");
     const count = Number(await (await fetch(`${second.url}/counter`)).text());
-    // Snapshots every 100 ms: some of the last increments may be lost, none invented.
+    // Snapshots every 100 ms: some of the last increments may be lost, none invented. An
+    // increment counted and snapshotted whose answer the kill stopped on its way is not
+    // acknowledged: at most one a client.
     expect(count).toBeGreaterThan(0);
-    expect(count).toBeLessThanOrEqual(ok);
+    expect(count).toBeLessThanOrEqual(ok + 4);
     console.log(`after kill -9: count ${count} of ${ok} acknowledged increments`);
     const historyAfter = JSON.parse((await runCli(["history", "counter", "--json", "--config", configPath])).stdout) as { records: { version: string }[] };
     expect(historyAfter.records.map((r) => r.version).slice(0, historyBefore.records.length)).toEqual(historyBefore.records.map((r) => r.version));

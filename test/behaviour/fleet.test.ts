@@ -198,7 +198,7 @@ describe("the fleet", () => {
     expect(await counterVersions()).toEqual({ a: v1, b: v1, c: v1 });
     // Nothing was settled: no runtime converges to the broken release later.
     expect((await fleetStatus()).desired.counter).toBeUndefined();
-  });
+  }, 90_000);
 
   it("rolls v1 → v2 across three runtimes under load with zero failed requests, and status shows all on v2", async () => {
     const loads = loadEverywhere();

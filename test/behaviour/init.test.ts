@@ -47,7 +47,7 @@ describe("molt init", () => {
     const back = await runCli(["rollback", "hello"], { cwd: dir });
     expect(back.code).toBe(0);
     expect(await text(`${rt.url}/count`)).toBe("2\n");
-  });
+  }, 90_000);
 
   it("refuses with ERR_EXISTS, writing nothing, when a file it would write exists", async () => {
     const dir = mkdtempSync(join(tmpdir(), "molt-i20b-init-"));

@@ -229,7 +229,7 @@ describe("a counter swapped 50 times under load", () => {
     expect((await adminSwap(r, "counter", join(MINE, "counter-relay.ts"))).outcome).toBe("committed");
     const before = await counterValue(r);
 
-    const pending = fetch(`${r.rt.url}/counter/relay?ms=400`, { method: "POST" }).then(async (res) => ({ status: res.status, body: await res.text() }));
+    const pending = fetch(`${r.rt.url}/counter/relay?ms=1000`, { method: "POST" }).then(async (res) => ({ status: res.status, body: await res.text() }));
     // Wait until the counter is inside that request, awaiting the probe.
     await vi.waitFor(
       async () => {
@@ -248,7 +248,7 @@ describe("a counter swapped 50 times under load", () => {
     expect(await counterValue(r)).toBe(before + 1);
     const counter = (await adminStatus(r)).find((s) => s.name === "counter");
     expect(counter).toMatchObject({ semver: "2.0.0", stateVersion: 2 });
-    console.log(`[relay] swap began during a 400 ms outgoing call: blackout ${report.blackoutMs} ms, phases ${JSON.stringify(report.phases)}`);
+    console.log(`[relay] swap began during a 1000 ms outgoing call: blackout ${report.blackoutMs} ms, phases ${JSON.stringify(report.phases)}`);
   }, 60_000);
 });
 

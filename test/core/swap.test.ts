@@ -210,7 +210,8 @@ describe("failures of the running version", () => {
 describe("probation", () => {
   const kernel = kernelPerTest({
     services: { counter: { entry: v("counter-v2"), bindings: { slow: "slow" } }, slow: { entry: "./probe.ts" } },
-    swap: { probationMs: 400, probationMaxErrors: 2 },
+    // Long enough for a loaded machine to fail three calls, or take a snapshot, inside it; a failed probation ends early.
+    swap: { probationMs: 3000, probationMaxErrors: 2 },
   });
 
   /** Swaps to a version whose handlers fail, and fails three calls once it serves. */

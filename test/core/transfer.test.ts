@@ -222,7 +222,7 @@ describe("the transfer", () => {
     try {
       await t.kernel.call("c", "incr", 5);
       const swapping = t.kernel.swap("c", join(FIXTURES, "swap/crashy-v2.ts"));
-      await vi.waitFor(() => expect(t.kernel.status()[0]?.semver).toBe("1.1.0-crashy"));
+      await vi.waitFor(() => expect(t.kernel.status()[0]?.semver).toBe("1.1.0-crashy"), { timeout: 10_000, interval: 20 });
       await t.kernel.call("c", "incr", 1);
       await expect(t.kernel.call("c", "hog")).rejects.toMatchObject({ code: "ERR_OOM" });
       const report = await swapping;

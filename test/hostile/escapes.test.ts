@@ -33,7 +33,8 @@ describe("hostile services: escape attempts", () => {
         witness: { entry: "./hostile/witness.ts" },
         healthy: { entry: "./probe.ts" },
       },
-      swap: { probationMs: 600, probationMaxErrors: 1 },
+      // Both swaps here fail their probation, which then ends early: a long window costs nothing, and a loaded machine needs it.
+      swap: { probationMs: 5000, probationMaxErrors: 1 },
     });
   });
   afterAll(() => t.kernel.stop());

@@ -268,7 +268,7 @@ describe("the fleet", () => {
 
   it("a rollout goes on when the NATS server restarts in the middle of it", async () => {
     const loads = loadEverywhere();
-    const rollout = startRollout(["counter", V2, "--batch", "2", "--pause", "4000"]);
+    const rollout = startRollout(["counter", V2, "--batch", "2", "--pause", "6000"]);
     await rollout.seen(/canary\s+a\s+committed/);
     // Killed and started again during the pause after the canary.
     await nats.kill();

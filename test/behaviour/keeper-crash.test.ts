@@ -24,24 +24,23 @@ async function runtimePid(k: RunningKeeper): Promise<number> {
   return (JSON.parse(out.stdout) as { kernel: { pid: number } }).kernel.pid;
 }
 
-/** The keeper's own log lines (stderr, pino's shape), parsed. */
-function keeperLog(k: RunningKeeper): Record<string, unknown>[] {
+/** Every log line on the launcher's stderr (pino's shape), parsed: the keeper's and its runtime's. */
+function logLines(k: RunningKeeper): Record<string, unknown>[] {
   return k
     .stderr()
     .split("\n")
     .filter((l) => l.startsWith("{"))
-    .map((l) => JSON.parse(l) as Record<string, unknown>)
-    .filter((l) => l.component === "keeper");
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
-/** The runtime's own log lines (the launcher's stderr, pino's shape), parsed. */
+/** The keeper's own log lines. */
+function keeperLog(k: RunningKeeper): Record<string, unknown>[] {
+  return logLines(k).filter((l) => l.component === "keeper");
+}
+
+/** The runtime's own log lines. */
 function runtimeLog(k: RunningKeeper): Record<string, unknown>[] {
-  return k
-    .stderr()
-    .split("\n")
-    .filter((l) => l.startsWith("{"))
-    .map((l) => JSON.parse(l) as Record<string, unknown>)
-    .filter((l) => l.component !== "keeper");
+  return logLines(k).filter((l) => l.component !== "keeper");
 }
 
 /**

@@ -45,7 +45,7 @@ describe("a handler that throws", () => {
       const [line] = logLines(rt, "handler failed");
       expect(line).toBeDefined();
       return line as Record<string, unknown>;
-    });
+    }, { timeout: 10_000, interval: 50 });
     expect(failure).toMatchObject({ level: 50, service: "answers", version: "1.2.3", method: "fetch", code: "ERR_HANDLER", versionId: expect.stringMatching(/^[0-9a-f]{12}$/) });
     // The stack as the service's isolate saw it: the error, then frames in the service's bundle.
     expect(failure.stack).toEqual(expect.stringContaining("kaboom"));

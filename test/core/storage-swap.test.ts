@@ -282,7 +282,7 @@ describe("a service in a cell (isolation: process)", () => {
     store.hold = new Promise<void>((resolve) => (release = resolve));
     let answered = false;
     const reply = first.kernel.call("celled", "put", { key: "item/two", value: { name: "two", qty: 2 } }).finally(() => (answered = true));
-    await vi.waitFor(() => expect(store.heldAsks).toBeGreaterThan(0));
+    await vi.waitFor(() => expect(store.heldAsks).toBeGreaterThan(0), { timeout: 10_000, interval: 20 });
     expect(store.raw().has("item/two")).toBe(true);
     expect(answered).toBe(false);
     release();

@@ -150,7 +150,7 @@ describe("a call in flight when a swap begins", () => {
     await t.kernel.call("counter", "incr", 2);
     const pending = t.kernel.call("counter", "relayIncr", 0);
     // Once the latch holds the relay, the old instance is awaiting it: the call is in flight.
-    await vi.waitFor(async () => expect(await t.kernel.call("slow", "held")).toEqual(["relay"]));
+    await vi.waitFor(async () => expect(await t.kernel.call("slow", "held")).toEqual(["relay"]), { timeout: 10_000, interval: 20 });
     // Released only once the swap is past its prepare phase, so the call is still in flight when the mailbox is held.
     let released: Promise<unknown> | undefined;
     const report = await t.kernel.swap("counter", entry(t, "counter-v3"), {
@@ -184,7 +184,7 @@ describe("failures of the running version", () => {
   it("rolls back with ERR_SWAP_DRAIN_TIMEOUT when in-flight work outlasts the drain deadline, and that work completes", async () => {
     await t.kernel.call("counter", "incr", 2);
     const pending = t.kernel.call("counter", "relayIncr", 0);
-    await vi.waitFor(async () => expect(await t.kernel.call("slow", "held")).toEqual(["relay"]));
+    await vi.waitFor(async () => expect(await t.kernel.call("slow", "held")).toEqual(["relay"]), { timeout: 10_000, interval: 20 });
     const report = await t.kernel.swap("counter", entry(t, "counter-v2"));
     expect(report.outcome).toBe("rolled-back");
     expect(report.error).toMatchObject({ code: "ERR_SWAP_DRAIN_TIMEOUT", phase: "quiesce" });

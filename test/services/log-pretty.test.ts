@@ -27,7 +27,7 @@ describe("log lines are pino's shape", () => {
       const line = t.out.find((l) => l.includes("hello pretty"));
       expect(line).toBeDefined();
       return line as string;
-    });
+    }, { timeout: 10_000, interval: 50 });
     expect(pretty(serviceLine)).toMatch(/INFO.*hello pretty/);
 
     const lines: string[] = [];

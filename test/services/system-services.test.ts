@@ -94,7 +94,7 @@ describe("system services", () => {
       await vi.waitFor(async () => {
         const { written, dropped } = await stats();
         expect(written + dropped).toBeGreaterThanOrEqual(2);
-      });
+      }, { timeout: 10_000, interval: 50 });
       const lines = t.out.filter((l) => l.includes('"service":"chatty"')).map((l) => JSON.parse(l) as Record<string, unknown>);
       // console.log is "info", below "warn": dropped; console.error passes.
       expect(lines).toHaveLength(1);

@@ -13,6 +13,7 @@
 
 import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { dumpOp, restoreOp } from "../protocol/control.ts";
 import type { DeliveryKind } from "../protocol/wire.ts";
 import {
   CELL_PROTOCOL,
@@ -98,13 +99,12 @@ class CellInstance implements Instance {
   // either as a rehearsal is `rehearse-resume` or `rehearse-quiesce`.
   async restore(dump: Uint8Array, fromStateVersion: number, options: RestoreOptions = {}): Promise<void> {
     const timeoutMs = options.timeoutMs ?? null;
-    const op = options.rehearse === true ? "rehearse-resume" : options.start === true ? "resume" : "restore";
-    await this.op(op, [dump, fromStateVersion, timeoutMs], timeoutMs);
+    await this.op(restoreOp(options), [dump, fromStateVersion, timeoutMs], timeoutMs);
   }
 
   dump(options: DumpOptions = {}): Promise<Uint8Array> {
     const timeoutMs = options.timeoutMs ?? null;
-    return this.op(options.rehearse === true ? "rehearse-quiesce" : options.stop === true ? "quiesce" : "dump", [timeoutMs], timeoutMs);
+    return this.op(dumpOp(options), [timeoutMs], timeoutMs);
   }
 
   deliver(kind: DeliveryKind, request: Uint8Array): Promise<Uint8Array | undefined> {

@@ -4,7 +4,7 @@
 
 import { randomBytes } from "node:crypto";
 import ivm from "isolated-vm";
-import { ControlOp, type ControlArgs, type ControlResult } from "../protocol/control.ts";
+import { ControlOp, dumpOp, restoreOp, type ControlArgs, type ControlResult } from "../protocol/control.ts";
 import type { DeliveryKind } from "../protocol/wire.ts";
 import { shortId } from "./bundle.ts";
 import { ErrorCode, MoltError } from "./errors.ts";
@@ -271,8 +271,7 @@ class IsolateInstance implements Instance {
   }
 
   async restore(dump: Uint8Array, fromStateVersion: number, options: RestoreOptions = {}): Promise<void> {
-    const op = options.rehearse === true ? ControlOp.REHEARSE_RESUME : options.start === true ? ControlOp.RESUME : ControlOp.RESTORE;
-    await this.#control(op, [own(dump), fromStateVersion], options.timeoutMs);
+    await this.#control(restoreOp(options), [own(dump), fromStateVersion], options.timeoutMs);
   }
 
   async start(): Promise<void> {
@@ -285,7 +284,7 @@ class IsolateInstance implements Instance {
   }
 
   async dump(options: DumpOptions = {}): Promise<Uint8Array> {
-    const op = options.rehearse === true ? ControlOp.REHEARSE_QUIESCE : options.stop === true ? ControlOp.QUIESCE : ControlOp.DUMP;
+    const op = dumpOp(options);
     const dumped = await this.#control(op, [], options.timeoutMs);
     if (op === ControlOp.QUIESCE) this.#timers.clearAll();
     return dumped;

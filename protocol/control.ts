@@ -70,6 +70,16 @@ export const ControlOp = {
   REHEARSE_RESUME: "rehearse-resume",
 } as const satisfies Record<string, ControlOp>;
 
+/** The op a dump runs as: a rehearsal of a swap's old side, the swap's own step (`stop` first), or a plain dump. */
+export function dumpOp(options: { stop?: boolean; rehearse?: boolean }): "rehearse-quiesce" | "quiesce" | "dump" {
+  return options.rehearse === true ? ControlOp.REHEARSE_QUIESCE : options.stop === true ? ControlOp.QUIESCE : ControlOp.DUMP;
+}
+
+/** The op a restore runs as: a rehearsal of a swap's new side, the swap's own step (`start` too), or a plain restore. */
+export function restoreOp(options: { start?: boolean; rehearse?: boolean }): "rehearse-resume" | "resume" | "restore" {
+  return options.rehearse === true ? ControlOp.REHEARSE_RESUME : options.start === true ? ControlOp.RESUME : ControlOp.RESTORE;
+}
+
 /**
  * The code of an op whose hook threw a plain Error; a hook's own code is
  * kept. Inside `quiesce` and `resume` each step's failure carries its own

@@ -33,6 +33,26 @@ async function read(instance: Instance): Promise<Seen> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** An instance booted, initialised, started and holding `value`: live, as the old side of a swap is. */
+async function serving(value: number): Promise<Instance> {
+  const instance = await boot();
+  await instance.init();
+  await instance.start();
+  await instance.deliver("call", encodeRequest("set", value));
+  return instance;
+}
+
+/** What a fresh instance restored from `dump` (and never started) reads; the instance goes with it. */
+async function restoredFrom(dump: Uint8Array): Promise<Seen> {
+  const instance = await boot();
+  try {
+    await instance.restore(dump, 1);
+    return await read(instance);
+  } finally {
+    instance.dispose();
+  }
+}
+
 describe("swap-prepare's rehearsal", () => {
   it("asks the old instance for the quiesce path and the new one for the resume path, on the same dump", async () => {
     const asked: string[] = [];
@@ -57,11 +77,8 @@ describe("swap-prepare's rehearsal", () => {
 
 describe("the rehearsal of a swap's blackout steps", () => {
   it("quiesce as a rehearsal dumps the state as it is, runs no stop hook, and leaves the instance serving with its timers", async () => {
-    const old = await boot();
+    const old = await serving(7);
     try {
-      await old.init();
-      await old.start();
-      await old.deliver("call", encodeRequest("set", 7));
       const rehearsed = await old.dump({ rehearse: true });
       const before = await read(old);
       expect(before).toMatchObject({ value: 7, stops: 0, starts: 1 });
@@ -71,34 +88,18 @@ describe("the rehearsal of a swap's blackout steps", () => {
       expect(after.ticks).toBeGreaterThan(before.ticks);
       expect(after.stops).toBe(0);
       // The rehearsal's dump is the state the real one hands over.
-      const fresh = await boot();
-      try {
-        await fresh.restore(rehearsed, 1);
-        expect(await read(fresh)).toMatchObject({ value: 7, stops: 0, starts: 1 });
-      } finally {
-        fresh.dispose();
-      }
+      expect(await restoredFrom(rehearsed)).toMatchObject({ value: 7, stops: 0, starts: 1 });
       // The real quiesce runs the hook, once.
-      const real = await old.dump({ stop: true });
-      const next = await boot();
-      try {
-        await next.restore(real, 1);
-        expect(await read(next)).toMatchObject({ value: 7, stops: 1, starts: 1 });
-      } finally {
-        next.dispose();
-      }
+      expect(await restoredFrom(await old.dump({ stop: true }))).toMatchObject({ value: 7, stops: 1, starts: 1 });
     } finally {
       old.dispose();
     }
   });
 
   it("resume as a rehearsal restores the state and runs no start hook and arms no timer; the real resume runs it once", async () => {
-    const old = await boot();
+    const old = await serving(3);
     const next = await boot();
     try {
-      await old.init();
-      await old.start();
-      await old.deliver("call", encodeRequest("set", 3));
       const draft = await old.dump({ rehearse: true });
       await next.restore(draft, 1, { rehearse: true });
       const rehearsed = await read(next);
